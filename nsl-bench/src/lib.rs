@@ -1,0 +1,1 @@
+//! Benchmarks for nsl (work in progress).

@@ -1,0 +1,1 @@
+//! Networks of the NSL paper (work in progress).
