@@ -192,15 +192,7 @@ pub trait Backend: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// Overwrites `dx`.
     fn col2im(&self, g: &Window, dcols: &Self::Buf, dx: &mut Self::Buf);
     /// DNS patch transform: `out[r,t,c] = m[r,t] · cols[r,t,c]` (`cols` is `rows×taps×c`, `m` is `rows×taps`).
-    fn patch_scale(
-        &self,
-        rows: usize,
-        taps: usize,
-        c: usize,
-        cols: &Self::Buf,
-        m: &Self::Buf,
-        out: &mut Self::Buf,
-    );
+    fn patch_scale(&self, rows: usize, taps: usize, c: usize, cols: &Self::Buf, m: &Self::Buf, out: &mut Self::Buf);
     /// Backward of [`Backend::patch_scale`]: `dcols[r,t,c] = m[r,t]·dout[r,t,c]`,
     /// `dm[r,t] = Σ_c cols[r,t,c]·dout[r,t,c]`. Overwrites both.
     #[allow(clippy::too_many_arguments)]
@@ -216,15 +208,7 @@ pub trait Backend: Clone + Send + Sync + std::fmt::Debug + 'static {
         dm: &mut Self::Buf,
     );
     /// UNS patch transform: `out[r,a,c] = Σ_q M[r,a,q] · cols[r,q,c]` (`M` is `rows×taps×taps`).
-    fn patch_matmul(
-        &self,
-        rows: usize,
-        taps: usize,
-        c: usize,
-        cols: &Self::Buf,
-        m: &Self::Buf,
-        out: &mut Self::Buf,
-    );
+    fn patch_matmul(&self, rows: usize, taps: usize, c: usize, cols: &Self::Buf, m: &Self::Buf, out: &mut Self::Buf);
     /// Backward of [`Backend::patch_matmul`]: `dcols[r,q,c] = Σ_a M[r,a,q]·dout[r,a,c]`,
     /// `dM[r,a,q] = Σ_c dout[r,a,c]·cols[r,q,c]`. Overwrites both.
     #[allow(clippy::too_many_arguments)]
@@ -243,14 +227,7 @@ pub trait Backend: Clone + Send + Sync + std::fmt::Debug + 'static {
     fn window_norm(&self, g: &Window, x: &Self::Buf, eps: f32, n: &mut Self::Buf);
     /// Backward of [`Backend::window_norm`]: `dx[i] += Σ_{r reading i} dn[r] · x[i] / n[r]`.
     /// **Accumulates** into `dx`.
-    fn window_norm_backward(
-        &self,
-        g: &Window,
-        x: &Self::Buf,
-        n: &Self::Buf,
-        dn: &Self::Buf,
-        dx: &mut Self::Buf,
-    );
+    fn window_norm_backward(&self, g: &Window, x: &Self::Buf, n: &Self::Buf, dn: &Self::Buf, dx: &mut Self::Buf);
 
     // ---- normalisation, activations, pooling --------------------------------------------
     /// Training batch norm: per channel `μ`, biased `σ²` over rows;
@@ -302,45 +279,18 @@ pub trait Backend: Clone + Send + Sync + std::fmt::Debug + 'static {
     fn max_pool(&self, g: &Window, x: &Self::Buf, y: &mut Self::Buf);
     /// Backward of [`Backend::max_pool`]: each `dy` goes to the first (row-major) input in its
     /// window equal to the max. Overwrites `dx`.
-    fn max_pool_backward(
-        &self,
-        g: &Window,
-        x: &Self::Buf,
-        y: &Self::Buf,
-        dy: &Self::Buf,
-        dx: &mut Self::Buf,
-    );
+    fn max_pool_backward(&self, g: &Window, x: &Self::Buf, y: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf);
     /// Row softmax of a `rows×cols` matrix: `y[r,c] = exp(x[r,c] − max_r) / Σ exp(x[r,·] − max_r)`.
     fn softmax_rows(&self, x: &Self::Buf, rows: usize, cols: usize, y: &mut Self::Buf);
     /// Backward of [`Backend::softmax_rows`]: `dx[r,c] = y[r,c]·(dy[r,c] − Σ_j dy[r,j]·y[r,j])`.
-    fn softmax_rows_backward(
-        &self,
-        y: &Self::Buf,
-        dy: &Self::Buf,
-        rows: usize,
-        cols: usize,
-        dx: &mut Self::Buf,
-    );
+    fn softmax_rows_backward(&self, y: &Self::Buf, dy: &Self::Buf, rows: usize, cols: usize, dx: &mut Self::Buf);
     /// Smoothed cross-entropy, see [`CrossEntropy`]. `labels` holds class indices as `f32`.
     /// Returns the mean loss and writes `dlogits = ∂L/∂logits`.
-    fn cross_entropy(
-        &self,
-        d: &CrossEntropy,
-        logits: &Self::Buf,
-        labels: &Self::Buf,
-        dlogits: &mut Self::Buf,
-    ) -> f32;
+    fn cross_entropy(&self, d: &CrossEntropy, logits: &Self::Buf, labels: &Self::Buf, dlogits: &mut Self::Buf) -> f32;
 
     // ---- optimisers ----------------------------------------------------------------------
     /// One SGD-momentum update in place, see [`SgdStep`].
     fn sgd_step(&self, s: &SgdStep, w: &mut Self::Buf, g: &Self::Buf, v: &mut Self::Buf);
     /// One Adam update in place, see [`AdamStep`].
-    fn adam_step(
-        &self,
-        s: &AdamStep,
-        w: &mut Self::Buf,
-        g: &Self::Buf,
-        m: &mut Self::Buf,
-        v: &mut Self::Buf,
-    );
+    fn adam_step(&self, s: &AdamStep, w: &mut Self::Buf, g: &Self::Buf, m: &mut Self::Buf, v: &mut Self::Buf);
 }

@@ -33,26 +33,12 @@ impl Window {
         let wo = w.div_ceil(stride);
         let pad_h = ((ho - 1) * stride + k).saturating_sub(h);
         let pad_w = ((wo - 1) * stride + k).saturating_sub(w);
-        Window {
-            batch,
-            h,
-            w,
-            c,
-            k,
-            stride,
-            pad_top: pad_h / 2,
-            pad_left: pad_w / 2,
-            ho,
-            wo,
-        }
+        Window { batch, h, w, c, k, stride, pad_top: pad_h / 2, pad_left: pad_w / 2, ho, wo }
     }
 
     /// TF `VALID` padding: no padding, `ho = (h - k) / stride + 1`.
     pub fn valid(batch: usize, h: usize, w: usize, c: usize, k: usize, stride: usize) -> Self {
-        assert!(
-            h >= k && w >= k,
-            "VALID window {k}x{k} larger than the {h}x{w} map"
-        );
+        assert!(h >= k && w >= k, "VALID window {k}x{k} larger than the {h}x{w} map");
         Window {
             batch,
             h,

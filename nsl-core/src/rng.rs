@@ -24,9 +24,7 @@ impl Rng {
             x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             x ^ (x >> 31)
         };
-        Rng {
-            s: [next(), next(), next(), next()],
-        }
+        Rng { s: [next(), next(), next(), next()] }
     }
     /// An independent stream derived from this seed and a label (e.g. a layer index).
     pub fn fork(&mut self, label: u64) -> Rng {

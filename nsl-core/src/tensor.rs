@@ -1,8 +1,13 @@
 //! [`Tensor`]: a backend buffer with a shape.
 
+use std::sync::Arc;
+
 use crate::Backend;
 
 /// A dense row-major `f32` tensor living on backend `B` (feature maps are NHWC).
+///
+/// `clone()` is cheap and shares the storage (layers keep their activations this way);
+/// [`Tensor::buf_mut`] needs the storage to be unshared.
 ///
 /// ```
 /// use nsl_core::Tensor;
@@ -13,43 +18,39 @@ use crate::Backend;
 /// assert_eq!(t.to_vec(&be)[4], 5.0);
 /// ```
 pub struct Tensor<B: Backend> {
-    pub buf: B::Buf,
+    buf: Arc<B::Buf>,
     shape: Vec<usize>,
+}
+
+impl<B: Backend> Clone for Tensor<B> {
+    fn clone(&self) -> Self {
+        Tensor { buf: Arc::clone(&self.buf), shape: self.shape.clone() }
+    }
 }
 
 impl<B: Backend> Tensor<B> {
     /// A zero tensor.
     pub fn zeros(be: &B, shape: &[usize]) -> Self {
-        Tensor {
-            buf: be.zeros(shape.iter().product()),
-            shape: shape.to_vec(),
-        }
+        Tensor { buf: Arc::new(be.zeros(shape.iter().product())), shape: shape.to_vec() }
     }
     /// Upload host data; panics if `data.len()` is not the product of `shape`.
     pub fn from_vec(be: &B, shape: &[usize], data: &[f32]) -> Self {
         let n: usize = shape.iter().product();
-        assert_eq!(
-            n,
-            data.len(),
-            "tensor of shape {shape:?} needs {n} values, got {}",
-            data.len()
-        );
-        Tensor {
-            buf: be.upload(data),
-            shape: shape.to_vec(),
-        }
+        assert_eq!(n, data.len(), "tensor of shape {shape:?} needs {n} values, got {}", data.len());
+        Tensor { buf: Arc::new(be.upload(data)), shape: shape.to_vec() }
     }
     /// Wrap an existing buffer.
     pub fn from_buf(be: &B, buf: B::Buf, shape: &[usize]) -> Self {
-        assert_eq!(
-            be.len(&buf),
-            shape.iter().product::<usize>(),
-            "buffer length does not match shape {shape:?}"
-        );
-        Tensor {
-            buf,
-            shape: shape.to_vec(),
-        }
+        assert_eq!(be.len(&buf), shape.iter().product::<usize>(), "buffer length does not match shape {shape:?}");
+        Tensor { buf: Arc::new(buf), shape: shape.to_vec() }
+    }
+    /// The device buffer.
+    pub fn buf(&self) -> &B::Buf {
+        &self.buf
+    }
+    /// The device buffer for writing; panics if another clone shares it.
+    pub fn buf_mut(&mut self) -> &mut B::Buf {
+        Arc::get_mut(&mut self.buf).expect("Tensor::buf_mut on a shared tensor (a clone is still alive)")
     }
     /// Download to the host.
     pub fn to_vec(&self, be: &B) -> Vec<f32> {
@@ -57,8 +58,7 @@ impl<B: Backend> Tensor<B> {
     }
     /// Download as an `ndarray` array of the same shape.
     pub fn to_ndarray(&self, be: &B) -> ndarray::ArrayD<f32> {
-        ndarray::ArrayD::from_shape_vec(self.shape.clone(), self.to_vec(be))
-            .expect("shape matches length")
+        ndarray::ArrayD::from_shape_vec(self.shape.clone(), self.to_vec(be)).expect("shape matches length")
     }
     /// The shape.
     pub fn shape(&self) -> &[usize] {
@@ -70,12 +70,7 @@ impl<B: Backend> Tensor<B> {
     }
     /// The same data under a new shape with the same number of elements.
     pub fn reshape(mut self, shape: &[usize]) -> Self {
-        assert_eq!(
-            self.numel(),
-            shape.iter().product::<usize>(),
-            "cannot reshape {:?} to {shape:?}",
-            self.shape
-        );
+        assert_eq!(self.numel(), shape.iter().product::<usize>(), "cannot reshape {:?} to {shape:?}", self.shape);
         self.shape = shape.to_vec();
         self
     }
@@ -83,10 +78,7 @@ impl<B: Backend> Tensor<B> {
     pub fn duplicate(&self, be: &B) -> Self {
         let mut buf = be.zeros(self.numel());
         be.copy(&self.buf, &mut buf);
-        Tensor {
-            buf,
-            shape: self.shape.clone(),
-        }
+        Tensor { buf: Arc::new(buf), shape: self.shape.clone() }
     }
     /// A zero tensor of the same shape.
     pub fn zeros_like(&self, be: &B) -> Self {

@@ -1,0 +1,90 @@
+//! Layers with explicit forward and backward passes (llm.c style): each layer caches what its
+//! backward needs during a training forward and consumes the cache in `backward`.
+
+mod batch_norm;
+mod conv;
+mod init;
+mod loss;
+mod max_pool;
+mod relu;
+mod sequential;
+
+pub use batch_norm::BatchNorm;
+pub use conv::{NslConv, Padding};
+pub use init::he_normal;
+pub use loss::cross_entropy;
+pub use max_pool::MaxPool;
+pub use relu::Relu;
+pub use sequential::Sequential;
+
+use crate::{Backend, Param, Tensor};
+
+/// Training (batch statistics, caches for backward) or evaluation (running statistics, no caches).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Eval,
+}
+
+/// A differentiable layer. `forward` in [`Mode::Train`] caches what `backward` needs;
+/// `backward` takes `∂L/∂y`, **accumulates** parameter gradients and returns `∂L/∂x`.
+pub trait Layer<B: Backend>: Send {
+    /// A short name used in errors and summaries, e.g. `conv2_1 (dynamic DNS 64→64)`.
+    fn name(&self) -> String;
+    /// `y = f(x)`.
+    fn forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Tensor<B>;
+    /// `∂L/∂x` from `∂L/∂y`; parameter gradients are added to their `grad`.
+    fn backward(&mut self, be: &B, dy: &Tensor<B>) -> Tensor<B>;
+    /// Visit every parameter and buffer, in a fixed order.
+    fn visit_params(&mut self, _f: &mut dyn FnMut(&mut Param<B>)) {}
+    /// Replace every static similarity by its folded plain kernel (paper §3.2: deployment cost
+    /// equals a plain CNN). Errs naming the first layer whose similarity is not static.
+    fn fold(&mut self, _be: &B) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<B: Backend> Layer<B> for Box<dyn Layer<B>> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Tensor<B> {
+        (**self).forward(be, x, mode)
+    }
+    fn backward(&mut self, be: &B, dy: &Tensor<B>) -> Tensor<B> {
+        (**self).backward(be, dy)
+    }
+    fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
+        (**self).visit_params(f)
+    }
+    fn fold(&mut self, be: &B) -> Result<(), String> {
+        (**self).fold(be)
+    }
+}
+
+/// What a training forward leaves for its backward. A stack, so a layer that is called several
+/// times in one forward (a shared predictor) gets its caches back in reverse order.
+pub struct Cache<T> {
+    stack: Vec<T>,
+}
+
+impl<T> Default for Cache<T> {
+    fn default() -> Self {
+        Cache { stack: Vec::new() }
+    }
+}
+
+impl<T> Cache<T> {
+    /// Save what the matching `backward` needs.
+    pub fn push(&mut self, value: T) {
+        self.stack.push(value);
+    }
+    /// Take the most recent entry; panics naming `layer` if `backward` came without a training forward.
+    pub fn pop(&mut self, layer: &str) -> T {
+        self.stack.pop().unwrap_or_else(|| panic!("{layer}: backward without a training forward"))
+    }
+    /// Drop every entry (e.g. after a training forward that is not followed by backward).
+    pub fn clear(&mut self) {
+        self.stack.clear();
+    }
+}
