@@ -27,7 +27,7 @@ pub struct GradCheck {
 
 impl Default for GradCheck {
     fn default() -> Self {
-        GradCheck { eps: 1e-2, rtol: 3e-2, atol: 2e-3, samples: 12, skip: Vec::new(), seed: 1 }
+        GradCheck { eps: 1e-3, rtol: 3e-2, atol: 2e-3, samples: 12, skip: Vec::new(), seed: 1 }
     }
 }
 
