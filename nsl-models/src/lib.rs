@@ -1,1 +1,3 @@
-//! Networks of the NSL paper (work in progress).
+//! Networks, training, data and checkpoints of the NSL paper.
+
+pub mod nets;

@@ -1,0 +1,87 @@
+//! The networks of the paper, backend-generic, with any similarity in their NSL slots.
+
+mod choice;
+mod cnn10;
+mod cnn4;
+mod cnn9;
+mod shared;
+mod spherenet9;
+
+pub use choice::{PredictorKind, SimilarityChoice};
+pub use cnn10::cnn10;
+pub use cnn4::cnn4;
+pub use cnn9::{cnn9, cnn9_plus_plus, Cnn9Config};
+pub use shared::{shared_trunk, SharedPredictor, SharedTrunk};
+pub use spherenet9::{spherenet9, SphereNetConfig};
+
+use nsl_core::nn::{Layer, Mode, Sequential};
+use nsl_core::{Backend, Param, Tensor};
+
+/// A classifier: a sequential body from `[B, H, W, C]` images to `[B, classes]` logits, plus any
+/// shared sub-networks (visited once, after the body).
+pub struct Network<B: Backend> {
+    pub name: String,
+    pub body: Sequential<B>,
+    pub shared: Vec<SharedTrunk<B>>,
+    pub classes: usize,
+    /// `[H, W, C]` of one input image.
+    pub input: [usize; 3],
+}
+
+impl<B: Backend> Network<B> {
+    /// Trainable parameter count (BN γ/β included, running statistics excluded).
+    pub fn param_count(&mut self) -> usize {
+        let mut n = 0;
+        self.visit_params(&mut |p| {
+            if p.trainable {
+                n += p.value.numel()
+            }
+        });
+        n
+    }
+    /// Count of convolution / FC weights only (names ending in `.weight`), the paper's ImageNet convention.
+    pub fn weight_count(&mut self) -> usize {
+        let mut n = 0;
+        self.visit_params(&mut |p| {
+            if p.trainable && p.name.ends_with(".weight") {
+                n += p.value.numel()
+            }
+        });
+        n
+    }
+    /// Names and shapes of every parameter and buffer, in visit order.
+    pub fn describe_params(&mut self) -> Vec<(String, Vec<usize>, bool)> {
+        let mut v = Vec::new();
+        self.visit_params(&mut |p| v.push((p.name.clone(), p.value.shape().to_vec(), p.trainable)));
+        v
+    }
+    /// Forward that names the first layer producing a non-finite value.
+    pub fn forward_checked(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Result<Tensor<B>, String> {
+        let y = self.body.forward_checked(be, x, mode)?;
+        Ok(y.reshape(&[x.shape()[0], self.classes]))
+    }
+}
+
+impl<B: Backend> Layer<B> for Network<B> {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Tensor<B> {
+        let batch = x.shape()[0];
+        assert_eq!(&x.shape()[1..], &self.input, "{}: input {:?} is not [B, {:?}]", self.name, x.shape(), self.input);
+        self.body.forward(be, x, mode).reshape(&[batch, self.classes])
+    }
+    fn backward(&mut self, be: &B, dy: &Tensor<B>) -> Tensor<B> {
+        let batch = dy.shape()[0];
+        self.body.backward(be, &dy.clone().reshape(&[batch, 1, 1, self.classes]))
+    }
+    fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
+        self.body.visit_params(f);
+        for trunk in &self.shared {
+            trunk.lock().unwrap_or_else(|p| p.into_inner()).visit_params(f);
+        }
+    }
+    fn fold(&mut self, be: &B) -> Result<(), String> {
+        self.body.fold(be)
+    }
+}

@@ -1,0 +1,98 @@
+//! SphereNet-9 with and without self-attention, and its plain-CNN twin (spec §7, Table 8).
+
+use nsl_core::nn::{BatchNorm, MaxPool, NslConv, Padding, Relu, Sequential};
+use nsl_core::similarity::{InnerProduct, SelfAttention, Similarity, Sphere};
+use nsl_core::{Backend, Rng};
+
+use super::Network;
+
+/// Which Table 8 network.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SphereNetConfig {
+    pub classes: usize,
+    /// Cosine SphereConvs (no L2 on their filters, orthogonality 2e-4) or plain convs (L2 5e-4).
+    pub sphere: bool,
+    /// Self-attention blocks after pool1 and pool2.
+    pub attention: bool,
+    pub widths: [usize; 3],
+    pub input_hw: usize,
+}
+
+impl SphereNetConfig {
+    /// The `nsl_global_ns` layout: widths 128/192/256 on 32×32 inputs.
+    pub fn paper(classes: usize, sphere: bool, attention: bool) -> Self {
+        SphereNetConfig { classes, sphere, attention, widths: [128, 192, 256], input_hw: 32 }
+    }
+}
+
+/// SphereNet-9: 3 stages of 3 × [conv + BN + ReLU] + 2×2 max-pool (attention after pools 1
+/// and 2), `fc6` a 4×4 VALID conv to 256 (no BN, no ReLU) and a 1×1 plain `score` conv.
+pub fn spherenet9<B: Backend>(be: &B, rng: &mut Rng, cfg: &SphereNetConfig) -> Network<B> {
+    let (wd, orth) = if cfg.sphere { (0.0, 2e-4) } else { (5e-4, 0.0) };
+    let sim = || -> Box<dyn Similarity<B>> {
+        if cfg.sphere {
+            Box::new(Sphere::cosine())
+        } else {
+            InnerProduct::boxed()
+        }
+    };
+    let conv = |rng: &mut Rng, name: &str, c: (usize, usize), k: (usize, usize, Padding)| {
+        let mut conv = NslConv::new(be, rng, name, c, k, 1.0, wd, sim());
+        conv.weight.orthogonality = orth;
+        conv
+    };
+    let mut body = Sequential::new("spherenet9");
+    let mut c_in = 3;
+    let mut side = cfg.input_hw;
+    for (stage, &width) in cfg.widths.iter().enumerate() {
+        for i in 0..3 {
+            let name = format!("conv{}_{i}", stage + 1);
+            body = body
+                .push(conv(rng, &name, (c_in, width), (3, 1, Padding::Same)))
+                .push(BatchNorm::new(be, &format!("{name}.bn"), width, 1e-3, 5e-4))
+                .push(Relu::new());
+            c_in = width;
+        }
+        body = body.push(MaxPool::new(2, 2));
+        side = side.div_ceil(2);
+        if cfg.attention && stage < 2 {
+            let name = format!("att{}", stage + 1);
+            let att = SelfAttention::new(be, rng, &name, width, cfg.sphere, 5e-4, orth);
+            let mut v = NslConv::new(
+                be,
+                rng,
+                &format!("{name}.v"),
+                (width, width),
+                (1, 1, Padding::Same),
+                1.0,
+                5e-4,
+                Box::new(att),
+            );
+            v.weight.orthogonality = orth;
+            body = body.push(v);
+        }
+    }
+    body = body.push(conv(rng, "fc6", (c_in, 256), (side, 1, Padding::Valid))).push(NslConv::new(
+        be,
+        rng,
+        "score",
+        (256, cfg.classes),
+        (1, 1, Padding::Valid),
+        1.0,
+        5e-4,
+        InnerProduct::boxed(),
+    ));
+    let name = match (cfg.sphere, cfg.attention) {
+        (true, true) => "spherenet9+attention",
+        (true, false) => "spherenet9",
+        (false, true) => "cnn9-wide+attention",
+        (false, false) => "cnn9-wide",
+    };
+    Network {
+        name: name.into(),
+        body,
+        shared: Vec::new(),
+        classes: cfg.classes,
+        input: [cfg.input_hw, cfg.input_hw, 3],
+    }
+}
