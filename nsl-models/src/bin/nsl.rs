@@ -1,0 +1,287 @@
+//! `nsl`: train, evaluate and fold neural similarity networks from the command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use nsl_core::nn::Layer;
+use nsl_core::Rng;
+use nsl_cpu::Cpu;
+use nsl_models::checkpoint::{self, Meta};
+use nsl_models::nets::SimilarityChoice;
+use nsl_models::train::{build_network, evaluate, load_data, train, RunConfig, RunOptions, TrainError};
+
+#[derive(Parser)]
+#[command(name = "nsl", version, about = "Neural similarity learning (Liu et al., NeurIPS 2019) in Rust")]
+#[command(long_about = "Train, evaluate and fold neural similarity networks.\n\n\
+Runs on the CPU backend. Without downloads, `--dataset synthetic` uses the embedded procedural \
+32x32 10-class image set; `cargo xtask fetch-data` gets CIFAR-10/100 for `--dataset cifar10|cifar100`.")]
+struct Cli {
+    /// Worker threads for the CPU backend (0 = all cores). Results are bit-identical for a fixed count.
+    #[arg(long, global = true, default_value_t = 0)]
+    threads: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a network; writes config.toml, metrics.jsonl, checkpoint.safetensors and summary.json into --out.
+    Train(TrainArgs),
+    /// Test accuracy of a checkpoint on its run's test set.
+    Eval {
+        /// A checkpoint.safetensors written by `nsl train`.
+        checkpoint: PathBuf,
+        /// Override the data folder stored in the checkpoint's config.
+        #[arg(long)]
+        data_dir: Option<String>,
+    },
+    /// Fold a static NSN checkpoint into a plain-CNN checkpoint (paper §3.2) and check its accuracy is unchanged.
+    Fold {
+        /// A checkpoint of a run with a static similarity (static-dns, static-uns, static-psd, joint-static-dns).
+        checkpoint: PathBuf,
+        /// Where to write the plain-CNN checkpoint.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Train the baseline CNN-9 and the dynamic-DNS NSN on the embedded data and print a comparison table.
+    Quickstart {
+        /// Training iterations per network.
+        #[arg(long, default_value_t = 300)]
+        iterations: u64,
+        #[arg(long, default_value = "runs/quickstart")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Start from a TOML run file (as written into every run folder); flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// cnn9 | cnn9pp | spherenet9 | spherenet9-attention | cnn9-wide | cnn9-wide-attention | cnn10 | cnn4.
+    #[arg(long)]
+    network: Option<String>,
+    /// Similarity of the NSL slots: conv, static-dns (code init [1,0,0,0,1,0,0,0,1]), static-dns-ones,
+    /// static-uns, static-psd, dynamic-dns, dynamic-dns-full-sphere, dynamic-dns-cnn, dynamic-uns,
+    /// shared-dns, joint-static-dns, joint-dynamic-dns.
+    #[arg(long)]
+    similarity: Option<String>,
+    /// synthetic (embedded, no download) | cifar10 | cifar100.
+    #[arg(long)]
+    dataset: Option<String>,
+    /// Folder with cifar-10/ and cifar-100/ (see `cargo xtask fetch-data`).
+    #[arg(long)]
+    data_dir: Option<String>,
+    /// Training iterations (code: 42500).
+    #[arg(long)]
+    iterations: Option<u64>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// sgd (heavy-ball momentum 0.9, as TF MomentumOptimizer) | adam.
+    #[arg(long)]
+    optimizer: Option<String>,
+    /// Base learning rate (code: 0.1 for SGD).
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Comma-separated iterations where the LR is divided by 10 (code: 20000,30000,37500).
+    #[arg(long, value_delimiter = ',')]
+    milestones: Option<Vec<u64>>,
+    /// Use the paper's schedule (÷10 at 34K and 54K, stop at 64K) instead of the code's.
+    #[arg(long)]
+    paper_schedule: bool,
+    /// pad-crop-flip | flip | none.
+    #[arg(long)]
+    augment: Option<String>,
+    /// raw (0..255, NSL code) | centered ((x-127.5)/128, SphereNet code).
+    #[arg(long)]
+    normalize: Option<String>,
+    /// Evaluate on the test set every N iterations.
+    #[arg(long)]
+    eval_every: Option<u64>,
+    /// Checkpoint every N iterations.
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    /// ℓ1 sparsity on static similarity parameters (paper §3.4).
+    #[arg(long)]
+    l1: Option<f32>,
+    /// Seed of init, data order and augmentation.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run folder.
+    #[arg(long, default_value = "runs/train")]
+    out: PathBuf,
+    /// Continue a killed run from <out>/checkpoint.safetensors; the result equals an uninterrupted run bit for bit.
+    #[arg(long)]
+    resume: bool,
+    /// No progress bar; one line per evaluation instead.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl TrainArgs {
+    fn config(&self) -> Result<RunConfig, String> {
+        let mut cfg = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                RunConfig::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => RunConfig { dataset: "synthetic".into(), ..RunConfig::default() },
+        };
+        if self.paper_schedule {
+            cfg = cfg.with_paper_schedule();
+        }
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = &self.$field { cfg.$field = v.clone(); } )* };
+        }
+        set!(network, similarity, dataset, data_dir, iterations, batch_size, optimizer, lr, milestones);
+        set!(augment, normalize, eval_every, checkpoint_every, l1, seed);
+        Ok(cfg)
+    }
+}
+
+fn backend(threads: usize) -> Cpu {
+    if threads == 0 {
+        Cpu::new()
+    } else {
+        Cpu::with_threads(threads)
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let be = backend(cli.threads);
+    match cli.command {
+        Command::Train(args) => {
+            let cfg = args.config()?;
+            let opts =
+                RunOptions { out_dir: args.out.clone(), resume: args.resume, progress: !args.quiet, stop_at: None };
+            let s = train(&be, &cfg, &opts).map_err(|e| e.to_string())?;
+            println!(
+                "{} {}: final test accuracy {:.2}%, best {:.2}% (step {}), {} parameters, {:.0} img/s, {:.0} s. Run folder: {}",
+                s.network,
+                s.similarity,
+                100.0 * s.final_test_acc,
+                100.0 * s.best_test_acc,
+                s.best_step,
+                s.params,
+                s.train_images_per_second,
+                s.wall_seconds,
+                args.out.display()
+            );
+            Ok(())
+        }
+        Command::Eval { checkpoint, data_dir } => {
+            let (cfg, mut net, test, _) = restore(&be, &checkpoint, data_dir)?;
+            let acc = evaluate(&be, &mut net, &test, &normalize_of(&cfg)?, cfg.eval_batch);
+            println!("{}: test accuracy {:.2}% on {} images", checkpoint.display(), 100.0 * acc, test.len());
+            Ok(())
+        }
+        Command::Fold { checkpoint, out } => {
+            let (cfg, mut net, test, meta) = restore(&be, &checkpoint, None)?;
+            let norm = normalize_of(&cfg)?;
+            let before = evaluate(&be, &mut net, &test, &norm, cfg.eval_batch);
+            net.fold(&be).map_err(|e| format!("{}: cannot fold: {e}", checkpoint.display()))?;
+            let after = evaluate(&be, &mut net, &test, &norm, cfg.eval_batch);
+            let plain = RunConfig { similarity: SimilarityChoice::Conv.to_string(), ..cfg };
+            let mut meta = Meta { step: meta.step, extra: meta.extra };
+            meta.extra.insert("config".into(), plain.to_toml());
+            meta.extra.insert("folded_from".into(), checkpoint.display().to_string());
+            checkpoint::save(&be, &out, &mut net, None, &meta).map_err(|e| e.to_string())?;
+            println!(
+                "folded {} into plain CNN {}: test accuracy {:.2}% before, {:.2}% after",
+                checkpoint.display(),
+                out.display(),
+                100.0 * before,
+                100.0 * after
+            );
+            Ok(())
+        }
+        Command::Quickstart { iterations, out } => quickstart(&be, iterations, &out),
+    }
+}
+
+fn normalize_of(cfg: &RunConfig) -> Result<nsl_models::data::augment::Normalize, String> {
+    use nsl_models::data::augment::Normalize;
+    match cfg.normalize.as_str() {
+        "raw" => Ok(Normalize::Raw),
+        "centered" => Ok(Normalize::Centered),
+        o => Err(format!("unknown normalize `{o}`")),
+    }
+}
+
+type Restored = (RunConfig, nsl_models::nets::Network<Cpu>, nsl_models::data::Dataset, Meta);
+
+/// Rebuild a run's network from the config inside its checkpoint and load the weights.
+fn restore(be: &Cpu, path: &PathBuf, data_dir: Option<String>) -> Result<Restored, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("checkpoint {}: {e}", path.display()))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| format!("checkpoint {} is truncated or not a safetensors file ({e})", path.display()))?;
+    let text = header.metadata().as_ref().and_then(|m| m.get("config").cloned()).ok_or_else(|| {
+        format!("checkpoint {} has no run config in its metadata (not written by nsl)", path.display())
+    })?;
+    let mut cfg = RunConfig::from_toml(&text).map_err(|e| format!("{}: config in metadata: {e}", path.display()))?;
+    if let Some(d) = data_dir {
+        cfg.data_dir = d;
+    }
+    let (train_set, test) = load_data(&cfg).map_err(|e| e.to_string())?;
+    let mut net = build_network(be, &cfg, train_set.classes, train_set.shape[0], &mut Rng::new(cfg.seed))
+        .map_err(|e| e.to_string())?;
+    let meta = checkpoint::load(be, path, &mut net, None).map_err(|e| e.to_string())?;
+    Ok((cfg, net, test, meta))
+}
+
+fn quickstart(be: &Cpu, iterations: u64, out: &std::path::Path) -> Result<(), String> {
+    let mut rows = Vec::new();
+    for similarity in ["conv", "dynamic-dns"] {
+        let cfg = RunConfig {
+            dataset: "synthetic".into(),
+            similarity: similarity.into(),
+            iterations,
+            milestones: vec![iterations * 2 / 3],
+            eval_every: (iterations / 3).max(1),
+            checkpoint_every: (iterations / 3).max(1),
+            ..RunConfig::default()
+        };
+        let opts = RunOptions { out_dir: out.join(similarity), resume: true, progress: true, stop_at: None };
+        let s = train(be, &cfg, &opts).map_err(|e: TrainError| e.to_string())?;
+        rows.push(s);
+    }
+    println!("\n| network | similarity | params | iterations | final test acc | best test acc | train img/s |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for s in &rows {
+        println!(
+            "| {} | {} | {} | {} | {:.2}% | {:.2}% | {:.0} |",
+            s.network,
+            s.similarity,
+            s.params,
+            s.steps,
+            100.0 * s.final_test_acc,
+            100.0 * s.best_test_acc,
+            s.train_images_per_second
+        );
+    }
+    println!("\nChance is 10%. Runs, metrics and checkpoints are in {}.", out.display());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| format!(" ({}:{})", l.file(), l.line())).unwrap_or_default();
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        eprintln!(
+            "error: internal error: {msg}{location}\nThis is a bug in nsl; please report it with the command you ran."
+        );
+    }));
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Checkpoints in safetensors (openable from PyTorch with `safetensors.torch.load_file`),
+//! written atomically: a temp file in the same folder, fsync, then rename. A kill at any point
+//! leaves either the previous checkpoint or the new one, never a half-written file.
+//!
+//! Tensor names: every parameter and buffer under its own name (`conv2_1.weight`,
+//! `conv2_1.bn.running_mean`, …), optimiser state under `optim.<param>.first|second`.
+//! `__metadata__` holds the training step and free-form strings (the run config).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use nsl_core::nn::Layer;
+use nsl_core::optim::Optimizer;
+use nsl_core::{Backend, Tensor};
+use safetensors::tensor::{Dtype, TensorView};
+
+/// Why a checkpoint could not be read or written.
+#[derive(Debug)]
+pub enum CheckpointError {
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Not a safetensors file, or truncated.
+    Corrupt {
+        path: PathBuf,
+        reason: String,
+    },
+    /// A tensor the model needs is absent.
+    Missing {
+        path: PathBuf,
+        name: String,
+    },
+    /// A tensor has another shape than the model's.
+    Shape {
+        path: PathBuf,
+        name: String,
+        found: Vec<usize>,
+        expected: Vec<usize>,
+    },
+}
+
+impl fmt::Display for CheckpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckpointError::Io { path, source } => write!(f, "checkpoint {}: {source}", path.display()),
+            CheckpointError::Corrupt { path, reason } => write!(
+                f,
+                "checkpoint {} is truncated or not a safetensors file ({reason}); delete it to start over, \
+                 or point --resume/--checkpoint at an intact one",
+                path.display()
+            ),
+            CheckpointError::Missing { path, name } => write!(
+                f,
+                "checkpoint {} has no tensor `{name}`: it was saved from a different network or similarity \
+                 (check --network/--similarity)",
+                path.display()
+            ),
+            CheckpointError::Shape { path, name, found, expected } => write!(
+                f,
+                "checkpoint {}: tensor `{name}` has shape {found:?}, the network expects {expected:?}: it was saved \
+                 from a different network, width or class count",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CheckpointError {}
+
+/// The training state besides the tensors.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Meta {
+    /// Iterations completed.
+    pub step: u64,
+    /// Free-form strings (run config, network name, accuracies).
+    pub extra: BTreeMap<String, String>,
+}
+
+/// Save `model` (and `optimizer` state, if any) to `path` atomically.
+pub fn save<B: Backend>(
+    be: &B,
+    path: &Path,
+    model: &mut dyn Layer<B>,
+    optimizer: Option<&mut Optimizer<B>>,
+    meta: &Meta,
+) -> Result<(), CheckpointError> {
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut push = |name: String, t: &Tensor<B>| {
+        let bytes = t.to_vec(be).iter().flat_map(|v| v.to_le_bytes()).collect();
+        tensors.push((name, t.shape().to_vec(), bytes));
+    };
+    model.visit_params(&mut |p| push(p.name.clone(), &p.value));
+    let mut metadata: HashMap<String, String> = meta.extra.clone().into_iter().collect();
+    metadata.insert("step".into(), meta.step.to_string());
+    if let Some(opt) = optimizer {
+        metadata.insert("optimizer_steps".into(), opt.steps.to_string());
+        for slot in opt.slots_mut().iter() {
+            push(format!("optim.{}.first", slot.name), &slot.first);
+            if let Some(second) = &slot.second {
+                push(format!("optim.{}.second", slot.name), second);
+            }
+        }
+    }
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, shape, bytes)| {
+            (n.clone(), TensorView::new(Dtype::F32, shape.clone(), bytes).expect("consistent view"))
+        })
+        .collect();
+    let data = safetensors::serialize(views, &Some(metadata))
+        .map_err(|e| CheckpointError::Corrupt { path: path.into(), reason: e.to_string() })?;
+    write_atomic(path, &data)
+}
+
+/// Write `data` to `path` through a temp file and a rename.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), CheckpointError> {
+    let io = |source| CheckpointError::Io { path: path.into(), source };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(data).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Load `path` into `model` (every parameter and buffer must be present with its shape) and,
+/// if given, into `optimizer`. Returns the metadata.
+pub fn load<B: Backend>(
+    be: &B,
+    path: &Path,
+    model: &mut dyn Layer<B>,
+    optimizer: Option<&mut Optimizer<B>>,
+) -> Result<Meta, CheckpointError> {
+    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io { path: path.into(), source })?;
+    let corrupt = |reason: String| CheckpointError::Corrupt { path: path.into(), reason };
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let fetch = |name: &str, expected: &[usize]| -> Result<Tensor<B>, CheckpointError> {
+        let view = file.tensor(name).map_err(|_| CheckpointError::Missing { path: path.into(), name: name.into() })?;
+        if view.dtype() != Dtype::F32 {
+            return Err(corrupt(format!("tensor `{name}` is {:?}, expected F32", view.dtype())));
+        }
+        if view.shape() != expected {
+            return Err(CheckpointError::Shape {
+                path: path.into(),
+                name: name.into(),
+                found: view.shape().to_vec(),
+                expected: expected.to_vec(),
+            });
+        }
+        let values: Vec<f32> =
+            view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        Ok(Tensor::from_vec(be, expected, &values))
+    };
+    // Read everything first so a bad file changes nothing.
+    let mut loaded = Vec::new();
+    let mut failure = None;
+    model.visit_params(&mut |p| {
+        if failure.is_none() {
+            match fetch(&p.name, p.value.shape()) {
+                Ok(t) => loaded.push(t),
+                Err(e) => failure = Some(e),
+            }
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let extra: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
+    let number = |key: &str| -> Result<u64, CheckpointError> {
+        extra
+            .get(key)
+            .ok_or_else(|| corrupt(format!("metadata has no `{key}`")))?
+            .parse()
+            .map_err(|_| corrupt(format!("metadata `{key}` is not a number")))
+    };
+    let step = number("step")?;
+    if let Some(opt) = optimizer.filter(|_| extra.get("optimizer_steps").is_some_and(|s| s != "0")) {
+        let steps = number("optimizer_steps")?;
+        let mut slots = Vec::new();
+        let mut failure = None;
+        let adam = matches!(opt.kind, nsl_core::optim::OptimizerKind::Adam { .. });
+        model.visit_params(&mut |p| {
+            if !p.trainable || failure.is_some() {
+                return;
+            }
+            let first = fetch(&format!("optim.{}.first", p.name), p.value.shape());
+            let second = adam.then(|| fetch(&format!("optim.{}.second", p.name), p.value.shape())).transpose();
+            match (first, second) {
+                (Ok(first), Ok(second)) => slots.push(nsl_core::optim::Slot { name: p.name.clone(), first, second }),
+                (Err(e), _) | (_, Err(e)) => failure = Some(e),
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        *opt.slots_mut() = slots;
+        opt.steps = steps;
+    }
+    let mut it = loaded.into_iter();
+    model.visit_params(&mut |p| p.value = it.next().expect("same visit order"));
+    Ok(Meta { step, extra })
+}

@@ -1,0 +1,9 @@
+//! Training and evaluation: the run loop, its config, its metrics and its errors.
+
+mod config;
+mod error;
+mod run;
+
+pub use config::RunConfig;
+pub use error::TrainError;
+pub use run::{build_network, evaluate, load_data, train, RunOptions, RunSummary};

@@ -1,0 +1,341 @@
+//! The training loop (spec §1): smoothed cross-entropy + coupled L2, momentum SGD or Adam with
+//! a step schedule, test accuracy every `eval_every` iterations (final and best both logged),
+//! atomic checkpoints, bit-exact `--resume`, and a stop with a named culprit on NaN/inf.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use nsl_core::nn::{cross_entropy, Layer, Mode};
+use nsl_core::optim::{apply_regularizers, Optimizer};
+use nsl_core::{Backend, Rng, Tensor};
+use serde::Serialize;
+
+use super::{RunConfig, TrainError};
+use crate::checkpoint::{self, Meta};
+use crate::data::augment::{Augment, Normalize};
+use crate::data::loader::{eval_batches, Position, TrainConfig, TrainLoader};
+use crate::data::{cifar, synthetic, Dataset};
+use crate::nets::{
+    cnn10, cnn4, cnn9, cnn9_plus_plus, spherenet9, Cnn9Config, Network, SimilarityChoice, SphereNetConfig,
+};
+
+/// Where and how a run writes.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Run folder: `config.toml`, `metrics.jsonl`, `checkpoint.safetensors`, `summary.json`.
+    pub out_dir: PathBuf,
+    /// Continue from `out_dir/checkpoint.safetensors` if it exists.
+    pub resume: bool,
+    /// Show a progress bar.
+    pub progress: bool,
+    /// Stop (with a checkpoint) after this many iterations in total, as if killed; for tests.
+    pub stop_at: Option<u64>,
+}
+
+/// What a finished (or stopped) run reports; also written to `summary.json`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RunSummary {
+    pub network: String,
+    pub similarity: String,
+    pub dataset: String,
+    pub params: usize,
+    pub steps: u64,
+    pub final_test_acc: f32,
+    pub best_test_acc: f32,
+    pub best_step: u64,
+    pub final_train_loss: f32,
+    pub wall_seconds: f64,
+    pub train_images_per_second: f64,
+    pub backend: String,
+    pub resumed_from: Option<u64>,
+}
+
+/// Load the run's dataset: `(train, test)`.
+pub fn load_data(cfg: &RunConfig) -> Result<(Dataset, Dataset), TrainError> {
+    let dir = Path::new(&cfg.data_dir);
+    match cfg.dataset.as_str() {
+        "synthetic" => Ok(synthetic::synthetic_cifar(cfg.synthetic_train, cfg.synthetic_test, cfg.seed)),
+        "cifar10" => Ok(cifar::load_cifar10(dir.join("cifar-10"))?),
+        "cifar100" => Ok(cifar::load_cifar100(dir.join("cifar-100"))?),
+        other => Err(TrainError::Config(format!("unknown dataset `{other}`; expected synthetic, cifar10 or cifar100"))),
+    }
+}
+
+/// Build the run's network for `classes` classes and square inputs of side `input_hw`.
+pub fn build_network<B: Backend>(
+    be: &B,
+    cfg: &RunConfig,
+    classes: usize,
+    input_hw: usize,
+    rng: &mut Rng,
+) -> Result<Network<B>, TrainError> {
+    let sim: SimilarityChoice = cfg.similarity.parse().map_err(TrainError::Config)?;
+    let sphere = |rng: &mut Rng, sphere, attention| {
+        let c = SphereNetConfig { input_hw, ..SphereNetConfig::paper(classes, sphere, attention) };
+        spherenet9(be, rng, &c)
+    };
+    Ok(match cfg.network.as_str() {
+        "cnn9" => cnn9(be, rng, &Cnn9Config { input_hw, l1: cfg.l1, ..Cnn9Config::paper(classes, sim) }),
+        "cnn9pp" => cnn9_plus_plus(be, rng, classes),
+        "spherenet9" => sphere(rng, true, false),
+        "spherenet9-attention" => sphere(rng, true, true),
+        "cnn9-wide" => sphere(rng, false, false),
+        "cnn9-wide-attention" => sphere(rng, false, true),
+        "cnn10" => cnn10(be, rng, classes, sim, input_hw),
+        "cnn4" => cnn4(be, rng, classes, sim, input_hw, 0.0),
+        other => {
+            return Err(TrainError::Config(format!(
+                "unknown network `{other}`; expected cnn9, cnn9pp, spherenet9, spherenet9-attention, cnn9-wide, \
+                 cnn9-wide-attention, cnn10 or cnn4"
+            )))
+        }
+    })
+}
+
+fn parse_augment(s: &str) -> Result<Augment, TrainError> {
+    match s {
+        "pad-crop-flip" => Ok(Augment::CIFAR),
+        "flip" => Ok(Augment::Flip),
+        "none" => Ok(Augment::None),
+        o => Err(TrainError::Config(format!("unknown augment `{o}`; expected pad-crop-flip, flip or none"))),
+    }
+}
+
+fn parse_normalize(s: &str) -> Result<Normalize, TrainError> {
+    match s {
+        "raw" => Ok(Normalize::Raw),
+        "centered" => Ok(Normalize::Centered),
+        o => Err(TrainError::Config(format!("unknown normalize `{o}`; expected raw or centered"))),
+    }
+}
+
+fn make_optimizer<B: Backend>(cfg: &RunConfig) -> Result<Optimizer<B>, TrainError> {
+    match cfg.optimizer.as_str() {
+        "sgd" => Ok(Optimizer::momentum(0.9)),
+        "adam" => Ok(Optimizer::adam(0.9, 0.999)),
+        o => Err(TrainError::Config(format!("unknown optimizer `{o}`; expected sgd or adam"))),
+    }
+}
+
+/// Test accuracy of `net` on `data` (BN in inference mode), in batches of `batch`.
+pub fn evaluate<B: Backend>(be: &B, net: &mut Network<B>, data: &Dataset, normalize: &Normalize, batch: usize) -> f32 {
+    let mut correct = 0usize;
+    for b in eval_batches(data, batch, normalize) {
+        let x = Tensor::from_vec(be, &b.shape, &b.images);
+        let logits = net.forward(be, &x, Mode::Eval).to_vec(be);
+        correct += count_correct(&logits, &b.labels, net.classes);
+    }
+    correct as f32 / data.len().max(1) as f32
+}
+
+fn count_correct(logits: &[f32], labels: &[usize], classes: usize) -> usize {
+    logits
+        .chunks_exact(classes)
+        .zip(labels)
+        .filter(|(row, &label)| {
+            let best = row.iter().enumerate().fold(0, |b, (i, v)| if *v > row[b] { i } else { b });
+            best == label
+        })
+        .count()
+}
+
+#[derive(Serialize)]
+struct TrainLine {
+    step: u64,
+    loss: f32,
+    reg: f32,
+    lr: f32,
+    train_acc: f32,
+}
+
+#[derive(Serialize)]
+struct EvalLine {
+    step: u64,
+    test_acc: f32,
+    best_test_acc: f32,
+}
+
+/// Keep only the metric lines of steps `≤ step` (a resumed run rewrites what followed its checkpoint).
+fn truncate_metrics(path: &Path, step: u64) -> Result<(), TrainError> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                .is_some_and(|s| s <= step)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    checkpoint::write_atomic(path, kept.as_bytes()).map_err(TrainError::Checkpoint)
+}
+
+/// Train a network as `cfg` says, writing into `opts.out_dir`.
+pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<RunSummary, TrainError> {
+    let started = Instant::now();
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TrainError::Io { path, source }
+    };
+    let augment = parse_augment(&cfg.augment)?;
+    let normalize = parse_normalize(&cfg.normalize)?;
+    let (train_set, test_set) = load_data(cfg)?;
+    let mut rng = Rng::new(cfg.seed);
+    let mut net = build_network(be, cfg, train_set.classes, train_set.shape[0], &mut rng)?;
+    let mut opt = make_optimizer::<B>(cfg)?;
+    let params = net.param_count();
+
+    std::fs::create_dir_all(&opts.out_dir).map_err(io(&opts.out_dir))?;
+    let ckpt_path = opts.out_dir.join("checkpoint.safetensors");
+    let metrics_path = opts.out_dir.join("metrics.jsonl");
+    let config_text = cfg.to_toml();
+
+    let mut step = 0;
+    let mut best = (0.0f32, 0u64);
+    let mut resumed_from = None;
+    if opts.resume && ckpt_path.exists() {
+        let meta = checkpoint::load(be, &ckpt_path, &mut net, Some(&mut opt))?;
+        if meta.extra.get("config").map(String::as_str) != Some(config_text.as_str()) {
+            return Err(TrainError::Config(format!(
+                "{} was written by a run with a different config; use another --out folder or drop --resume",
+                ckpt_path.display()
+            )));
+        }
+        step = meta.step;
+        let num = |k: &str| meta.extra.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        best = (num("best_test_acc") as f32, num("best_step") as u64);
+        resumed_from = Some(step);
+        truncate_metrics(&metrics_path, step)?;
+    } else {
+        let _ = std::fs::remove_file(&metrics_path);
+    }
+    checkpoint::write_atomic(&opts.out_dir.join("config.toml"), config_text.as_bytes())?;
+    let mut metrics = std::io::BufWriter::new(
+        std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(io(&metrics_path))?,
+    );
+
+    let train_set = Arc::new(train_set);
+    let loader_cfg =
+        TrainConfig { batch_size: cfg.batch_size, augment, normalize: normalize.clone(), seed: cfg.seed, prefetch: 3 };
+    let batches_per_epoch = (train_set.len() / cfg.batch_size.max(1)).max(1);
+    if train_set.len() < cfg.batch_size {
+        return Err(TrainError::Config(format!(
+            "batch size {} is larger than the {} training images",
+            cfg.batch_size,
+            train_set.len()
+        )));
+    }
+    let mut loader = TrainLoader::new(train_set, loader_cfg, Position::of_iteration(step, batches_per_epoch));
+
+    let bar = if opts.progress { ProgressBar::new(cfg.iterations) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("{} {}", cfg.network, cfg.similarity));
+    bar.set_position(step);
+
+    let stop = opts.stop_at.unwrap_or(cfg.iterations).min(cfg.iterations);
+    let mut last_saved: Option<(PathBuf, u64)> = resumed_from.map(|s| (ckpt_path.clone(), s));
+    let mut final_loss = f32::NAN;
+    let mut final_acc = f32::NAN;
+    let mut images = 0usize;
+    let loop_start = Instant::now();
+    let save = |net: &mut Network<B>, opt: &mut Optimizer<B>, step: u64, best: (f32, u64)| {
+        let mut meta = Meta { step, ..Meta::default() };
+        meta.extra.insert("config".into(), config_text.clone());
+        meta.extra.insert("network".into(), net.name.clone());
+        meta.extra.insert("best_test_acc".into(), best.0.to_string());
+        meta.extra.insert("best_step".into(), best.1.to_string());
+        checkpoint::save(be, &ckpt_path, net, Some(opt), &meta)
+    };
+
+    while step < stop {
+        let batch = loader.next().expect("the training stream is endless");
+        let x = Tensor::from_vec(be, &batch.shape, &batch.images);
+        let logits = net.forward(be, &x, Mode::Train);
+        let (loss, dlogits) = cross_entropy(be, &logits, &batch.labels, cfg.smoothing, cfg.log_floor);
+        if !loss.is_finite() {
+            let culprit = match net.forward_checked(be, &x, Mode::Eval) {
+                Err(layer) => format!("loss is {loss}; {layer}"),
+                Ok(_) => {
+                    format!("loss is {loss} although every layer output is finite (the logits overflow the softmax)")
+                }
+            };
+            bar.abandon();
+            return Err(TrainError::NonFinite { step, culprit, last_checkpoint: last_saved });
+        }
+        let train_acc =
+            count_correct(&logits.to_vec(be), &batch.labels, net.classes) as f32 / batch.labels.len() as f32;
+        net.backward(be, &dlogits);
+        let reg = apply_regularizers(be, &mut net);
+        let lr = cfg.lr_at(step);
+        opt.step(be, lr, &mut net);
+        step += 1;
+        images += batch.labels.len();
+        final_loss = loss;
+        let line = TrainLine { step, loss, reg, lr, train_acc };
+        writeln!(metrics, "{}", serde_json::to_string(&line).expect("json")).map_err(io(&metrics_path))?;
+
+        if step % cfg.eval_every.max(1) == 0 || step == cfg.iterations {
+            final_acc = evaluate(be, &mut net, &test_set, &normalize, cfg.eval_batch);
+            if final_acc > best.0 {
+                best = (final_acc, step);
+            }
+            let line = EvalLine { step, test_acc: final_acc, best_test_acc: best.0 };
+            writeln!(metrics, "{}", serde_json::to_string(&line).expect("json")).map_err(io(&metrics_path))?;
+            if !opts.progress {
+                log_eval(cfg, step, loss, final_acc, best.0);
+            }
+        }
+        if step % cfg.checkpoint_every.max(1) == 0 || step == stop {
+            metrics.flush().map_err(io(&metrics_path))?;
+            save(&mut net, &mut opt, step, best)?;
+            last_saved = Some((ckpt_path.clone(), step));
+        }
+        let rate = images as f64 / loop_start.elapsed().as_secs_f64().max(1e-9);
+        bar.set_position(step);
+        bar.set_message(format!(
+            "loss {loss:.3} acc {:.1}% test {:.1}% (best {:.1}%) {rate:.0} img/s",
+            100.0 * train_acc,
+            100.0 * final_acc.max(0.0),
+            100.0 * best.0
+        ));
+    }
+    bar.finish();
+    metrics.flush().map_err(io(&metrics_path))?;
+    let summary = RunSummary {
+        network: net.name.clone(),
+        similarity: cfg.similarity.clone(),
+        dataset: cfg.dataset.clone(),
+        params,
+        steps: step,
+        final_test_acc: final_acc,
+        best_test_acc: best.0,
+        best_step: best.1,
+        final_train_loss: final_loss,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        train_images_per_second: images as f64 / loop_start.elapsed().as_secs_f64().max(1e-9),
+        backend: be.name(),
+        resumed_from,
+    };
+    let json = serde_json::to_string_pretty(&summary).expect("json");
+    checkpoint::write_atomic(&opts.out_dir.join("summary.json"), json.as_bytes())?;
+    Ok(summary)
+}
+
+fn log_eval(cfg: &RunConfig, step: u64, loss: f32, acc: f32, best: f32) {
+    eprintln!(
+        "{} {} step {step}/{}: loss {loss:.4}, test {:.2}% (best {:.2}%)",
+        cfg.network,
+        cfg.similarity,
+        cfg.iterations,
+        100.0 * acc,
+        100.0 * best
+    );
+}

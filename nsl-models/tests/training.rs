@@ -1,0 +1,155 @@
+//! Training runs: bit-exact resume, clear errors on bad checkpoints and divergence, folding.
+
+use std::path::Path;
+
+use nsl_core::nn::Layer;
+use nsl_core::Rng;
+use nsl_cpu::Cpu;
+use nsl_models::checkpoint;
+use nsl_models::train::{build_network, train, RunConfig, RunOptions, TrainError};
+
+fn tiny(similarity: &str) -> RunConfig {
+    RunConfig {
+        network: "cnn4".into(),
+        similarity: similarity.into(),
+        dataset: "synthetic".into(),
+        synthetic_train: 256,
+        synthetic_test: 64,
+        iterations: 6,
+        batch_size: 32,
+        lr: 0.01,
+        milestones: vec![4],
+        eval_every: 3,
+        checkpoint_every: 2,
+        ..RunConfig::default()
+    }
+}
+
+fn opts(dir: &Path, resume: bool, stop_at: Option<u64>) -> RunOptions {
+    RunOptions { out_dir: dir.to_path_buf(), resume, progress: false, stop_at }
+}
+
+fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut v: Vec<(String, Vec<u8>)> = st.tensors().into_iter().map(|(n, t)| (n, t.data().to_vec())).collect();
+    v.sort();
+    v
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("nsl-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn resume_equals_uninterrupted_run_bitwise() {
+    let be = Cpu::with_threads(2);
+    for similarity in ["dynamic-dns", "static-uns"] {
+        let cfg = tiny(similarity);
+        let straight = tempdir(&format!("straight-{similarity}"));
+        let killed = tempdir(&format!("killed-{similarity}"));
+        let a = train(&be, &cfg, &opts(&straight, false, None)).unwrap();
+        let stopped = train(&be, &cfg, &opts(&killed, false, Some(3))).unwrap();
+        assert_eq!(stopped.steps, 3);
+        let b = train(&be, &cfg, &opts(&killed, true, None)).unwrap();
+        assert_eq!(b.resumed_from, Some(3));
+        assert_eq!(a.final_test_acc, b.final_test_acc);
+        let (ta, tb) =
+            (tensors(&straight.join("checkpoint.safetensors")), tensors(&killed.join("checkpoint.safetensors")));
+        assert_eq!(ta.len(), tb.len());
+        for ((na, da), (nb, db)) in ta.iter().zip(&tb) {
+            assert_eq!(na, nb);
+            assert!(da == db, "{similarity}: tensor {na} differs after resume");
+        }
+        // the metrics of the resumed run hold each step once
+        let metrics = std::fs::read_to_string(killed.join("metrics.jsonl")).unwrap();
+        assert_eq!(metrics.lines().filter(|l| l.contains("\"loss\"")).count(), 6);
+    }
+}
+
+#[test]
+fn truncated_checkpoint_gives_a_clear_error_and_changes_nothing() {
+    let be = Cpu::with_threads(1);
+    let dir = tempdir("truncated");
+    train(&be, &tiny("conv"), &opts(&dir, false, Some(2))).unwrap();
+    let path = dir.join("checkpoint.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let cfg = tiny("conv");
+    let mut net = build_network(&be, &cfg, 10, 32, &mut Rng::new(0)).unwrap();
+    let before: Vec<f32> = {
+        let mut v = vec![];
+        net.visit_params(&mut |p| v.extend(p.value.to_vec(&be)));
+        v
+    };
+    let err = checkpoint::load(&be, &path, &mut net, None).unwrap_err().to_string();
+    assert!(err.contains("checkpoint.safetensors") && err.contains("truncated"), "{err}");
+    let mut after = vec![];
+    net.visit_params(&mut |p| after.extend(p.value.to_vec(&be)));
+    assert_eq!(before, after, "a failed load must leave the network untouched");
+    // resume from it: the run reports the file, it does not panic
+    let err = train(&be, &cfg, &opts(&dir, true, None)).unwrap_err().to_string();
+    assert!(err.contains("truncated"), "{err}");
+}
+
+#[test]
+fn wrong_shape_checkpoint_names_the_tensor() {
+    let be = Cpu::with_threads(1);
+    let dir = tempdir("shape");
+    train(&be, &tiny("conv"), &opts(&dir, false, Some(1))).unwrap();
+    let mut other =
+        build_network(&be, &RunConfig { network: "cnn9".into(), ..tiny("conv") }, 10, 32, &mut Rng::new(0)).unwrap();
+    let err = checkpoint::load(&be, &dir.join("checkpoint.safetensors"), &mut other, None).unwrap_err().to_string();
+    assert!(err.contains("has no tensor") || err.contains("has shape"), "{err}");
+}
+
+#[test]
+fn divergence_stops_with_step_and_layer_and_keeps_the_last_checkpoint() {
+    let be = Cpu::with_threads(1);
+    let dir = tempdir("nan");
+    let cfg = RunConfig { lr: f32::MAX, iterations: 40, checkpoint_every: 1, ..tiny("conv") };
+    match train(&be, &cfg, &opts(&dir, false, None)) {
+        Err(TrainError::NonFinite { step, culprit, last_checkpoint }) => {
+            assert!(step >= 1, "step 0 cannot diverge: weights are finite at init");
+            assert!(culprit.contains("loss is"), "{culprit}");
+            let (path, at) = last_checkpoint.expect("a checkpoint was written before divergence");
+            assert_eq!(at, step);
+            // the last good checkpoint is intact and loadable
+            let mut net = build_network(&be, &cfg, 10, 32, &mut Rng::new(0)).unwrap();
+            checkpoint::load(&be, &path, &mut net, None).unwrap();
+        }
+        other => panic!("expected divergence, got {other:?}"),
+    }
+}
+
+#[test]
+fn folded_static_network_has_identical_accuracy() {
+    let be = Cpu::with_threads(1);
+    let cfg = RunConfig { iterations: 3, ..tiny("static-uns") };
+    let dir = tempdir("fold");
+    train(&be, &cfg, &opts(&dir, false, None)).unwrap();
+    let (_, test) = nsl_models::train::load_data(&cfg).unwrap();
+    let mut net = build_network(&be, &cfg, 10, 32, &mut Rng::new(0)).unwrap();
+    checkpoint::load(&be, &dir.join("checkpoint.safetensors"), &mut net, None).unwrap();
+    let norm = nsl_models::data::augment::Normalize::Raw;
+    let before = nsl_models::train::evaluate(&be, &mut net, &test, &norm, 16);
+    net.fold(&be).unwrap();
+    let after = nsl_models::train::evaluate(&be, &mut net, &test, &norm, 16);
+    assert_eq!(before, after);
+    // and the folded network is a plain CNN: it loads into one
+    let path = dir.join("folded.safetensors");
+    checkpoint::save(&be, &path, &mut net, None, &checkpoint::Meta::default()).unwrap();
+    let mut plain = build_network(&be, &tiny("conv"), 10, 32, &mut Rng::new(5)).unwrap();
+    checkpoint::load(&be, &path, &mut plain, None).unwrap();
+    assert_eq!(nsl_models::train::evaluate(&be, &mut plain, &test, &norm, 16), before);
+}
+
+#[test]
+fn dynamic_network_cannot_fold() {
+    let be = Cpu::with_threads(1);
+    let mut net = build_network(&be, &tiny("dynamic-dns"), 10, 32, &mut Rng::new(0)).unwrap();
+    let err = net.fold(&be).unwrap_err();
+    assert!(err.contains("dynamic DNS") && err.contains("cannot fold"), "{err}");
+}
