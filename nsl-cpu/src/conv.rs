@@ -1,0 +1,90 @@
+//! Convolution geometry: `im2col` and its adjoint `col2im` (see [`nsl_core::Backend::im2col`]).
+//!
+//! Column index is `t·c + ch` with tap `t = ky·k + kx`, so for a fixed `ky` the `k` taps of a
+//! window row are one contiguous span of `k·c` columns and read one contiguous span of the
+//! NHWC input: both directions copy/add whole spans.
+
+use nsl_core::Window;
+
+use crate::par::{self, axpy_slice};
+use crate::Cpu;
+
+/// Valid `kx` range `lo..hi` for output column `ox` (taps inside the map).
+#[inline]
+pub(crate) fn tap_range(g: &Window, ox: usize) -> (usize, usize) {
+    let start = (ox * g.stride) as isize - g.pad_left as isize; // input x of kx = 0
+    let lo = (-start).clamp(0, g.k as isize) as usize;
+    let hi = (g.w as isize - start).clamp(0, g.k as isize) as usize;
+    (lo, hi.max(lo))
+}
+
+/// Input row `y` read by window row `ky` of output row `oy`, if inside the map.
+#[inline]
+pub(crate) fn src_row(g: &Window, oy: usize, ky: usize) -> Option<usize> {
+    let y = (oy * g.stride + ky) as isize - g.pad_top as isize;
+    (y >= 0 && (y as usize) < g.h).then_some(y as usize)
+}
+
+/// Output index `o < n_out` whose window tap `kk` reads input coordinate `i`, if any.
+#[inline]
+pub(crate) fn reader(i: usize, pad: usize, kk: usize, stride: usize, n_out: usize) -> Option<usize> {
+    let v = (i + pad).checked_sub(kk)?;
+    (v % stride == 0 && v / stride < n_out).then_some(v / stride)
+}
+
+/// See [`nsl_core::Backend::im2col`].
+pub(crate) fn im2col(cpu: &Cpu, g: &Window, x: &[f32], cols: &mut [f32]) {
+    let (c, k, pl) = (g.c, g.k, g.patch_len());
+    let x = &x[..g.input_len()];
+    let hw = g.ho * g.wo;
+    par::rows_mut(cpu, &mut cols[..g.rows() * pl], pl, g.rows() * pl, |r0, out| {
+        for (i, row) in out.chunks_exact_mut(pl).enumerate() {
+            let r = r0 + i;
+            let (b, oy, ox) = (r / hw, (r % hw) / g.wo, r % g.wo);
+            let (lo, hi) = tap_range(g, ox);
+            for ky in 0..k {
+                let dst = &mut row[ky * k * c..(ky + 1) * k * c];
+                match src_row(g, oy, ky) {
+                    Some(y) if hi > lo => {
+                        let x0 = ox * g.stride + lo - g.pad_left;
+                        let src = ((b * g.h + y) * g.w + x0) * c;
+                        dst[..lo * c].fill(0.0);
+                        dst[lo * c..hi * c].copy_from_slice(&x[src..src + (hi - lo) * c]);
+                        dst[hi * c..].fill(0.0);
+                    }
+                    _ => dst.fill(0.0),
+                }
+            }
+        }
+    });
+}
+
+/// See [`nsl_core::Backend::col2im`]. Written as a gather: each input row `(b, y)` sums, in
+/// the fixed order (ky, x, kx), every column entry that read it, so rows are independent and
+/// the result is deterministic without atomics.
+pub(crate) fn col2im(cpu: &Cpu, g: &Window, dcols: &[f32], dx: &mut [f32]) {
+    let (c, k, pl) = (g.c, g.k, g.patch_len());
+    let dcols = &dcols[..g.rows() * pl];
+    let row_len = g.w * c;
+    let work = g.rows() * pl + g.input_len();
+    par::rows_mut(cpu, &mut dx[..g.input_len()], row_len, work, |r0, out| {
+        for (i, row) in out.chunks_exact_mut(row_len).enumerate() {
+            let (b, y) = ((r0 + i) / g.h, (r0 + i) % g.h);
+            row.fill(0.0);
+            for ky in 0..k {
+                let Some(oy) = reader(y, g.pad_top, ky, g.stride, g.ho) else {
+                    continue;
+                };
+                let orow = (b * g.ho + oy) * g.wo;
+                for (xi, dst) in row.chunks_exact_mut(c).enumerate() {
+                    for kx in 0..k {
+                        if let Some(ox) = reader(xi, g.pad_left, kx, g.stride, g.wo) {
+                            let s = (orow + ox) * pl + (ky * k + kx) * c;
+                            axpy_slice(1.0, &dcols[s..s + c], dst);
+                        }
+                    }
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,229 @@
+//! Window L2 norm and batch normalisation (formulas on [`nsl_core::Backend`]).
+//!
+//! Per-channel batch-norm statistics are `f64` partial sums over fixed row chunks (size set
+//! by the channel count only) added in chunk order, so they are bitwise reproducible.
+
+use nsl_core::{BatchNormDims, Window};
+
+use crate::conv::{reader, src_row, tap_range};
+use crate::par::{self, sum_sq_f32};
+use crate::Cpu;
+
+/// See [`nsl_core::Backend::window_norm`].
+pub(crate) fn window_norm(cpu: &Cpu, g: &Window, x: &[f32], eps: f32, n: &mut [f32]) {
+    let c = g.c;
+    let x = &x[..g.input_len()];
+    let hw = g.ho * g.wo;
+    par::rows_mut(cpu, &mut n[..g.rows()], 1, g.rows() * g.patch_len(), |r0, out| {
+        for (i, o) in out.iter_mut().enumerate() {
+            let r = r0 + i;
+            let (b, oy, ox) = (r / hw, (r % hw) / g.wo, r % g.wo);
+            let (lo, hi) = tap_range(g, ox);
+            let mut s = 0f32;
+            if hi > lo {
+                for ky in 0..g.k {
+                    if let Some(y) = src_row(g, oy, ky) {
+                        let x0 = ox * g.stride + lo - g.pad_left;
+                        let src = ((b * g.h + y) * g.w + x0) * c;
+                        s += sum_sq_f32(&x[src..src + (hi - lo) * c]);
+                    }
+                }
+            }
+            *o = (s + eps).sqrt();
+        }
+    });
+}
+
+/// See [`nsl_core::Backend::window_norm_backward`]: `dx[p, ch] += x[p, ch] · Σ dn[r]/n[r]`
+/// over the windows `r` covering pixel `p`, gathered per input row (deterministic).
+pub(crate) fn window_norm_backward(cpu: &Cpu, g: &Window, x: &[f32], n: &[f32], dn: &[f32], dx: &mut [f32]) {
+    let (c, k) = (g.c, g.k);
+    let x = &x[..g.input_len()];
+    let (n, dn) = (&n[..g.rows()], &dn[..g.rows()]);
+    let row_len = g.w * c;
+    let work = g.input_len() + g.w * g.h * g.batch * k * k;
+    par::rows_mut(cpu, &mut dx[..g.input_len()], row_len, work, |r0, out| {
+        for (i, row) in out.chunks_exact_mut(row_len).enumerate() {
+            let (b, y) = ((r0 + i) / g.h, (r0 + i) % g.h);
+            let xrow = &x[(r0 + i) * row_len..(r0 + i + 1) * row_len];
+            for (xi, (dst, src)) in row.chunks_exact_mut(c).zip(xrow.chunks_exact(c)).enumerate() {
+                let mut s = 0f32;
+                for ky in 0..k {
+                    let Some(oy) = reader(y, g.pad_top, ky, g.stride, g.ho) else {
+                        continue;
+                    };
+                    for kx in 0..k {
+                        if let Some(ox) = reader(xi, g.pad_left, kx, g.stride, g.wo) {
+                            let r = (b * g.ho + oy) * g.wo + ox;
+                            s += dn[r] / n[r];
+                        }
+                    }
+                }
+                if s != 0.0 {
+                    par::axpy_slice(s, src, dst);
+                }
+            }
+        }
+    });
+}
+
+/// Per-channel `f64` sums of `f(x_row, ch_accumulators)` over all rows, with a fixed row
+/// chunking; `width` accumulators per channel group (`acc.len() = width`).
+fn channel_sums<F>(cpu: &Cpu, rows: usize, c: usize, width: usize, f: F) -> Vec<f64>
+where
+    F: Fn(usize, &mut [f64]) + Sync + Send,
+{
+    let rpt = par::rows_per_task(c);
+    let chunks = rows.div_ceil(rpt);
+    let partials = par::map_collect(cpu, chunks, rows * c, |i| {
+        let mut acc = vec![0f64; width];
+        for r in i * rpt..((i + 1) * rpt).min(rows) {
+            f(r, &mut acc);
+        }
+        acc
+    });
+    let mut total = vec![0f64; width];
+    for p in &partials {
+        for (t, v) in total.iter_mut().zip(p) {
+            *t += v;
+        }
+    }
+    total
+}
+
+/// `1/sqrt(var + eps)` per channel, in `f64`.
+fn inv_std(var: &[f32], eps: f32) -> Vec<f64> {
+    var.iter().map(|&v| 1.0 / (v as f64 + eps as f64).sqrt()).collect()
+}
+
+/// `y = x·scale + shift` per channel, rows in parallel.
+fn affine_rows(cpu: &Cpu, d: &BatchNormDims, x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32]) {
+    let c = d.c;
+    par::rows_mut(cpu, &mut y[..d.rows * c], c, d.rows * c, |r0, out| {
+        for (yr, xr) in out.chunks_exact_mut(c).zip(x[r0 * c..].chunks_exact(c)) {
+            for (((y, x), s), t) in yr.iter_mut().zip(xr).zip(scale).zip(shift) {
+                *y = x * s + t;
+            }
+        }
+    });
+}
+
+/// Per-channel `scale = γ/σ`, `shift = β − μ·γ/σ`.
+fn scale_shift(gamma: &[f32], beta: &[f32], mean: &[f32], inv: &[f64]) -> (Vec<f32>, Vec<f32>) {
+    let scale: Vec<f64> = gamma.iter().zip(inv).map(|(&g, &i)| g as f64 * i).collect();
+    let shift = beta.iter().zip(mean).zip(&scale).map(|((&b, &m), &s)| (b as f64 - m as f64 * s) as f32).collect();
+    (scale.iter().map(|&s| s as f32).collect(), shift)
+}
+
+/// See [`nsl_core::Backend::batch_norm_train`]. Two-pass (mean, then centred squares) `f64`
+/// statistics; the biased variance is written to `var`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn batch_norm_train(
+    cpu: &Cpu,
+    d: &BatchNormDims,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    y: &mut [f32],
+    mean: &mut [f32],
+    var: &mut [f32],
+) {
+    let (rows, c) = (d.rows, d.c);
+    let x = &x[..rows * c];
+    let inv_rows = 1.0 / rows.max(1) as f64;
+    let sums = channel_sums(cpu, rows, c, c, |r, acc| {
+        for (a, &v) in acc.iter_mut().zip(&x[r * c..(r + 1) * c]) {
+            *a += v as f64;
+        }
+    });
+    let mu: Vec<f64> = sums.iter().map(|s| s * inv_rows).collect();
+    let sq = channel_sums(cpu, rows, c, c, |r, acc| {
+        for ((a, &v), m) in acc.iter_mut().zip(&x[r * c..(r + 1) * c]).zip(&mu) {
+            let e = v as f64 - m;
+            *a += e * e;
+        }
+    });
+    for ch in 0..c {
+        mean[ch] = mu[ch] as f32;
+        var[ch] = (sq[ch] * inv_rows) as f32;
+    }
+    let inv = inv_std(&var[..c], d.eps);
+    let (scale, shift) = scale_shift(&gamma[..c], &beta[..c], &mean[..c], &inv);
+    affine_rows(cpu, d, x, &scale, &shift, y);
+}
+
+/// See [`nsl_core::Backend::batch_norm_eval`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn batch_norm_eval(
+    cpu: &Cpu,
+    d: &BatchNormDims,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    y: &mut [f32],
+) {
+    let c = d.c;
+    let inv = inv_std(&var[..c], d.eps);
+    let (scale, shift) = scale_shift(&gamma[..c], &beta[..c], &mean[..c], &inv);
+    affine_rows(cpu, d, &x[..d.rows * c], &scale, &shift, y);
+}
+
+/// See [`nsl_core::Backend::batch_norm_backward`]: overwrites `dx`, accumulates `dgamma`,
+/// `dbeta`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn batch_norm_backward(
+    cpu: &Cpu,
+    d: &BatchNormDims,
+    x: &[f32],
+    gamma: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+) {
+    let (rows, c) = (d.rows, d.c);
+    if rows == 0 || c == 0 {
+        return;
+    }
+    let (x, dy) = (&x[..rows * c], &dy[..rows * c]);
+    let mean = &mean[..c];
+    let inv = inv_std(&var[..c], d.eps);
+    let mean64: Vec<f64> = mean.iter().map(|&m| m as f64).collect();
+    // acc[0..c] = Σ dy, acc[c..2c] = Σ dy·x̂
+    let sums = channel_sums(cpu, rows, c, 2 * c, |r, acc| {
+        let (sdy, sdyx) = acc.split_at_mut(c);
+        let (xr, dyr) = (&x[r * c..(r + 1) * c], &dy[r * c..(r + 1) * c]);
+        for ((((a, b), &xv), &g), (&m, &i)) in
+            sdy.iter_mut().zip(sdyx.iter_mut()).zip(xr).zip(dyr).zip(mean64.iter().zip(&inv))
+        {
+            let g = g as f64;
+            *a += g;
+            *b += g * (xv as f64 - m) * i;
+        }
+    });
+    let (sdy, sdyx) = sums.split_at(c);
+    for ch in 0..c {
+        dbeta[ch] += sdy[ch] as f32;
+        dgamma[ch] += sdyx[ch] as f32;
+    }
+    let n = rows as f64;
+    let coef: Vec<f32> = (0..c).map(|ch| (gamma[ch] as f64 * inv[ch]) as f32).collect();
+    let mdy: Vec<f32> = sdy.iter().map(|s| (s / n) as f32).collect();
+    let mdyx: Vec<f32> = sdyx.iter().map(|s| (s / n) as f32).collect();
+    let inv32: Vec<f32> = inv.iter().map(|&v| v as f32).collect();
+    par::rows_mut(cpu, &mut dx[..rows * c], c, rows * c, |r0, out| {
+        let rows_in = x[r0 * c..].chunks_exact(c).zip(dy[r0 * c..].chunks_exact(c));
+        for (dxr, (xr, dyr)) in out.chunks_exact_mut(c).zip(rows_in) {
+            for ((((dx, &xv), &g), (&m, &i)), ((&k, &a), &b)) in
+                dxr.iter_mut().zip(xr).zip(dyr).zip(mean.iter().zip(&inv32)).zip(coef.iter().zip(&mdy).zip(&mdyx))
+            {
+                let xh = (xv - m) * i;
+                *dx = k * (g - a - xh * b);
+            }
+        }
+    });
+}

@@ -1,0 +1,540 @@
+//! Shared test helpers: random data, proptest strategies and naive reference implementations
+//! (plain nested loops, `f64` accumulation) of every backend op.
+#![allow(dead_code, clippy::too_many_arguments, clippy::needless_range_loop)]
+
+use std::sync::OnceLock;
+
+use nsl_core::{AdamStep, BatchNormDims, CrossEntropy, Gemm, Map, Rng, SgdStep, Window};
+use nsl_cpu::Cpu;
+use proptest::prelude::*;
+
+/// A shared two-thread backend.
+pub fn be() -> &'static Cpu {
+    static BE: OnceLock<Cpu> = OnceLock::new();
+    BE.get_or_init(|| Cpu::with_threads(2))
+}
+
+/// `n` values uniform in `[-1, 1)`.
+pub fn rand_vec(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.uniform() * 2.0 - 1.0).collect()
+}
+
+/// `n` values uniform in `[lo, hi)`.
+pub fn rand_range(rng: &mut Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    (0..n).map(|_| lo + rng.uniform() * (hi - lo)).collect()
+}
+
+/// `n` distinct values (a random permutation of a spaced grid), for max-pool tests.
+pub fn distinct_vec(rng: &mut Rng, n: usize) -> Vec<f32> {
+    let mut v: Vec<f32> = (0..n).map(|i| (i as f32 - n as f32 / 2.0) * 0.37).collect();
+    rng.shuffle(&mut v);
+    v
+}
+
+/// Element-wise `|a − e| ≤ atol + rtol·|e|` with a message naming the op and the index.
+pub fn assert_close(what: &str, actual: &[f32], expected: &[f64], rtol: f64, atol: f64) {
+    assert_eq!(actual.len(), expected.len(), "{what}: length");
+    for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
+        assert!(
+            (a.is_nan() && e.is_nan()) || approx::relative_eq!(a as f64, e, epsilon = atol, max_relative = rtol),
+            "{what}: index {i}: got {a}, expected {e} (rtol {rtol}, atol {atol})"
+        );
+    }
+}
+
+/// Default tolerance for an f32 op checked against an f64 reference.
+pub fn close(what: &str, actual: &[f32], expected: &[f64]) {
+    assert_close(what, actual, expected, 1e-4, 1e-5);
+}
+
+pub fn to64(x: &[f32]) -> Vec<f64> {
+    x.iter().map(|&v| v as f64).collect()
+}
+
+// ---- strategies ---------------------------------------------------------------------------
+
+/// Random window geometry: batch 1–3, maps 1–9 (non-square), channels 1–4,
+/// k ∈ {1,2,3,4,7}, stride 1–3, SAME or VALID.
+pub fn window() -> impl Strategy<Value = Window> {
+    (
+        1usize..=3,
+        1usize..=9,
+        1usize..=9,
+        1usize..=4,
+        prop::sample::select(vec![1usize, 2, 3, 4, 7]),
+        1usize..=3,
+        any::<bool>(),
+    )
+        .prop_map(|(b, h, w, c, k, s, same)| {
+            if same {
+                Window::same(b, h, w, c, k, s)
+            } else {
+                Window::valid(b, h.max(k), w.max(k), c, k, s)
+            }
+        })
+}
+
+// ---- references ---------------------------------------------------------------------------
+
+/// `C[b] = α·op(A[b])·op(B[b]) + β·C[b]` (β = 0 ignores C).
+pub fn gemm(g: &Gemm, a: &[f32], b: &[f32], c: &[f32]) -> Vec<f64> {
+    let mut out = to64(c);
+    for bi in 0..g.batch {
+        let (ao, bo, co) = (bi * g.stride_a, bi * g.stride_b, bi * g.stride_c);
+        for i in 0..g.m {
+            for j in 0..g.n {
+                let mut s = 0f64;
+                for l in 0..g.k {
+                    let av = if g.trans_a { a[ao + l * g.m + i] } else { a[ao + i * g.k + l] };
+                    let bv = if g.trans_b { b[bo + j * g.k + l] } else { b[bo + l * g.n + j] };
+                    s += av as f64 * bv as f64;
+                }
+                let old = if g.beta == 0.0 { 0.0 } else { g.beta as f64 * out[co + i * g.n + j] };
+                out[co + i * g.n + j] = g.alpha as f64 * s + old;
+            }
+        }
+    }
+    out
+}
+
+pub fn map(f: Map, x: &[f32]) -> Vec<f64> {
+    x.iter()
+        .map(|&x| {
+            let x = x as f64;
+            match f {
+                Map::SqrtEps(e) => (x + e as f64).sqrt(),
+                Map::Recip => 1.0 / x,
+                Map::Square => x * x,
+                Map::Sign => {
+                    if x > 0.0 {
+                        1.0
+                    } else if x < 0.0 {
+                        -1.0
+                    } else {
+                        0.0
+                    }
+                }
+                Map::Affine(a, b) => a as f64 * x + b as f64,
+            }
+        })
+        .collect()
+}
+
+pub fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
+}
+
+pub fn mul_rows(x: &[f32], s: &[f32], rows: usize, cols: usize) -> Vec<f64> {
+    let mut out = vec![0f64; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[r * cols + c] = x[r * cols + c] as f64 * s[r] as f64;
+        }
+    }
+    out
+}
+
+pub fn mul_cols(x: &[f32], s: &[f32], rows: usize, cols: usize) -> Vec<f64> {
+    let mut out = vec![0f64; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[r * cols + c] = x[r * cols + c] as f64 * s[c] as f64;
+        }
+    }
+    out
+}
+
+pub fn dot_rows(a: &[f32], b: &[f32], rows: usize, cols: usize) -> Vec<f64> {
+    let mut out = vec![0f64; rows];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[r] += a[r * cols + c] as f64 * b[r * cols + c] as f64;
+        }
+    }
+    out
+}
+
+pub fn dot_cols(a: &[f32], b: &[f32], rows: usize, cols: usize) -> Vec<f64> {
+    let mut out = vec![0f64; cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c] += a[r * cols + c] as f64 * b[r * cols + c] as f64;
+        }
+    }
+    out
+}
+
+/// Index into an NHWC input, or `None` in the padding.
+fn src(g: &Window, b: usize, oy: usize, ox: usize, t: usize, ch: usize) -> Option<usize> {
+    g.source(oy, ox, t).map(|(y, x)| ((b * g.h + y) * g.w + x) * g.c + ch)
+}
+
+pub fn im2col(g: &Window, x: &[f32]) -> Vec<f64> {
+    let mut cols = vec![0f64; g.rows() * g.patch_len()];
+    for b in 0..g.batch {
+        for oy in 0..g.ho {
+            for ox in 0..g.wo {
+                let r = (b * g.ho + oy) * g.wo + ox;
+                for t in 0..g.taps() {
+                    for ch in 0..g.c {
+                        if let Some(i) = src(g, b, oy, ox, t, ch) {
+                            cols[r * g.patch_len() + t * g.c + ch] = x[i] as f64;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    cols
+}
+
+pub fn col2im(g: &Window, dcols: &[f32]) -> Vec<f64> {
+    let mut dx = vec![0f64; g.input_len()];
+    for b in 0..g.batch {
+        for oy in 0..g.ho {
+            for ox in 0..g.wo {
+                let r = (b * g.ho + oy) * g.wo + ox;
+                for t in 0..g.taps() {
+                    for ch in 0..g.c {
+                        if let Some(i) = src(g, b, oy, ox, t, ch) {
+                            dx[i] += dcols[r * g.patch_len() + t * g.c + ch] as f64;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dx
+}
+
+pub fn patch_scale(rows: usize, taps: usize, c: usize, cols: &[f32], m: &[f32]) -> Vec<f64> {
+    let mut out = vec![0f64; rows * taps * c];
+    for r in 0..rows {
+        for t in 0..taps {
+            for ch in 0..c {
+                let i = (r * taps + t) * c + ch;
+                out[i] = m[r * taps + t] as f64 * cols[i] as f64;
+            }
+        }
+    }
+    out
+}
+
+/// `(dcols, dm)`
+pub fn patch_scale_backward(
+    rows: usize,
+    taps: usize,
+    c: usize,
+    cols: &[f32],
+    m: &[f32],
+    dout: &[f32],
+) -> (Vec<f64>, Vec<f64>) {
+    let mut dcols = vec![0f64; rows * taps * c];
+    let mut dm = vec![0f64; rows * taps];
+    for r in 0..rows {
+        for t in 0..taps {
+            for ch in 0..c {
+                let i = (r * taps + t) * c + ch;
+                dcols[i] = m[r * taps + t] as f64 * dout[i] as f64;
+                dm[r * taps + t] += cols[i] as f64 * dout[i] as f64;
+            }
+        }
+    }
+    (dcols, dm)
+}
+
+pub fn patch_matmul(rows: usize, taps: usize, c: usize, cols: &[f32], m: &[f32]) -> Vec<f64> {
+    let mut out = vec![0f64; rows * taps * c];
+    for r in 0..rows {
+        for a in 0..taps {
+            for ch in 0..c {
+                let mut s = 0f64;
+                for q in 0..taps {
+                    s += m[(r * taps + a) * taps + q] as f64 * cols[(r * taps + q) * c + ch] as f64;
+                }
+                out[(r * taps + a) * c + ch] = s;
+            }
+        }
+    }
+    out
+}
+
+/// `(dcols, dM)`
+pub fn patch_matmul_backward(
+    rows: usize,
+    taps: usize,
+    c: usize,
+    cols: &[f32],
+    m: &[f32],
+    dout: &[f32],
+) -> (Vec<f64>, Vec<f64>) {
+    let mut dcols = vec![0f64; rows * taps * c];
+    let mut dm = vec![0f64; rows * taps * taps];
+    for r in 0..rows {
+        for a in 0..taps {
+            for q in 0..taps {
+                for ch in 0..c {
+                    let g = dout[(r * taps + a) * c + ch] as f64;
+                    dcols[(r * taps + q) * c + ch] += m[(r * taps + a) * taps + q] as f64 * g;
+                    dm[(r * taps + a) * taps + q] += g * cols[(r * taps + q) * c + ch] as f64;
+                }
+            }
+        }
+    }
+    (dcols, dm)
+}
+
+pub fn window_norm(g: &Window, x: &[f32], eps: f32) -> Vec<f64> {
+    let mut n = vec![0f64; g.rows()];
+    for b in 0..g.batch {
+        for oy in 0..g.ho {
+            for ox in 0..g.wo {
+                let mut s = 0f64;
+                for t in 0..g.taps() {
+                    for ch in 0..g.c {
+                        if let Some(i) = src(g, b, oy, ox, t, ch) {
+                            s += x[i] as f64 * x[i] as f64;
+                        }
+                    }
+                }
+                n[(b * g.ho + oy) * g.wo + ox] = (s + eps as f64).sqrt();
+            }
+        }
+    }
+    n
+}
+
+/// `dx_in + Σ_{r reading i} dn[r]·x[i]/n[r]`
+pub fn window_norm_backward(g: &Window, x: &[f32], n: &[f32], dn: &[f32], dx_in: &[f32]) -> Vec<f64> {
+    let mut dx = to64(dx_in);
+    for b in 0..g.batch {
+        for oy in 0..g.ho {
+            for ox in 0..g.wo {
+                let r = (b * g.ho + oy) * g.wo + ox;
+                for t in 0..g.taps() {
+                    for ch in 0..g.c {
+                        if let Some(i) = src(g, b, oy, ox, t, ch) {
+                            dx[i] += dn[r] as f64 * x[i] as f64 / n[r] as f64;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dx
+}
+
+/// `(y, mean, var)`
+pub fn batch_norm_train(d: &BatchNormDims, x: &[f32], gamma: &[f32], beta: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (rows, c) = (d.rows, d.c);
+    let mut mean = vec![0f64; c];
+    let mut var = vec![0f64; c];
+    for ch in 0..c {
+        for r in 0..rows {
+            mean[ch] += x[r * c + ch] as f64;
+        }
+        mean[ch] /= rows as f64;
+        for r in 0..rows {
+            let e = x[r * c + ch] as f64 - mean[ch];
+            var[ch] += e * e;
+        }
+        var[ch] /= rows as f64;
+    }
+    let y = batch_norm_eval_f64(d, x, gamma, beta, &mean, &var);
+    (y, mean, var)
+}
+
+fn batch_norm_eval_f64(
+    d: &BatchNormDims,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f64],
+    var: &[f64],
+) -> Vec<f64> {
+    let (rows, c) = (d.rows, d.c);
+    let mut y = vec![0f64; rows * c];
+    for r in 0..rows {
+        for ch in 0..c {
+            y[r * c + ch] = gamma[ch] as f64 * (x[r * c + ch] as f64 - mean[ch]) / (var[ch] + d.eps as f64).sqrt()
+                + beta[ch] as f64;
+        }
+    }
+    y
+}
+
+pub fn batch_norm_eval(
+    d: &BatchNormDims,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+) -> Vec<f64> {
+    batch_norm_eval_f64(d, x, gamma, beta, &to64(mean), &to64(var))
+}
+
+/// `(dx, dgamma_in + Σ dy·x̂, dbeta_in + Σ dy)`
+pub fn batch_norm_backward(
+    d: &BatchNormDims,
+    x: &[f32],
+    gamma: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    dy: &[f32],
+    dgamma_in: &[f32],
+    dbeta_in: &[f32],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (rows, c) = (d.rows, d.c);
+    let mut dx = vec![0f64; rows * c];
+    let mut dgamma = to64(dgamma_in);
+    let mut dbeta = to64(dbeta_in);
+    for ch in 0..c {
+        let sigma = (var[ch] as f64 + d.eps as f64).sqrt();
+        let xh = |r: usize| (x[r * c + ch] as f64 - mean[ch] as f64) / sigma;
+        let (mut sdy, mut sdyx) = (0f64, 0f64);
+        for r in 0..rows {
+            sdy += dy[r * c + ch] as f64;
+            sdyx += dy[r * c + ch] as f64 * xh(r);
+        }
+        dbeta[ch] += sdy;
+        dgamma[ch] += sdyx;
+        let n = rows as f64;
+        for r in 0..rows {
+            dx[r * c + ch] = gamma[ch] as f64 / sigma * (dy[r * c + ch] as f64 - sdy / n - xh(r) * sdyx / n);
+        }
+    }
+    (dx, dgamma, dbeta)
+}
+
+pub fn relu(x: &[f32]) -> Vec<f64> {
+    x.iter().map(|&v| if v > 0.0 { v as f64 } else { 0.0 }).collect()
+}
+
+pub fn relu_backward(y: &[f32], dy: &[f32]) -> Vec<f64> {
+    y.iter().zip(dy).map(|(&y, &d)| if y > 0.0 { d as f64 } else { 0.0 }).collect()
+}
+
+pub fn max_pool(g: &Window, x: &[f32]) -> Vec<f64> {
+    let mut y = vec![f64::NEG_INFINITY; g.rows() * g.c];
+    for b in 0..g.batch {
+        for oy in 0..g.ho {
+            for ox in 0..g.wo {
+                let r = (b * g.ho + oy) * g.wo + ox;
+                for t in 0..g.taps() {
+                    for ch in 0..g.c {
+                        if let Some(i) = src(g, b, oy, ox, t, ch) {
+                            y[r * g.c + ch] = y[r * g.c + ch].max(x[i] as f64);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    y
+}
+
+pub fn max_pool_backward(g: &Window, x: &[f32], y: &[f32], dy: &[f32]) -> Vec<f64> {
+    let mut dx = vec![0f64; g.input_len()];
+    for b in 0..g.batch {
+        for oy in 0..g.ho {
+            for ox in 0..g.wo {
+                let r = (b * g.ho + oy) * g.wo + ox;
+                for ch in 0..g.c {
+                    for t in 0..g.taps() {
+                        if let Some(i) = src(g, b, oy, ox, t, ch) {
+                            if x[i] == y[r * g.c + ch] {
+                                dx[i] += dy[r * g.c + ch] as f64;
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dx
+}
+
+pub fn softmax_rows(x: &[f32], rows: usize, cols: usize) -> Vec<f64> {
+    let mut y = vec![0f64; rows * cols];
+    for r in 0..rows {
+        let row = &x[r * cols..(r + 1) * cols];
+        let mx = row.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b as f64));
+        let z: f64 = row.iter().map(|&v| (v as f64 - mx).exp()).sum();
+        for c in 0..cols {
+            y[r * cols + c] = (row[c] as f64 - mx).exp() / z;
+        }
+    }
+    y
+}
+
+pub fn softmax_rows_backward(y: &[f32], dy: &[f32], rows: usize, cols: usize) -> Vec<f64> {
+    let mut dx = vec![0f64; rows * cols];
+    for r in 0..rows {
+        let mut s = 0f64;
+        for j in 0..cols {
+            s += dy[r * cols + j] as f64 * y[r * cols + j] as f64;
+        }
+        for c in 0..cols {
+            dx[r * cols + c] = y[r * cols + c] as f64 * (dy[r * cols + c] as f64 - s);
+        }
+    }
+    dx
+}
+
+/// `(loss, dlogits)` straight from the spec: `dz_j = −(1/B) Σ_k ỹ_k·p_k/(p_k+floor)·(δ_kj − p_j)`.
+pub fn cross_entropy(d: &CrossEntropy, logits: &[f32], labels: &[f32]) -> (f64, Vec<f64>) {
+    let (bsz, k) = (d.batch, d.classes);
+    let (s, floor) = (d.smoothing as f64, d.floor as f64);
+    let p = softmax_rows(logits, bsz, k);
+    let mut loss = 0f64;
+    let mut dz = vec![0f64; bsz * k];
+    for b in 0..bsz {
+        let label = labels[b] as usize;
+        let yt = |kk: usize| (1.0 - s) * if kk == label { 1.0 } else { 0.0 } + s / k as f64;
+        for kk in 0..k {
+            loss -= yt(kk) * (p[b * k + kk] + floor).ln();
+        }
+        for j in 0..k {
+            let mut g = 0f64;
+            for kk in 0..k {
+                let pk = p[b * k + kk];
+                let delta = if kk == j { 1.0 } else { 0.0 };
+                g += yt(kk) * pk / (pk + floor) * (delta - p[b * k + j]);
+            }
+            dz[b * k + j] = -g / bsz as f64;
+        }
+    }
+    (loss / bsz as f64, dz)
+}
+
+/// `(w, v)` after one SGD step.
+pub fn sgd_step(s: &SgdStep, w: &[f32], g: &[f32], v: &[f32]) -> (Vec<f64>, Vec<f64>) {
+    let mut wo = to64(w);
+    let mut vo = to64(v);
+    for i in 0..w.len() {
+        let gp = g[i] as f64 + s.weight_decay as f64 * w[i] as f64;
+        vo[i] = if s.first_step { gp } else { s.momentum as f64 * v[i] as f64 + (1.0 - s.dampening as f64) * gp };
+        wo[i] -= s.lr as f64 * vo[i];
+    }
+    (wo, vo)
+}
+
+/// `(w, m, v)` after one Adam step.
+pub fn adam_step(s: &AdamStep, w: &[f32], g: &[f32], m: &[f32], v: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (b1, b2) = (s.beta1 as f64, s.beta2 as f64);
+    let t = s.t as i32;
+    let mut wo = to64(w);
+    let mut mo = to64(m);
+    let mut vo = to64(v);
+    for i in 0..w.len() {
+        let gp = g[i] as f64 + s.weight_decay as f64 * w[i] as f64;
+        mo[i] = b1 * m[i] as f64 + (1.0 - b1) * gp;
+        vo[i] = b2 * v[i] as f64 + (1.0 - b2) * gp * gp;
+        let mh = mo[i] / (1.0 - b1.powi(t));
+        let vh = vo[i] / (1.0 - b2.powi(t));
+        wo[i] -= s.lr as f64 * mh / (vh.sqrt() + s.eps as f64);
+    }
+    (wo, mo, vo)
+}

@@ -1,0 +1,95 @@
+//! Bitwise reproducibility: the same inputs give the same bits run to run, and (by design:
+//! fixed, size-only chunking) for any thread count.
+
+mod common;
+
+use common::rand_vec;
+use nsl_core::{Backend, BatchNormDims, CrossEntropy, Gemm, Rng, Window};
+use nsl_cpu::Cpu;
+
+/// Runs a pipeline of reducing / scattering ops and returns every output's bits.
+fn pipeline(be: &Cpu) -> Vec<Vec<u32>> {
+    let mut rng = Rng::new(42);
+    let mut outs = Vec::new();
+    let mut keep = |v: Vec<f32>| outs.push(v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>());
+
+    // gemm, single (panelled) and batched, with beta ≠ 0
+    let g = Gemm::new(513, 257, 300).scaled(0.7, 0.3);
+    let (a, b, c0) = (rand_vec(&mut rng, 513 * 300), rand_vec(&mut rng, 300 * 257), rand_vec(&mut rng, 513 * 257));
+    let mut c = be.upload(&c0);
+    be.gemm(&g, &be.upload(&a), &be.upload(&b), &mut c);
+    keep(be.download(&c));
+    let g = Gemm::new(100, 90, 80).ta().tb().batched(7).accumulate();
+    let (a, b) = (rand_vec(&mut rng, 7 * 8000), rand_vec(&mut rng, 7 * 7200));
+    let mut c = be.upload(&rand_vec(&mut rng, 7 * 9000));
+    be.gemm(&g, &be.upload(&a), &be.upload(&b), &mut c);
+    keep(be.download(&c));
+
+    // batch norm train + backward
+    let d = BatchNormDims { rows: 20_000, c: 7, eps: 1e-5 };
+    let x = be.upload(&rand_vec(&mut rng, 140_000));
+    let (gamma, beta) = (be.upload(&rand_vec(&mut rng, 7)), be.upload(&rand_vec(&mut rng, 7)));
+    let (mut y, mut mean, mut var) = (be.zeros(140_000), be.zeros(7), be.zeros(7));
+    be.batch_norm_train(&d, &x, &gamma, &beta, &mut y, &mut mean, &mut var);
+    let dy = be.upload(&rand_vec(&mut rng, 140_000));
+    let (mut dx, mut dg, mut db) = (be.zeros(140_000), be.zeros(7), be.zeros(7));
+    be.batch_norm_backward(&d, &x, &gamma, &mean, &var, &dy, &mut dx, &mut dg, &mut db);
+    for v in [&y, &mean, &var, &dx, &dg, &db] {
+        keep(be.download(v));
+    }
+
+    // col2im with overlapping windows, window-norm backward, max-pool backward
+    let w = Window::same(3, 33, 29, 16, 3, 1);
+    let dcols = be.upload(&rand_vec(&mut rng, w.rows() * w.patch_len()));
+    let mut dxi = be.zeros(w.input_len());
+    be.col2im(&w, &dcols, &mut dxi);
+    keep(be.download(&dxi));
+    let xi = be.upload(&rand_vec(&mut rng, w.input_len()));
+    let mut n = be.zeros(w.rows());
+    be.window_norm(&w, &xi, 1e-3, &mut n);
+    let mut dxn = be.zeros(w.input_len());
+    be.window_norm_backward(&w, &xi, &n, &be.upload(&rand_vec(&mut rng, w.rows())), &mut dxn);
+    keep(be.download(&dxn));
+    let p = Window::same(3, 33, 29, 16, 3, 2);
+    let mut yp = be.zeros(p.rows() * p.c);
+    be.max_pool(&p, &xi, &mut yp);
+    let mut dxp = be.zeros(p.input_len());
+    be.max_pool_backward(&p, &xi, &yp, &be.upload(&rand_vec(&mut rng, p.rows() * p.c)), &mut dxp);
+    keep(be.download(&dxp));
+
+    // reductions to scalars / columns
+    let (u, v) = (be.upload(&rand_vec(&mut rng, 300_001)), be.upload(&rand_vec(&mut rng, 300_001)));
+    keep(vec![be.dot(&u, &v)]);
+    let mut cols = be.zeros(13);
+    be.dot_cols(&u, &v, 23_077, 13, &mut cols);
+    keep(be.download(&cols));
+    let ce = CrossEntropy { batch: 3000, classes: 100, smoothing: 0.01, floor: 1e-4 };
+    let z = be.upload(&rand_vec(&mut rng, 300_000));
+    let labels = be.upload(&(0..3000).map(|i| (i * 7 % 100) as f32).collect::<Vec<_>>());
+    let mut dz = be.zeros(300_000);
+    let loss = be.cross_entropy(&ce, &z, &labels, &mut dz);
+    keep(vec![loss]);
+    keep(be.download(&dz));
+    outs
+}
+
+#[test]
+fn bitwise_identical_run_to_run() {
+    let be = Cpu::with_threads(2);
+    let first = pipeline(&be);
+    let second = pipeline(&be);
+    for (i, (a, b)) in first.iter().zip(&second).enumerate() {
+        assert!(a == b, "output {i} differs between two runs with 2 threads");
+    }
+}
+
+#[test]
+fn bitwise_identical_across_thread_counts() {
+    let one = pipeline(&Cpu::with_threads(1));
+    for t in [2, 3] {
+        let other = pipeline(&Cpu::with_threads(t));
+        for (i, (a, b)) in one.iter().zip(&other).enumerate() {
+            assert!(a == b, "output {i} differs between 1 and {t} threads");
+        }
+    }
+}
