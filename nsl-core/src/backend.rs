@@ -151,6 +151,11 @@ pub trait Backend: Clone + Send + Sync + std::fmt::Debug + 'static {
     // ---- storage -------------------------------------------------------------------------
     /// A zero-filled buffer of `len` elements.
     fn zeros(&self, len: usize) -> Self::Buf;
+    /// A buffer of `len` elements with unspecified contents (a backend may hand back stale
+    /// values of a recycled buffer), for outputs that an op overwrites entirely. Default: zeros.
+    fn alloc(&self, len: usize) -> Self::Buf {
+        self.zeros(len)
+    }
     /// Copy host data to a new device buffer.
     fn upload(&self, data: &[f32]) -> Self::Buf;
     /// Copy a device buffer to the host.

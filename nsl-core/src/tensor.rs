@@ -33,6 +33,15 @@ impl<B: Backend> Tensor<B> {
     pub fn zeros(be: &B, shape: &[usize]) -> Self {
         Tensor { buf: Arc::new(be.zeros(shape.iter().product())), shape: shape.to_vec() }
     }
+    /// A tensor with unspecified contents ([`Backend::alloc`]): only for the output of an op
+    /// that overwrites every element.
+    pub fn empty(be: &B, shape: &[usize]) -> Self {
+        Tensor { buf: Arc::new(be.alloc(shape.iter().product())), shape: shape.to_vec() }
+    }
+    /// The same as [`Tensor::empty`] with the shape of `self`.
+    pub fn empty_like(&self, be: &B) -> Self {
+        Self::empty(be, &self.shape)
+    }
     /// Upload host data; panics if `data.len()` is not the product of `shape`.
     pub fn from_vec(be: &B, shape: &[usize], data: &[f32]) -> Self {
         let n: usize = shape.iter().product();
@@ -76,7 +85,7 @@ impl<B: Backend> Tensor<B> {
     }
     /// A copy on the same backend.
     pub fn duplicate(&self, be: &B) -> Self {
-        let mut buf = be.zeros(self.numel());
+        let mut buf = be.alloc(self.numel());
         be.copy(&self.buf, &mut buf);
         Tensor { buf: Arc::new(buf), shape: self.shape.clone() }
     }

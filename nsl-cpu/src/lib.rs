@@ -1,6 +1,7 @@
 //! # nsl-cpu
 //!
-//! The CPU implementation of [`nsl_core::Backend`]: buffers are `Vec<f32>`, matrix products go
+//! The CPU implementation of [`nsl_core::Backend`]: buffers are pooled `f32` vectors
+//! ([`CpuBuf`]), matrix products go
 //! through [`matrixmultiply`]'s packed SIMD kernels (AVX/FMA/AVX-512 chosen at run time, no
 //! `target-cpu=native` needed) and everything else is plain loops over contiguous slices that
 //! LLVM auto-vectorises, parallelised with [`rayon`].
@@ -12,6 +13,7 @@
 //! given machine, independent of the number of threads.
 
 mod activation;
+mod buffer;
 mod conv;
 mod elementwise;
 mod gemm;
@@ -25,6 +27,8 @@ use std::sync::Arc;
 
 use nsl_core::{AdamStep, Backend, BatchNormDims, CrossEntropy, Gemm, Map, SgdStep, Window};
 use rayon::ThreadPool;
+
+pub use buffer::CpuBuf;
 
 /// The CPU backend.
 ///
@@ -114,76 +118,79 @@ fn same_len(what: &str, a: &[f32], b: &[f32]) {
 }
 
 impl Backend for Cpu {
-    type Buf = Vec<f32>;
+    type Buf = CpuBuf;
 
     fn name(&self) -> String {
         let t = self.threads();
         format!("cpu ({t} thread{}, {})", if t == 1 { "" } else { "s" }, simd_features())
     }
 
-    fn zeros(&self, len: usize) -> Vec<f32> {
-        vec![0.0; len]
+    fn zeros(&self, len: usize) -> CpuBuf {
+        CpuBuf::zeros(len)
     }
-    fn upload(&self, data: &[f32]) -> Vec<f32> {
-        data.to_vec()
+    fn alloc(&self, len: usize) -> CpuBuf {
+        CpuBuf::recycled(len)
     }
-    fn download(&self, buf: &Vec<f32>) -> Vec<f32> {
-        buf.clone()
+    fn upload(&self, data: &[f32]) -> CpuBuf {
+        CpuBuf::from_slice(data)
     }
-    fn len(&self, buf: &Vec<f32>) -> usize {
+    fn download(&self, buf: &CpuBuf) -> Vec<f32> {
+        buf.to_vec()
+    }
+    fn len(&self, buf: &CpuBuf) -> usize {
         buf.len()
     }
-    fn copy(&self, src: &Vec<f32>, dst: &mut Vec<f32>) {
+    fn copy(&self, src: &CpuBuf, dst: &mut CpuBuf) {
         same_len("copy", src, dst);
         dst.copy_from_slice(src);
     }
 
-    fn gemm(&self, g: &Gemm, a: &Vec<f32>, b: &Vec<f32>, c: &mut Vec<f32>) {
+    fn gemm(&self, g: &Gemm, a: &CpuBuf, b: &CpuBuf, c: &mut CpuBuf) {
         gemm::gemm(self, g, a, b, c)
     }
-    fn fill(&self, x: &mut Vec<f32>, value: f32) {
+    fn fill(&self, x: &mut CpuBuf, value: f32) {
         elementwise::fill(self, x, value)
     }
-    fn axpy(&self, alpha: f32, x: &Vec<f32>, y: &mut Vec<f32>) {
+    fn axpy(&self, alpha: f32, x: &CpuBuf, y: &mut CpuBuf) {
         same_len("axpy", x, y);
         elementwise::axpy(self, alpha, x, y)
     }
-    fn scale(&self, alpha: f32, x: &mut Vec<f32>) {
+    fn scale(&self, alpha: f32, x: &mut CpuBuf) {
         elementwise::scale(self, alpha, x)
     }
-    fn mul(&self, a: &Vec<f32>, b: &Vec<f32>, out: &mut Vec<f32>) {
+    fn mul(&self, a: &CpuBuf, b: &CpuBuf, out: &mut CpuBuf) {
         same_len("mul", a, out);
         same_len("mul", b, out);
         elementwise::mul(self, a, b, out)
     }
-    fn map(&self, f: Map, x: &Vec<f32>, out: &mut Vec<f32>) {
+    fn map(&self, f: Map, x: &CpuBuf, out: &mut CpuBuf) {
         same_len("map", x, out);
         elementwise::map(self, f, x, out)
     }
-    fn dot(&self, a: &Vec<f32>, b: &Vec<f32>) -> f32 {
+    fn dot(&self, a: &CpuBuf, b: &CpuBuf) -> f32 {
         same_len("dot", a, b);
         elementwise::dot(self, a, b)
     }
-    fn mul_rows(&self, x: &Vec<f32>, s: &Vec<f32>, rows: usize, cols: usize, out: &mut Vec<f32>) {
+    fn mul_rows(&self, x: &CpuBuf, s: &CpuBuf, rows: usize, cols: usize, out: &mut CpuBuf) {
         elementwise::mul_rows(self, x, s, rows, cols, out)
     }
-    fn mul_cols(&self, x: &Vec<f32>, s: &Vec<f32>, rows: usize, cols: usize, out: &mut Vec<f32>) {
+    fn mul_cols(&self, x: &CpuBuf, s: &CpuBuf, rows: usize, cols: usize, out: &mut CpuBuf) {
         elementwise::mul_cols(self, x, s, rows, cols, out)
     }
-    fn dot_rows(&self, a: &Vec<f32>, b: &Vec<f32>, rows: usize, cols: usize, out: &mut Vec<f32>) {
+    fn dot_rows(&self, a: &CpuBuf, b: &CpuBuf, rows: usize, cols: usize, out: &mut CpuBuf) {
         elementwise::dot_rows(self, a, b, rows, cols, out)
     }
-    fn dot_cols(&self, a: &Vec<f32>, b: &Vec<f32>, rows: usize, cols: usize, out: &mut Vec<f32>) {
+    fn dot_cols(&self, a: &CpuBuf, b: &CpuBuf, rows: usize, cols: usize, out: &mut CpuBuf) {
         elementwise::dot_cols(self, a, b, rows, cols, out)
     }
 
-    fn im2col(&self, g: &Window, x: &Vec<f32>, cols: &mut Vec<f32>) {
+    fn im2col(&self, g: &Window, x: &CpuBuf, cols: &mut CpuBuf) {
         conv::im2col(self, g, x, cols)
     }
-    fn col2im(&self, g: &Window, dcols: &Vec<f32>, dx: &mut Vec<f32>) {
+    fn col2im(&self, g: &Window, dcols: &CpuBuf, dx: &mut CpuBuf) {
         conv::col2im(self, g, dcols, dx)
     }
-    fn patch_scale(&self, rows: usize, taps: usize, c: usize, cols: &Vec<f32>, m: &Vec<f32>, out: &mut Vec<f32>) {
+    fn patch_scale(&self, rows: usize, taps: usize, c: usize, cols: &CpuBuf, m: &CpuBuf, out: &mut CpuBuf) {
         patch::patch_scale(self, rows, taps, c, cols, m, out)
     }
     fn patch_scale_backward(
@@ -191,15 +198,15 @@ impl Backend for Cpu {
         rows: usize,
         taps: usize,
         c: usize,
-        cols: &Vec<f32>,
-        m: &Vec<f32>,
-        dout: &Vec<f32>,
-        dcols: &mut Vec<f32>,
-        dm: &mut Vec<f32>,
+        cols: &CpuBuf,
+        m: &CpuBuf,
+        dout: &CpuBuf,
+        dcols: &mut CpuBuf,
+        dm: &mut CpuBuf,
     ) {
         patch::patch_scale_backward(self, rows, taps, c, cols, m, dout, dcols, dm)
     }
-    fn patch_matmul(&self, rows: usize, taps: usize, c: usize, cols: &Vec<f32>, m: &Vec<f32>, out: &mut Vec<f32>) {
+    fn patch_matmul(&self, rows: usize, taps: usize, c: usize, cols: &CpuBuf, m: &CpuBuf, out: &mut CpuBuf) {
         patch::patch_matmul(self, rows, taps, c, cols, m, out)
     }
     fn patch_matmul_backward(
@@ -207,90 +214,90 @@ impl Backend for Cpu {
         rows: usize,
         taps: usize,
         c: usize,
-        cols: &Vec<f32>,
-        m: &Vec<f32>,
-        dout: &Vec<f32>,
-        dcols: &mut Vec<f32>,
-        dm: &mut Vec<f32>,
+        cols: &CpuBuf,
+        m: &CpuBuf,
+        dout: &CpuBuf,
+        dcols: &mut CpuBuf,
+        dm: &mut CpuBuf,
     ) {
         patch::patch_matmul_backward(self, rows, taps, c, cols, m, dout, dcols, dm)
     }
-    fn window_norm(&self, g: &Window, x: &Vec<f32>, eps: f32, n: &mut Vec<f32>) {
+    fn window_norm(&self, g: &Window, x: &CpuBuf, eps: f32, n: &mut CpuBuf) {
         norm::window_norm(self, g, x, eps, n)
     }
-    fn window_norm_backward(&self, g: &Window, x: &Vec<f32>, n: &Vec<f32>, dn: &Vec<f32>, dx: &mut Vec<f32>) {
+    fn window_norm_backward(&self, g: &Window, x: &CpuBuf, n: &CpuBuf, dn: &CpuBuf, dx: &mut CpuBuf) {
         norm::window_norm_backward(self, g, x, n, dn, dx)
     }
 
     fn batch_norm_train(
         &self,
         d: &BatchNormDims,
-        x: &Vec<f32>,
-        gamma: &Vec<f32>,
-        beta: &Vec<f32>,
-        y: &mut Vec<f32>,
-        mean: &mut Vec<f32>,
-        var: &mut Vec<f32>,
+        x: &CpuBuf,
+        gamma: &CpuBuf,
+        beta: &CpuBuf,
+        y: &mut CpuBuf,
+        mean: &mut CpuBuf,
+        var: &mut CpuBuf,
     ) {
         norm::batch_norm_train(self, d, x, gamma, beta, y, mean, var)
     }
     fn batch_norm_eval(
         &self,
         d: &BatchNormDims,
-        x: &Vec<f32>,
-        gamma: &Vec<f32>,
-        beta: &Vec<f32>,
-        mean: &Vec<f32>,
-        var: &Vec<f32>,
-        y: &mut Vec<f32>,
+        x: &CpuBuf,
+        gamma: &CpuBuf,
+        beta: &CpuBuf,
+        mean: &CpuBuf,
+        var: &CpuBuf,
+        y: &mut CpuBuf,
     ) {
         norm::batch_norm_eval(self, d, x, gamma, beta, mean, var, y)
     }
     fn batch_norm_backward(
         &self,
         d: &BatchNormDims,
-        x: &Vec<f32>,
-        gamma: &Vec<f32>,
-        mean: &Vec<f32>,
-        var: &Vec<f32>,
-        dy: &Vec<f32>,
-        dx: &mut Vec<f32>,
-        dgamma: &mut Vec<f32>,
-        dbeta: &mut Vec<f32>,
+        x: &CpuBuf,
+        gamma: &CpuBuf,
+        mean: &CpuBuf,
+        var: &CpuBuf,
+        dy: &CpuBuf,
+        dx: &mut CpuBuf,
+        dgamma: &mut CpuBuf,
+        dbeta: &mut CpuBuf,
     ) {
         norm::batch_norm_backward(self, d, x, gamma, mean, var, dy, dx, dgamma, dbeta)
     }
-    fn relu(&self, x: &Vec<f32>, y: &mut Vec<f32>) {
+    fn relu(&self, x: &CpuBuf, y: &mut CpuBuf) {
         same_len("relu", x, y);
         activation::relu(self, x, y)
     }
-    fn relu_backward(&self, y: &Vec<f32>, dy: &Vec<f32>, dx: &mut Vec<f32>) {
+    fn relu_backward(&self, y: &CpuBuf, dy: &CpuBuf, dx: &mut CpuBuf) {
         same_len("relu_backward", y, dx);
         same_len("relu_backward", dy, dx);
         activation::relu_backward(self, y, dy, dx)
     }
-    fn max_pool(&self, g: &Window, x: &Vec<f32>, y: &mut Vec<f32>) {
+    fn max_pool(&self, g: &Window, x: &CpuBuf, y: &mut CpuBuf) {
         activation::max_pool(self, g, x, y)
     }
-    fn max_pool_backward(&self, g: &Window, x: &Vec<f32>, y: &Vec<f32>, dy: &Vec<f32>, dx: &mut Vec<f32>) {
+    fn max_pool_backward(&self, g: &Window, x: &CpuBuf, y: &CpuBuf, dy: &CpuBuf, dx: &mut CpuBuf) {
         activation::max_pool_backward(self, g, x, y, dy, dx)
     }
-    fn softmax_rows(&self, x: &Vec<f32>, rows: usize, cols: usize, y: &mut Vec<f32>) {
+    fn softmax_rows(&self, x: &CpuBuf, rows: usize, cols: usize, y: &mut CpuBuf) {
         activation::softmax_rows(self, x, rows, cols, y)
     }
-    fn softmax_rows_backward(&self, y: &Vec<f32>, dy: &Vec<f32>, rows: usize, cols: usize, dx: &mut Vec<f32>) {
+    fn softmax_rows_backward(&self, y: &CpuBuf, dy: &CpuBuf, rows: usize, cols: usize, dx: &mut CpuBuf) {
         activation::softmax_rows_backward(self, y, dy, rows, cols, dx)
     }
-    fn cross_entropy(&self, d: &CrossEntropy, logits: &Vec<f32>, labels: &Vec<f32>, dlogits: &mut Vec<f32>) -> f32 {
+    fn cross_entropy(&self, d: &CrossEntropy, logits: &CpuBuf, labels: &CpuBuf, dlogits: &mut CpuBuf) -> f32 {
         loss::cross_entropy(self, d, logits, labels, dlogits)
     }
 
-    fn sgd_step(&self, s: &SgdStep, w: &mut Vec<f32>, g: &Vec<f32>, v: &mut Vec<f32>) {
+    fn sgd_step(&self, s: &SgdStep, w: &mut CpuBuf, g: &CpuBuf, v: &mut CpuBuf) {
         same_len("sgd_step", g, w);
         same_len("sgd_step", v, w);
         optim::sgd_step(self, s, w, g, v)
     }
-    fn adam_step(&self, s: &AdamStep, w: &mut Vec<f32>, g: &Vec<f32>, m: &mut Vec<f32>, v: &mut Vec<f32>) {
+    fn adam_step(&self, s: &AdamStep, w: &mut CpuBuf, g: &CpuBuf, m: &mut CpuBuf, v: &mut CpuBuf) {
         same_len("adam_step", g, w);
         same_len("adam_step", m, w);
         same_len("adam_step", v, w);

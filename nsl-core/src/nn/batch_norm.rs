@@ -50,7 +50,7 @@ impl<B: Backend> Layer<B> for BatchNorm<B> {
     }
     fn forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Tensor<B> {
         let d = self.dims(x);
-        let mut y = x.zeros_like(be);
+        let mut y = x.empty_like(be);
         match mode {
             Mode::Eval => be.batch_norm_eval(
                 &d,
@@ -85,7 +85,7 @@ impl<B: Backend> Layer<B> for BatchNorm<B> {
     fn backward(&mut self, be: &B, dy: &Tensor<B>) -> Tensor<B> {
         let BnCache { x, mean, var } = self.cache.pop(&self.name);
         let d = self.dims(&x);
-        let mut dx = x.zeros_like(be);
+        let mut dx = x.empty_like(be);
         be.batch_norm_backward(
             &d,
             x.buf(),

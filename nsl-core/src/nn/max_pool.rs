@@ -30,7 +30,7 @@ impl<B: Backend> Layer<B> for MaxPool<B> {
             Padding::Same => Window::same(s[0], s[1], s[2], s[3], self.k, self.stride),
             Padding::Valid => Window::valid(s[0], s[1], s[2], s[3], self.k, self.stride),
         };
-        let mut y = Tensor::zeros(be, &[g.batch, g.ho, g.wo, g.c]);
+        let mut y = Tensor::empty(be, &[g.batch, g.ho, g.wo, g.c]);
         be.max_pool(&g, x.buf(), y.buf_mut());
         if mode == Mode::Train {
             self.cache.push((g, x.clone(), y.clone()));
@@ -39,7 +39,7 @@ impl<B: Backend> Layer<B> for MaxPool<B> {
     }
     fn backward(&mut self, be: &B, dy: &Tensor<B>) -> Tensor<B> {
         let (g, x, y) = self.cache.pop("maxpool");
-        let mut dx = x.zeros_like(be);
+        let mut dx = x.empty_like(be);
         be.max_pool_backward(&g, x.buf(), y.buf(), dy.buf(), dx.buf_mut());
         dx
     }

@@ -18,7 +18,7 @@ impl<B: Backend> Layer<B> for Relu<B> {
         "relu".into()
     }
     fn forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Tensor<B> {
-        let mut y = x.zeros_like(be);
+        let mut y = x.empty_like(be);
         be.relu(x.buf(), y.buf_mut());
         if mode == Mode::Train {
             self.y.push(y.clone());
@@ -27,7 +27,7 @@ impl<B: Backend> Layer<B> for Relu<B> {
     }
     fn backward(&mut self, be: &B, dy: &Tensor<B>) -> Tensor<B> {
         let y = self.y.pop("relu");
-        let mut dx = dy.zeros_like(be);
+        let mut dx = dy.empty_like(be);
         be.relu_backward(y.buf(), dy.buf(), dx.buf_mut());
         dx
     }

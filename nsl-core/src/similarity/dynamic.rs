@@ -58,7 +58,7 @@ impl<B: Backend> Dynamic<B> {
     }
     /// `x̃ = M x` per row (without the residual).
     fn transform(&self, be: &B, g: &Window, cols: &Tensor<B>, m: &Tensor<B>) -> Tensor<B> {
-        let mut xt = cols.zeros_like(be);
+        let mut xt = cols.empty_like(be);
         match self.kind {
             DynamicKind::Diagonal => be.patch_scale(g.rows(), g.taps(), g.c, cols.buf(), m.buf(), xt.buf_mut()),
             DynamicKind::Unconstrained => be.patch_matmul(g.rows(), g.taps(), g.c, cols.buf(), m.buf(), xt.buf_mut()),
@@ -103,8 +103,8 @@ impl<B: Backend> Similarity<B> for Dynamic<B> {
     fn backward(&mut self, be: &B, dy: &Tensor<B>, dw: &mut Tensor<B>) -> Tensor<B> {
         let DynCache { g, cols, m, xt, w } = self.cache.pop("dynamic similarity");
         let dxt = patches_times_kernel_backward(be, &xt, &w, dy, dw);
-        let mut dcols = cols.zeros_like(be);
-        let mut dm = m.zeros_like(be);
+        let mut dcols = cols.empty_like(be);
+        let mut dm = m.empty_like(be);
         let (rows, taps) = (g.rows(), g.taps());
         match self.kind {
             DynamicKind::Diagonal => {

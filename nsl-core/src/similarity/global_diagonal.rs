@@ -50,7 +50,7 @@ impl<B: Backend> Similarity<B> for GlobalDiagonal<B> {
             g.w
         );
         let tiled = self.tiled(be, g.batch);
-        let mut xm = x.zeros_like(be);
+        let mut xm = x.empty_like(be);
         be.mul_rows(x.buf(), tiled.buf(), g.batch * g.h * g.w, g.c, xm.buf_mut());
         let (cols, y) = conv(be, g, &xm, w);
         if mode == Mode::Train {
@@ -62,7 +62,7 @@ impl<B: Backend> Similarity<B> for GlobalDiagonal<B> {
         let GCache { g, x, cols, w, tiled } = self.cache.pop("global DNS");
         let pixels = g.batch * g.h * g.w;
         let dxm = conv_backward(be, &g, &cols, &w, dy, dw);
-        let mut dx = x.zeros_like(be);
+        let mut dx = x.empty_like(be);
         be.mul_rows(dxm.buf(), tiled.buf(), pixels, g.c, dx.buf_mut());
         let mut per_pixel = be.zeros(pixels);
         be.dot_rows(x.buf(), dxm.buf(), pixels, g.c, &mut per_pixel);

@@ -79,14 +79,14 @@ impl<B: Backend> Similarity<B> for Box<dyn Similarity<B>> {
 /// im2col: the `[rows, k²·C]` patch matrix of `x` under window `g`.
 pub fn unfold<B: Backend>(be: &B, g: &Window, x: &Tensor<B>) -> Tensor<B> {
     assert_eq!(x.numel(), g.input_len(), "input {:?} does not match window {g:?}", x.shape());
-    let mut cols = Tensor::zeros(be, &[g.rows(), g.patch_len()]);
+    let mut cols = Tensor::empty(be, &[g.rows(), g.patch_len()]);
     be.im2col(g, x.buf(), cols.buf_mut());
     cols
 }
 
 /// col2im: the gradient w.r.t. `x` (`[B, H, W, C]`) of a patch-matrix gradient.
 pub fn unfold_backward<B: Backend>(be: &B, g: &Window, dcols: &Tensor<B>) -> Tensor<B> {
-    let mut dx = Tensor::zeros(be, &[g.batch, g.h, g.w, g.c]);
+    let mut dx = Tensor::empty(be, &[g.batch, g.h, g.w, g.c]);
     be.col2im(g, dcols.buf(), dx.buf_mut());
     dx
 }
@@ -96,7 +96,7 @@ pub fn patches_times_kernel<B: Backend>(be: &B, cols: &Tensor<B>, w: &Tensor<B>)
     let (rows, k) = (cols.shape()[0], cols.shape()[1]);
     let o = w.shape()[1];
     assert_eq!(w.shape()[0], k, "kernel {:?} does not match patches of length {k}", w.shape());
-    let mut y = Tensor::zeros(be, &[rows, o]);
+    let mut y = Tensor::empty(be, &[rows, o]);
     be.gemm(&Gemm::new(rows, o, k), cols.buf(), w.buf(), y.buf_mut());
     y
 }
@@ -112,7 +112,7 @@ pub fn patches_times_kernel_backward<B: Backend>(
     let (rows, k) = (cols.shape()[0], cols.shape()[1]);
     let o = w.shape()[1];
     be.gemm(&Gemm::new(k, o, rows).ta().accumulate(), cols.buf(), dy.buf(), dw.buf_mut());
-    let mut dcols = Tensor::zeros(be, &[rows, k]);
+    let mut dcols = Tensor::empty(be, &[rows, k]);
     be.gemm(&Gemm::new(rows, k, o).tb(), dy.buf(), w.buf(), dcols.buf_mut());
     dcols
 }

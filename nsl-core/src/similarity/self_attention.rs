@@ -78,11 +78,11 @@ impl<B: Backend> Similarity<B> for SelfAttention<B> {
         let k = self.g2.forward(be, x, mode);
         let c8 = k.shape()[3];
         let v = self.v.forward(be, g, x, w, mode);
-        let mut s = Tensor::zeros(be, &[b, n, n]);
+        let mut s = Tensor::empty(be, &[b, n, n]);
         be.gemm(&Gemm::new(n, n, c8).tb().batched(b), q.buf(), k.buf(), s.buf_mut());
-        let mut a = s.zeros_like(be);
+        let mut a = s.empty_like(be);
         be.softmax_rows(s.buf(), b * n, n, a.buf_mut());
-        let mut o = Tensor::zeros(be, &[b * n, c]);
+        let mut o = Tensor::empty(be, &[b * n, c]);
         be.gemm(&Gemm::new(n, c, n).batched(b), a.buf(), v.buf(), o.buf_mut());
         let gamma = self.gamma.value.to_vec(be)[0];
         let mut y = x.duplicate(be).reshape(&[b * n, c]);
@@ -99,16 +99,16 @@ impl<B: Backend> Similarity<B> for SelfAttention<B> {
         let mut d_o = dy.duplicate(be);
         be.scale(gamma, d_o.buf_mut());
         // O = A V:  dA = dO Vᵀ,  dV = Aᵀ dO
-        let mut da = a.zeros_like(be);
+        let mut da = a.empty_like(be);
         be.gemm(&Gemm::new(n, n, c).tb().batched(b), d_o.buf(), v.buf(), da.buf_mut());
-        let mut dv = v.zeros_like(be);
+        let mut dv = v.empty_like(be);
         be.gemm(&Gemm::new(n, c, n).ta().batched(b), a.buf(), d_o.buf(), dv.buf_mut());
-        let mut ds = a.zeros_like(be);
+        let mut ds = a.empty_like(be);
         be.softmax_rows_backward(a.buf(), da.buf(), b * n, n, ds.buf_mut());
         // S = Q Kᵀ:  dQ = dS K,  dK = dSᵀ Q
-        let mut dq = q.zeros_like(be);
+        let mut dq = q.empty_like(be);
         be.gemm(&Gemm::new(n, c8, n).batched(b), ds.buf(), k.buf(), dq.buf_mut());
-        let mut dk = k.zeros_like(be);
+        let mut dk = k.empty_like(be);
         be.gemm(&Gemm::new(n, c8, n).ta().batched(b), ds.buf(), q.buf(), dk.buf_mut());
         let mut dx = dy.duplicate(be);
         for part in [self.v.backward(be, &dv, dw), self.g2.backward(be, &dk), {

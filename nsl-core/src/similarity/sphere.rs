@@ -36,7 +36,7 @@ impl<B: Backend> Sphere<B> {
 }
 
 fn recip<B: Backend>(be: &B, x: &Tensor<B>) -> Tensor<B> {
-    let mut y = x.zeros_like(be);
+    let mut y = x.empty_like(be);
     be.map(Map::Recip, x.buf(), y.buf_mut());
     y
 }
@@ -51,7 +51,7 @@ impl<B: Backend> Similarity<B> for Sphere<B> {
         let mut nx = Tensor::zeros(be, &[rows]);
         be.window_norm(g, x.buf(), self.eps, nx.buf_mut());
         let inv_nx = recip(be, &nx);
-        let mut out = y.zeros_like(be);
+        let mut out = y.empty_like(be);
         be.mul_rows(y.buf(), inv_nx.buf(), rows, o, out.buf_mut());
         let inv_nw = self.normalize_w.then(|| {
             let mut sq = Tensor::zeros(be, &[o]);
@@ -59,7 +59,7 @@ impl<B: Backend> Similarity<B> for Sphere<B> {
             let mut nw = sq.zeros_like(be);
             be.map(Map::SqrtEps(self.eps), sq.buf(), nw.buf_mut());
             let inv = recip(be, &nw);
-            let mut scaled = out.zeros_like(be);
+            let mut scaled = out.empty_like(be);
             be.mul_cols(out.buf(), inv.buf(), rows, o, scaled.buf_mut());
             out = scaled;
             inv
@@ -88,10 +88,10 @@ impl<B: Backend> Similarity<B> for Sphere<B> {
         be.mul(t.buf(), inv_nx.buf(), dnx.buf_mut());
         be.scale(-1.0, dnx.buf_mut());
         // raw gradient of y = x·w
-        let mut dy = dout.zeros_like(be);
+        let mut dy = dout.empty_like(be);
         be.mul_rows(dout.buf(), inv_nx.buf(), rows, o, dy.buf_mut());
         if let Some(inv_nw) = &inv_nw {
-            let mut scaled = dy.zeros_like(be);
+            let mut scaled = dy.empty_like(be);
             be.mul_cols(dy.buf(), inv_nw.buf(), rows, o, scaled.buf_mut());
             dy = scaled;
             // d‖w_o‖ = −Σ_r dout·out / ‖w_o‖;  dW[:,o] += d‖w_o‖ · w[:,o] / ‖w_o‖
