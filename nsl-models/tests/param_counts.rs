@@ -41,16 +41,16 @@ fn predictor_variants_and_extensions() {
 
 #[test]
 fn cnn9_plus_plus_matches_spec_section_5_4() {
-    assert_eq!(cnn9_plus_plus(&Cpu::new(), &mut Rng::new(0), 10).param_count(), 2_036_288);
-    assert_eq!(cnn9_plus_plus(&Cpu::new(), &mut Rng::new(0), 100).param_count(), 2_404_928);
+    assert_eq!(cnn9_plus_plus(&Cpu::new(), &mut Rng::new(0), 10, 1.0).param_count(), 2_036_288);
+    assert_eq!(cnn9_plus_plus(&Cpu::new(), &mut Rng::new(0), 100, 1.0).param_count(), 2_404_928);
 }
 
 #[test]
 fn cnn10_matches_table_5() {
     let be = Cpu::new();
-    let mut plain = cnn10(&be, &mut Rng::new(0), 1000, SimilarityChoice::Conv, 224);
+    let mut plain = cnn10(&be, &mut Rng::new(0), 1000, SimilarityChoice::Conv, 224, 1.0);
     assert_eq!(plain.weight_count(), 8_897_728);
-    let mut dynamic = cnn10(&be, &mut Rng::new(0), 1000, SimilarityChoice::DynamicDns(PredictorKind::Sphere), 224);
+    let mut dynamic = cnn10(&be, &mut Rng::new(0), 1000, SimilarityChoice::DynamicDns(PredictorKind::Sphere), 224, 1.0);
     assert_eq!(dynamic.weight_count(), 9_607_936);
 }
 

@@ -153,3 +153,38 @@ fn dynamic_network_cannot_fold() {
     let err = net.fold(&be).unwrap_err();
     assert!(err.contains("dynamic DNS") && err.contains("cannot fold"), "{err}");
 }
+
+#[test]
+fn debiased_evaluation_restores_the_shadows() {
+    use nsl_core::nn::{Layer, Mode};
+    let be = Cpu::with_threads(1);
+    let cfg = tiny("dynamic-dns");
+    let (train_set, test) = nsl_models::train::load_data(&cfg).unwrap();
+    let mut net = build_network(&be, &cfg, 10, 32, &mut Rng::new(0)).unwrap();
+    let batch = nsl_models::data::loader::eval_batches(&train_set, 32, &nsl_models::data::augment::Normalize::Raw)
+        .next()
+        .unwrap();
+    let x = nsl_core::Tensor::from_vec(&be, &batch.shape, &batch.images);
+    net.forward(&be, &x, Mode::Train); // one EMA update: shadows hold 0.1% of the batch statistics
+    let snapshot = |net: &mut nsl_models::nets::Network<Cpu>| {
+        let mut v = vec![];
+        net.visit_params(&mut |p| v.extend(p.value.to_vec(&be)));
+        v
+    };
+    let before = snapshot(&mut net);
+    let norm = nsl_models::data::augment::Normalize::Raw;
+    let raw = nsl_models::train::evaluate(&be, &mut net, &test, &norm, 16);
+    let debiased = nsl_models::train::evaluate_debiased(&be, &mut net, &test, &norm, 16, true);
+    assert_eq!(before, snapshot(&mut net), "evaluation must leave every tensor as it was");
+    let counts: Vec<f32> = {
+        let mut c = vec![];
+        net.visit_params(&mut |p| {
+            if p.name.ends_with(".ema_count") {
+                c.push(p.value.to_vec(&be)[0])
+            }
+        });
+        c
+    };
+    assert!(counts.iter().all(|&n| n == 1.0), "{counts:?}");
+    assert!(raw.is_finite() && debiased.is_finite());
+}

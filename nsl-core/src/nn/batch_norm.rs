@@ -13,6 +13,9 @@ pub struct BatchNorm<B: Backend> {
     pub beta: Param<B>,
     pub running_mean: Param<B>,
     pub running_var: Param<B>,
+    /// Number of EMA updates so far (one value), so a trainer can debias the shadows
+    /// (`s / (1 − d^count)`) for evaluations early in a run.
+    pub ema_count: Param<B>,
     cache: Cache<BnCache<B>>,
 }
 
@@ -23,17 +26,20 @@ struct BnCache<B: Backend> {
 }
 
 impl<B: Backend> BatchNorm<B> {
+    /// The reference code's EMA decay, 0.999.
+    pub const DEFAULT_EMA_DECAY: f32 = 0.999;
     /// `c` channels, `eps` (the code uses 1e-3), L2 `weight_decay` on γ and β (code: 5e-4).
     pub fn new(be: &B, name: &str, c: usize, eps: f32, weight_decay: f32) -> Self {
         BatchNorm {
             name: name.into(),
             eps,
-            ema_decay: 0.999,
+            ema_decay: Self::DEFAULT_EMA_DECAY,
             gamma: Param::new(be, format!("{name}.gamma"), Tensor::from_vec(be, &[c], &vec![1.0; c]))
                 .with_decay(weight_decay),
             beta: Param::new(be, format!("{name}.beta"), Tensor::zeros(be, &[c])).with_decay(weight_decay),
             running_mean: Param::buffer(be, format!("{name}.running_mean"), Tensor::zeros(be, &[c])),
             running_var: Param::buffer(be, format!("{name}.running_var"), Tensor::zeros(be, &[c])),
+            ema_count: Param::buffer(be, format!("{name}.ema_count"), Tensor::zeros(be, &[1])),
             cache: Cache::default(),
         }
     }
@@ -77,6 +83,8 @@ impl<B: Backend> Layer<B> for BatchNorm<B> {
                     be.scale(self.ema_decay, shadow.value.buf_mut());
                     be.axpy(1.0 - self.ema_decay, batch.buf(), shadow.value.buf_mut());
                 }
+                let count = self.ema_count.value.to_vec(be)[0] + 1.0;
+                be.fill(self.ema_count.value.buf_mut(), count);
                 self.cache.push(BnCache { x: x.clone(), mean, var });
             }
         }
@@ -104,5 +112,6 @@ impl<B: Backend> Layer<B> for BatchNorm<B> {
         f(&mut self.beta);
         f(&mut self.running_mean);
         f(&mut self.running_var);
+        f(&mut self.ema_count);
     }
 }

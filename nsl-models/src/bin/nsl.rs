@@ -67,7 +67,10 @@ struct TrainArgs {
     /// shared-dns, joint-static-dns, joint-dynamic-dns.
     #[arg(long)]
     similarity: Option<String>,
-    /// synthetic (embedded, no download) | cifar10 | cifar100.
+    /// Scale every layer width (1.0 = the paper's networks).
+    #[arg(long)]
+    width: Option<f32>,
+    /// synthetic (embedded, 10 classes, no download) | synthetic100 | cifar10 | cifar100.
     #[arg(long)]
     dataset: Option<String>,
     /// Folder with cifar-10/ and cifar-100/ (see `cargo xtask fetch-data`).
@@ -102,6 +105,9 @@ struct TrainArgs {
     /// Checkpoint every N iterations.
     #[arg(long)]
     checkpoint_every: Option<u64>,
+    /// Evaluate with debiased BN running statistics (useful for short runs; the code does not).
+    #[arg(long)]
+    bn_debias: bool,
     /// ℓ1 sparsity on static similarity parameters (paper §3.4).
     #[arg(long)]
     l1: Option<f32>,
@@ -131,10 +137,13 @@ impl TrainArgs {
         if self.paper_schedule {
             cfg = cfg.with_paper_schedule();
         }
+        if self.bn_debias {
+            cfg.bn_debias = true;
+        }
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = &self.$field { cfg.$field = v.clone(); } )* };
         }
-        set!(network, similarity, dataset, data_dir, iterations, batch_size, optimizer, lr, milestones);
+        set!(network, similarity, width, dataset, data_dir, iterations, batch_size, optimizer, lr, milestones);
         set!(augment, normalize, eval_every, checkpoint_every, l1, seed);
         Ok(cfg)
     }

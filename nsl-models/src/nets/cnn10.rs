@@ -9,30 +9,33 @@ use super::{Network, SimilarityChoice};
 /// CNN-10: 7×7/2 conv 64 + BN + ReLU, 3×3/2 max-pool; three stages of 3 × [3×3 NSL conv + BN +
 /// ReLU] (64/128/256) each followed by a 2×2 max-pool; FC 512 + ReLU (as a VALID conv over the
 /// final map) and FC `classes`. Weight decay 1e-4 (DCNets' value, [ASSUMPTION]).
-/// `input_hw` is 224 on ImageNet; smaller sides work for tests and smoke runs.
+/// `input_hw` is 224 on ImageNet; smaller sides and `width < 1` (every width scaled, at least 4)
+/// give the reduced networks of smoke runs.
 pub fn cnn10<B: Backend>(
     be: &B,
     rng: &mut Rng,
     classes: usize,
     similarity: SimilarityChoice,
     input_hw: usize,
+    width: f32,
 ) -> Network<B> {
+    let s = |w: usize| ((w as f32 * width).round() as usize).max(4);
     let wd = 1e-4;
     let bn = |name: &str, c: usize| BatchNorm::new(be, name, c, 1e-3, wd);
     let plain = |rng: &mut Rng, name: &str, c: (usize, usize), k: (usize, usize, Padding)| {
         NslConv::new(be, rng, name, c, k, 1.0, wd, InnerProduct::boxed())
     };
     let mut body = Sequential::new("cnn10")
-        .push(plain(rng, "stem", (3, 64), (7, 2, Padding::Same)))
-        .push(bn("stem.bn", 64))
+        .push(plain(rng, "stem", (3, s(64)), (7, 2, Padding::Same)))
+        .push(bn("stem.bn", s(64)))
         .push(Relu::new())
         .push(MaxPool::new(3, 2));
     let mut side = input_hw.div_ceil(2).div_ceil(2);
-    let mut c_in = 64;
-    for (stage, width) in [64, 128, 256].into_iter().enumerate() {
+    let mut c_in = s(64);
+    for (stage, width) in [s(64), s(128), s(256)].into_iter().enumerate() {
         for i in 0..3 {
             let name = format!("conv{}_{i}", stage + 1);
-            let sim = similarity.build(be, rng, &name, c_in, 3, 64);
+            let sim = similarity.build(be, rng, &name, c_in, 3, s(64));
             body = body
                 .push(NslConv::new(be, rng, &name, (c_in, width), (3, 1, Padding::Same), 1.0, wd, sim))
                 .push(bn(&format!("{name}.bn"), width))

@@ -29,6 +29,15 @@ pub struct Cnn9Config {
 }
 
 impl Cnn9Config {
+    /// Every width (root, stages, predictor hidden) times `factor`, at least 4: the reduced
+    /// networks of `--scale smoke`.
+    pub fn scaled(mut self, factor: f32) -> Self {
+        let s = |w: usize| ((w as f32 * factor).round() as usize).max(4);
+        self.root = s(self.root);
+        self.widths = self.widths.map(s);
+        self.predictor_hidden = s(self.predictor_hidden);
+        self
+    }
     /// The reference code's network: root 32, stages 32/64/128 with 3 NSL convs each.
     pub fn paper(classes: usize, similarity: SimilarityChoice) -> Self {
         Cnn9Config {
@@ -111,13 +120,15 @@ pub fn cnn9<B: Backend>(be: &B, rng: &mut Rng, cfg: &Cnn9Config) -> Network<B> {
 
 /// CNN-9++ (spec §5.4 [ASSUMPTION]): plain, deeper and wider — root 64, stages 64/128/256 with
 /// 4/3/3 convs; 2.04M parameters on CIFAR-10 (2.40M on CIFAR-100), more than every NSN.
-pub fn cnn9_plus_plus<B: Backend>(be: &B, rng: &mut Rng, classes: usize) -> Network<B> {
+/// `width` scales every layer (1.0 = the spec's network).
+pub fn cnn9_plus_plus<B: Backend>(be: &B, rng: &mut Rng, classes: usize, width: f32) -> Network<B> {
     let cfg = Cnn9Config {
         root: 64,
         widths: [64, 128, 256],
         convs_per_stage: [4, 3, 3],
         ..Cnn9Config::paper(classes, SimilarityChoice::Conv)
-    };
+    }
+    .scaled(width);
     let mut net = cnn9(be, rng, &cfg);
     net.name = "cnn9++".into();
     net

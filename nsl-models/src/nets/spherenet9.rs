@@ -23,10 +23,15 @@ impl SphereNetConfig {
     pub fn paper(classes: usize, sphere: bool, attention: bool) -> Self {
         SphereNetConfig { classes, sphere, attention, widths: [128, 192, 256], input_hw: 32 }
     }
+    /// Every width times `factor` (at least 8, so the attention's C/8 stays ≥ 1).
+    pub fn scaled(mut self, factor: f32) -> Self {
+        self.widths = self.widths.map(|w| ((w as f32 * factor).round() as usize).max(8));
+        self
+    }
 }
 
 /// SphereNet-9: 3 stages of 3 × [conv + BN + ReLU] + 2×2 max-pool (attention after pools 1
-/// and 2), `fc6` a 4×4 VALID conv to 256 (no BN, no ReLU) and a 1×1 plain `score` conv.
+/// and 2), `fc6` a 4×4 VALID conv to 256 (the last stage's width) (no BN, no ReLU) and a 1×1 plain `score` conv.
 pub fn spherenet9<B: Backend>(be: &B, rng: &mut Rng, cfg: &SphereNetConfig) -> Network<B> {
     let (wd, orth) = if cfg.sphere { (0.0, 2e-4) } else { (5e-4, 0.0) };
     let sim = || -> Box<dyn Similarity<B>> {
@@ -72,11 +77,12 @@ pub fn spherenet9<B: Backend>(be: &B, rng: &mut Rng, cfg: &SphereNetConfig) -> N
             body = body.push(v);
         }
     }
-    body = body.push(conv(rng, "fc6", (c_in, 256), (side, 1, Padding::Valid))).push(NslConv::new(
+    let fc6 = cfg.widths[2];
+    body = body.push(conv(rng, "fc6", (c_in, fc6), (side, 1, Padding::Valid))).push(NslConv::new(
         be,
         rng,
         "score",
-        (256, cfg.classes),
+        (fc6, cfg.classes),
         (1, 1, Padding::Valid),
         1.0,
         5e-4,

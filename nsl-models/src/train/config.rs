@@ -12,7 +12,9 @@ pub struct RunConfig {
     pub network: String,
     /// Similarity of the NSL slots (see `nsl train --help`); ignored by the SphereNet family.
     pub similarity: String,
-    /// `synthetic` (embedded, no download), `cifar10`, `cifar100`.
+    /// Every layer width times this (1.0 = the paper's networks; smoke runs use less).
+    pub width: f32,
+    /// `synthetic` (embedded, no download), `synthetic100` (100 classes), `cifar10`, `cifar100`.
     pub dataset: String,
     /// Folder holding `cifar-10/` and `cifar-100/` (from `cargo xtask fetch-data`).
     pub data_dir: String,
@@ -40,6 +42,9 @@ pub struct RunConfig {
     /// Label smoothing `s` and log floor of the loss (code: 0.01, 1e-4).
     pub smoothing: f32,
     pub log_floor: f32,
+    /// Evaluate with debiased BN statistics `s / (1 − 0.999^n)` instead of the raw zero-started
+    /// EMA shadows (the code's behaviour, biased early in a run). On for short smoke runs.
+    pub bn_debias: bool,
     /// ℓ1 on static similarity parameters (paper §3.4; 0 = off).
     pub l1: f32,
     pub seed: u64,
@@ -51,6 +56,7 @@ impl Default for RunConfig {
         RunConfig {
             network: "cnn9".into(),
             similarity: "conv".into(),
+            width: 1.0,
             dataset: "cifar10".into(),
             data_dir: "data".into(),
             synthetic_train: 10_000,
@@ -68,6 +74,7 @@ impl Default for RunConfig {
             checkpoint_every: 500,
             smoothing: 0.01,
             log_floor: 1e-4,
+            bn_debias: false,
             l1: 0.0,
             seed: 0,
         }

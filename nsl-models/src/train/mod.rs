@@ -6,4 +6,4 @@ mod run;
 
 pub use config::RunConfig;
 pub use error::TrainError;
-pub use run::{build_network, evaluate, load_data, train, RunOptions, RunSummary};
+pub use run::{build_network, evaluate, evaluate_debiased, load_data, train, RunOptions, RunSummary};

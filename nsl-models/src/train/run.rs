@@ -58,9 +58,19 @@ pub fn load_data(cfg: &RunConfig) -> Result<(Dataset, Dataset), TrainError> {
     let dir = Path::new(&cfg.data_dir);
     match cfg.dataset.as_str() {
         "synthetic" => Ok(synthetic::synthetic_cifar(cfg.synthetic_train, cfg.synthetic_test, cfg.seed)),
+        "synthetic100" => {
+            // 100 classes, train and test split per class from one draw of the many-class set
+            let per_class = (cfg.synthetic_train + cfg.synthetic_test) / 100;
+            let all = synthetic::synthetic_many(100, per_class, cfg.seed);
+            let test_per_class = (cfg.synthetic_test / 100).max(1);
+            let (test, train): (Vec<usize>, Vec<usize>) = (0..all.len()).partition(|i| i % per_class < test_per_class);
+            Ok((all.subset("synthetic100-train", &train), all.subset("synthetic100-test", &test)))
+        }
         "cifar10" => Ok(cifar::load_cifar10(dir.join("cifar-10"))?),
         "cifar100" => Ok(cifar::load_cifar100(dir.join("cifar-100"))?),
-        other => Err(TrainError::Config(format!("unknown dataset `{other}`; expected synthetic, cifar10 or cifar100"))),
+        other => Err(TrainError::Config(format!(
+            "unknown dataset `{other}`; expected synthetic, synthetic100, cifar10 or cifar100"
+        ))),
     }
 }
 
@@ -74,17 +84,19 @@ pub fn build_network<B: Backend>(
 ) -> Result<Network<B>, TrainError> {
     let sim: SimilarityChoice = cfg.similarity.parse().map_err(TrainError::Config)?;
     let sphere = |rng: &mut Rng, sphere, attention| {
-        let c = SphereNetConfig { input_hw, ..SphereNetConfig::paper(classes, sphere, attention) };
+        let c = SphereNetConfig { input_hw, ..SphereNetConfig::paper(classes, sphere, attention) }.scaled(cfg.width);
         spherenet9(be, rng, &c)
     };
     Ok(match cfg.network.as_str() {
-        "cnn9" => cnn9(be, rng, &Cnn9Config { input_hw, l1: cfg.l1, ..Cnn9Config::paper(classes, sim) }),
-        "cnn9pp" => cnn9_plus_plus(be, rng, classes),
+        "cnn9" => {
+            cnn9(be, rng, &Cnn9Config { input_hw, l1: cfg.l1, ..Cnn9Config::paper(classes, sim) }.scaled(cfg.width))
+        }
+        "cnn9pp" => cnn9_plus_plus(be, rng, classes, cfg.width),
         "spherenet9" => sphere(rng, true, false),
         "spherenet9-attention" => sphere(rng, true, true),
         "cnn9-wide" => sphere(rng, false, false),
         "cnn9-wide-attention" => sphere(rng, false, true),
-        "cnn10" => cnn10(be, rng, classes, sim, input_hw),
+        "cnn10" => cnn10(be, rng, classes, sim, input_hw, cfg.width),
         "cnn4" => cnn4(be, rng, classes, sim, input_hw, 0.0),
         other => {
             return Err(TrainError::Config(format!(
@@ -118,6 +130,50 @@ fn make_optimizer<B: Backend>(cfg: &RunConfig) -> Result<Optimizer<B>, TrainErro
         "adam" => Ok(Optimizer::adam(0.9, 0.999)),
         o => Err(TrainError::Config(format!("unknown optimizer `{o}`; expected sgd or adam"))),
     }
+}
+
+/// Test accuracy of `net` on `data` (BN in inference mode), in batches of `batch`.
+/// With `debias`, every BN's running statistics are divided by `1 − d^n` (`n` its EMA
+/// updates) for the evaluation and restored afterwards.
+pub fn evaluate_debiased<B: Backend>(
+    be: &B,
+    net: &mut Network<B>,
+    data: &Dataset,
+    normalize: &Normalize,
+    batch: usize,
+    debias: bool,
+) -> f32 {
+    if !debias {
+        return evaluate(be, net, data, normalize, batch);
+    }
+    let mut counts = std::collections::HashMap::new();
+    net.visit_params(&mut |p| {
+        if let Some(prefix) = p.name.strip_suffix(".ema_count") {
+            counts.insert(prefix.to_string(), p.value.to_vec(be)[0]);
+        }
+    });
+    let decay = nsl_core::nn::BatchNorm::<B>::DEFAULT_EMA_DECAY;
+    let mut saved = Vec::new();
+    net.visit_params(&mut |p| {
+        let prefix = p.name.strip_suffix(".running_mean").or_else(|| p.name.strip_suffix(".running_var"));
+        if let Some(n) = prefix.and_then(|prefix| counts.get(prefix)).filter(|&&n| n > 0.0) {
+            let factor = 1.0 / (1.0 - decay.powf(*n));
+            let original = p.value.clone();
+            let mut debiased = original.duplicate(be);
+            be.scale(factor, debiased.buf_mut());
+            p.value = debiased;
+            saved.push(original);
+        }
+    });
+    let acc = evaluate(be, net, data, normalize, batch);
+    let mut saved = saved.into_iter();
+    net.visit_params(&mut |p| {
+        let prefix = p.name.strip_suffix(".running_mean").or_else(|| p.name.strip_suffix(".running_var"));
+        if prefix.and_then(|prefix| counts.get(prefix)).is_some_and(|&n| n > 0.0) {
+            p.value = saved.next().expect("one saved tensor per debiased statistic");
+        }
+    });
+    acc
 }
 
 /// Test accuracy of `net` on `data` (BN in inference mode), in batches of `batch`.
@@ -283,7 +339,7 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
         writeln!(metrics, "{}", serde_json::to_string(&line).expect("json")).map_err(io(&metrics_path))?;
 
         if step % cfg.eval_every.max(1) == 0 || step == cfg.iterations {
-            final_acc = evaluate(be, &mut net, &test_set, &normalize, cfg.eval_batch);
+            final_acc = evaluate_debiased(be, &mut net, &test_set, &normalize, cfg.eval_batch, cfg.bn_debias);
             if final_acc > best.0 {
                 best = (final_acc, step);
             }
