@@ -2,5 +2,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod fewshot;
 pub mod nets;
+pub mod repro;
 pub mod train;

@@ -36,7 +36,7 @@ pub struct RunOptions {
 }
 
 /// What a finished (or stopped) run reports; also written to `summary.json`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
 pub struct RunSummary {
     pub network: String,
     pub similarity: String,

@@ -1,0 +1,302 @@
+//! The experiment registry: one [`Row`] per table row (and column) of the paper, with the
+//! paper's number and the run that reproduces it at `smoke` or `paper` scale.
+
+use crate::train::RunConfig;
+
+/// How big the runs are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scale {
+    /// Every table on the embedded synthetic data with narrow networks and short schedules,
+    /// minutes on 2 CPU cores: shows the whole pipeline, not the paper's accuracy.
+    Smoke,
+    /// The spec's exact settings on real data (`--data`).
+    Paper,
+}
+
+impl std::str::FromStr for Scale {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "smoke" => Ok(Scale::Smoke),
+            "paper" => Ok(Scale::Paper),
+            o => Err(format!("unknown scale `{o}`; expected smoke or paper")),
+        }
+    }
+}
+
+/// What a row reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    /// Final test error, `100 − accuracy` (Tables 1–4).
+    FinalError,
+    /// Best-over-training test accuracy (Table 8, spec §7).
+    BestAccuracy,
+    /// Top-1 validation error (Table 5).
+    Top1Error,
+    /// Few-shot accuracy with its 95% interval (Table 6).
+    FewShotAccuracy,
+}
+
+impl Metric {
+    /// Column header of the metric.
+    pub fn header(self) -> &'static str {
+        match self {
+            Metric::FinalError => "error % (final)",
+            Metric::BestAccuracy => "accuracy % (best)",
+            Metric::Top1Error => "top-1 error %",
+            Metric::FewShotAccuracy => "5-way 5-shot accuracy %",
+        }
+    }
+}
+
+/// How a row is produced.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Job {
+    /// A training run; its result is read from its `summary.json`.
+    Train(RunConfig),
+    /// A few-shot evaluation (Table 6): pretrain `pretrain`, then `method` on episodes.
+    FewShot { pretrain: RunConfig, method: FewShotMethod, way: usize, shot: usize, queries: usize, episodes: usize },
+}
+
+/// The Table 6 strategies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FewShotMethod {
+    /// Plain CNN-4, fine-tune a new classifier on the support set.
+    FineTuneBaseline,
+    /// Static NSN (DNS from ones): fine-tune the diagonals and the classifier.
+    StaticNsn,
+    /// Static NSN with MAML-learned initial diagonals and classifier.
+    MetaLearnedStaticNsn,
+    /// Dynamic NSN: retrain the classifier only.
+    DynamicNsn,
+}
+
+/// One cell of a paper table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// Table id, e.g. `table4`.
+    pub table: &'static str,
+    /// Row label as in the paper.
+    pub label: String,
+    /// Column (dataset) for tables with several, e.g. `CIFAR-100`.
+    pub column: &'static str,
+    /// The paper's number in the metric's unit, if the paper has one.
+    pub paper: Option<f64>,
+    pub metric: Metric,
+    pub job: Job,
+}
+
+impl Row {
+    /// Folder of the run: readable fields plus a hash of the whole job, so rows that share a
+    /// run (the baseline of Tables 1–4) share its folder and any change makes a new one.
+    pub fn run_id(&self, seed: u64) -> String {
+        match &self.job {
+            Job::Train(c) => {
+                let c = RunConfig { seed, ..c.clone() };
+                format!("{}-{}-{}-{:08x}", c.dataset, c.network, c.similarity, fnv1a(&c.to_toml()))
+            }
+            Job::FewShot { pretrain, method, way, shot, queries, episodes } => {
+                let key = format!(
+                    "{}{method:?}{way}{shot}{queries}{episodes}",
+                    RunConfig { seed, ..pretrain.clone() }.to_toml()
+                );
+                format!("fewshot-{method:?}-{:08x}", fnv1a(&key)).to_lowercase()
+            }
+        }
+    }
+}
+
+/// 32-bit FNV-1a, a stable short hash for folder names.
+fn fnv1a(text: &str) -> u32 {
+    text.bytes().fold(0x811c_9dc5, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193))
+}
+
+/// Table ids with their titles, in report order.
+pub const TABLES: &[(&str, &str)] = &[
+    ("table1", "Table 1: predictor network (CIFAR-10, dynamic DNS)"),
+    ("table2", "Table 2: joint learning of kernel shape and similarity (CIFAR-10, DNS)"),
+    ("table3", "Table 3: shared vs disjoint predictor (CIFAR-10, DNS)"),
+    ("table4", "Table 4: CIFAR-10 and CIFAR-100"),
+    ("table5", "Table 5: ImageNet-2012 CNN-10"),
+    ("table6", "Table 6: few-shot, mini-ImageNet 5-way 5-shot (CNN-4)"),
+    ("table8", "Table 8: self-attention (dynamic GNS) on CIFAR-10"),
+    ("extensions", "Extensions the paper only discusses (CIFAR-10)"),
+];
+
+/// The CIFAR run at a scale.
+fn cifar(scale: Scale, dataset_paper: &str, network: &str, similarity: &str) -> RunConfig {
+    let paper = RunConfig {
+        network: network.into(),
+        similarity: similarity.into(),
+        dataset: dataset_paper.into(),
+        ..RunConfig::default()
+    };
+    match scale {
+        Scale::Paper => paper,
+        Scale::Smoke => RunConfig {
+            dataset: if dataset_paper == "cifar100" { "synthetic100".into() } else { "synthetic".into() },
+            synthetic_train: 6_000,
+            synthetic_test: 1_000,
+            width: 0.25,
+            iterations: 150,
+            batch_size: 64,
+            lr: 0.01,
+            milestones: vec![100],
+            eval_every: 50,
+            checkpoint_every: 50,
+            bn_debias: true,
+            ..paper
+        },
+    }
+}
+
+fn train_row(table: &'static str, column: &'static str, label: &str, paper: Option<f64>, cfg: RunConfig) -> Row {
+    Row { table, label: label.into(), column, paper, metric: Metric::FinalError, job: Job::Train(cfg) }
+}
+
+/// Every experiment at `scale`.
+pub fn experiments(scale: Scale) -> Vec<Row> {
+    let c10 = |net: &str, sim: &str| cifar(scale, "cifar10", net, sim);
+    let c100 = |net: &str, sim: &str| cifar(scale, "cifar100", net, sim);
+    let mut rows = Vec::new();
+    let t = |rows: &mut Vec<Row>, table, label: &str, paper, cfg| {
+        rows.push(train_row(table, "CIFAR-10", label, paper, cfg))
+    };
+
+    t(&mut rows, "table1", "Baseline CNN", Some(7.78), c10("cnn9", "conv"));
+    t(&mut rows, "table1", "Dynamic NSN (CNN)", Some(7.04), c10("cnn9", "dynamic-dns-cnn"));
+    t(&mut rows, "table1", "Dynamic NSN (SN)", Some(6.85), c10("cnn9", "dynamic-dns"));
+
+    t(&mut rows, "table2", "Baseline CNN", Some(7.78), c10("cnn9", "conv"));
+    t(&mut rows, "table2", "Static NSN", Some(7.15), c10("cnn9", "static-dns"));
+    t(&mut rows, "table2", "Static NSN (J)", Some(6.92), c10("cnn9", "joint-static-dns"));
+    t(&mut rows, "table2", "Dynamic NSN", Some(6.85), c10("cnn9", "dynamic-dns"));
+    t(&mut rows, "table2", "Dynamic NSN (J)", Some(6.64), c10("cnn9", "joint-dynamic-dns"));
+
+    t(&mut rows, "table3", "Baseline CNN", Some(7.78), c10("cnn9", "conv"));
+    t(&mut rows, "table3", "Dynamic NSN (Shared)", Some(7.20), c10("cnn9", "shared-dns"));
+    t(&mut rows, "table3", "Dynamic NSN (Disjoint)", Some(6.85), c10("cnn9", "dynamic-dns"));
+
+    for (label, net, sim, p10, p100) in [
+        ("Baseline CNN", "cnn9", "conv", 7.78, 28.95),
+        ("Baseline CNN++", "cnn9pp", "conv", 7.29, 28.70),
+        ("Static NSN w/ DNS", "cnn9", "static-dns", 7.15, 28.35),
+        ("Static NSN w/ UNS", "cnn9", "static-uns", 7.38, 28.11),
+        ("Dynamic NSN w/ DNS", "cnn9", "dynamic-dns", 6.85, 27.81),
+        ("Dynamic NSN w/ UNS", "cnn9", "dynamic-uns", 6.5, 28.02),
+    ] {
+        rows.push(train_row("table4", "CIFAR-10", label, Some(p10), c10(net, sim)));
+        rows.push(train_row("table4", "CIFAR-100", label, Some(p100), c100(net, sim)));
+    }
+
+    // Table 5: ImageNet CNN-10 (smoke: the same network, narrow, on the synthetic set)
+    let imagenet = |sim: &str, width: f32| match scale {
+        Scale::Paper => RunConfig {
+            network: "cnn10".into(),
+            similarity: sim.into(),
+            dataset: "imagenet".into(),
+            width,
+            iterations: 600_000,
+            milestones: vec![200_000, 375_000, 550_000],
+            eval_every: 10_000,
+            checkpoint_every: 2_000,
+            eval_batch: 100,
+            ..RunConfig::default()
+        },
+        Scale::Smoke => RunConfig { width: width * 0.125, ..cifar(scale, "cifar10", "cnn10", sim) },
+    };
+    for (label, sim, width, paper) in [
+        ("Baseline CNN", "conv", 1.0, 42.72),
+        ("Baseline CNN++", "conv", 1.045, 42.11),
+        ("Dynamic NSN w/ DNS", "dynamic-dns", 1.0, 40.61),
+    ] {
+        rows.push(Row {
+            table: "table5",
+            label: label.into(),
+            column: "ImageNet",
+            paper: Some(paper),
+            metric: Metric::Top1Error,
+            job: Job::Train(imagenet(sim, width)),
+        });
+    }
+
+    // Table 6: few-shot (smoke: many-class synthetic set)
+    let pretrain = |sim: &str| RunConfig {
+        network: "cnn4".into(),
+        similarity: sim.into(),
+        dataset: match scale {
+            Scale::Paper => "mini-imagenet".into(),
+            Scale::Smoke => "synthetic-fewshot".into(),
+        },
+        optimizer: "adam".into(),
+        lr: 1e-3,
+        milestones: vec![],
+        normalize: "centered".into(),
+        augment: "none".into(),
+        iterations: match scale {
+            Scale::Paper => 30_000,
+            Scale::Smoke => 150,
+        },
+        batch_size: 64,
+        bn_debias: scale == Scale::Smoke,
+        ..RunConfig::default()
+    };
+    let episodes = match scale {
+        Scale::Paper => 600,
+        Scale::Smoke => 20,
+    };
+    for (label, method, sim, paper) in [
+        ("Finetuning Baseline", FewShotMethod::FineTuneBaseline, "conv", 49.79),
+        ("Static NSN", FewShotMethod::StaticNsn, "static-dns-ones", 65.74),
+        ("Meta-learned static NSN", FewShotMethod::MetaLearnedStaticNsn, "static-dns-ones", 66.21),
+        ("Dynamic NSN", FewShotMethod::DynamicNsn, "dynamic-dns", 71.26),
+    ] {
+        rows.push(Row {
+            table: "table6",
+            label: label.into(),
+            column: "mini-ImageNet",
+            paper: Some(paper),
+            metric: Metric::FewShotAccuracy,
+            job: Job::FewShot { pretrain: pretrain(sim), method, way: 5, shot: 5, queries: 15, episodes },
+        });
+    }
+
+    // Table 8: SphereNet-9 ± self-attention and the CNN twins (best accuracy over training)
+    for (label, net, paper) in [
+        ("CNN", "cnn9-wide", 90.86),
+        ("CNN w/ self-attention", "cnn9-wide-attention", 90.69),
+        ("SphereNet", "spherenet9", 91.31),
+        ("SphereNet w/ self-attention", "spherenet9-attention", 91.76),
+    ] {
+        let base = RunConfig { network: net.into(), ..RunConfig::default().self_attention_recipe() };
+        let cfg = match scale {
+            Scale::Paper => RunConfig { dataset: "cifar10".into(), ..base },
+            Scale::Smoke => RunConfig {
+                optimizer: "adam".into(),
+                lr: 3e-3,
+                augment: "flip".into(),
+                normalize: "centered".into(),
+                width: 0.125,
+                ..cifar(scale, "cifar10", net, "conv")
+            },
+        };
+        rows.push(Row {
+            table: "table8",
+            label: label.into(),
+            column: "CIFAR-10",
+            paper: Some(paper),
+            metric: Metric::BestAccuracy,
+            job: Job::Train(cfg),
+        });
+    }
+
+    t(&mut rows, "extensions", "Static NSN w/ PSD M = LLᵀ", None, c10("cnn9", "static-psd"));
+    t(
+        &mut rows,
+        "extensions",
+        "Static NSN w/ DNS + ℓ1 (1e-4)",
+        None,
+        RunConfig { l1: 1e-4, ..c10("cnn9", "static-dns") },
+    );
+    rows
+}

@@ -1,0 +1,139 @@
+//! Runs the registry's rows: each distinct run once per seed, skipping finished runs and
+//! resuming killed ones.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use nsl_core::Backend;
+
+use super::registry::{Job, Metric, Row};
+use crate::train::{train, RunConfig, RunOptions, RunSummary};
+
+/// Where runs go and how many seeds.
+#[derive(Clone, Debug)]
+pub struct RunnerOptions {
+    /// Output folder: `runs/<run id>/` for every run, the report and plots at the top.
+    pub out: PathBuf,
+    /// Data root for paper-scale runs (`cifar-10/`, `cifar-100/`, …).
+    pub data: PathBuf,
+    /// Seeds per row (0, 1, …); rows report mean ± std over them.
+    pub seeds: u64,
+    pub progress: bool,
+}
+
+/// A row's outcome over its seeds.
+#[derive(Clone, Debug)]
+pub struct RowResult {
+    pub row: Row,
+    /// The metric per seed that finished.
+    pub values: Vec<f64>,
+    /// Few-shot 95% interval (mean over seeds).
+    pub ci95: Option<f64>,
+    pub params: Option<usize>,
+    /// Training wall time summed over seeds (0 when every run was reused).
+    pub wall_seconds: f64,
+    /// Run folders, relative to `out`.
+    pub runs: Vec<String>,
+    /// Why the row has no number (missing data, failure), if so.
+    pub note: Option<String>,
+}
+
+impl RowResult {
+    /// Mean and (sample) standard deviation of the per-seed values.
+    pub fn mean_std(&self) -> Option<(f64, f64)> {
+        let n = self.values.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = self.values.iter().sum::<f64>() / n as f64;
+        let var =
+            if n > 1 { self.values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
+        Some((mean, var.sqrt()))
+    }
+}
+
+fn metric_of(metric: Metric, s: &RunSummary) -> f64 {
+    match metric {
+        Metric::FinalError | Metric::Top1Error => 100.0 * (1.0 - s.final_test_acc as f64),
+        Metric::BestAccuracy => 100.0 * s.best_test_acc as f64,
+        Metric::FewShotAccuracy => 100.0 * s.final_test_acc as f64,
+    }
+}
+
+/// Read a finished run's summary, if its folder holds one.
+pub fn finished(dir: &Path) -> Option<RunSummary> {
+    let text = std::fs::read_to_string(dir.join("summary.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Run (or reuse) every row, `seeds` times each, on backend `be`; `fewshot` runs Table 6 jobs.
+pub fn run_all<B: Backend>(
+    be: &B,
+    rows: &[Row],
+    opts: &RunnerOptions,
+    mut fewshot: impl FnMut(&Row, u64, &Path) -> Result<(RunSummary, f64), String>,
+) -> Vec<RowResult> {
+    let total = rows.len();
+    let mut results = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        let mut result = RowResult {
+            row: row.clone(),
+            values: vec![],
+            ci95: None,
+            params: None,
+            wall_seconds: 0.0,
+            runs: vec![],
+            note: None,
+        };
+        let mut cis = Vec::new();
+        for seed in 0..opts.seeds {
+            let id = row.run_id(seed);
+            let dir = opts.out.join("runs").join(&id);
+            result.runs.push(format!("runs/{id}"));
+            let reused = finished(&dir);
+            let started = Instant::now();
+            let outcome = match (&row.job, reused) {
+                (_, Some(summary)) => {
+                    eprintln!(
+                        "[{}/{total}] {} {} (seed {seed}): finished earlier, reused",
+                        i + 1,
+                        row.table,
+                        row.label
+                    );
+                    let ci = std::fs::read_to_string(dir.join("ci95.txt")).ok().and_then(|t| t.trim().parse().ok());
+                    Ok((summary, ci))
+                }
+                (Job::Train(cfg), None) => {
+                    eprintln!("[{}/{total}] {} {} (seed {seed}) → {}", i + 1, row.table, row.label, dir.display());
+                    let cfg = RunConfig { seed, data_dir: opts.data.display().to_string(), ..cfg.clone() };
+                    let run = RunOptions { out_dir: dir.clone(), resume: true, progress: opts.progress, stop_at: None };
+                    train(be, &cfg, &run).map(|s| (s, None)).map_err(|e| e.to_string())
+                }
+                (Job::FewShot { .. }, None) => {
+                    eprintln!("[{}/{total}] {} {} (seed {seed}) → {}", i + 1, row.table, row.label, dir.display());
+                    fewshot(row, seed, &dir).map(|(s, ci)| (s, Some(ci)))
+                }
+            };
+            result.wall_seconds += started.elapsed().as_secs_f64();
+            match outcome {
+                Ok((summary, ci)) => {
+                    result.values.push(metric_of(row.metric, &summary));
+                    result.params = Some(summary.params);
+                    if let Some(ci) = ci {
+                        cis.push(ci);
+                    }
+                }
+                Err(e) => {
+                    eprintln!("  not run: {e}");
+                    result.note = Some(e);
+                    break;
+                }
+            }
+        }
+        if !cis.is_empty() {
+            result.ci95 = Some(cis.iter().sum::<f64>() / cis.len() as f64);
+        }
+        results.push(result);
+    }
+    results
+}
