@@ -46,6 +46,20 @@ enum Command {
         #[arg(long)]
         progress: bool,
     },
+    /// Measure throughput: img/s of CNN-9 variants (training and inference) and each 3×3 conv
+    /// layer's GFLOP/s as a ratio of a same-FLOP sgemm measured in the same run. Prints a
+    /// markdown table (paste it into nsl-bench/RESULTS.md with the machine and date).
+    Bench {
+        /// Batch size (the paper's is 128).
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+        /// Timed repetitions per measurement (best is reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// CPU threads (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
     /// Download CIFAR-10 and CIFAR-100 (binary versions) from their canonical location at the
     /// University of Toronto, verify their MD5 checksums and unpack them into <data>/cifar-10 and
     /// <data>/cifar-100. Files already in place are not fetched again.
@@ -123,6 +137,11 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Repro { only, scale, data, out, seeds, threads, progress } => {
             repro(only, scale, data, out, seeds, threads, progress)
+        }
+        Command::Bench { batch, reps, threads } => {
+            let be = if threads == 0 { nsl_cpu::Cpu::new() } else { nsl_cpu::Cpu::with_threads(threads) };
+            println!("{}", nsl_bench::throughput_report(&be, batch, reps));
+            Ok(())
         }
         Command::FetchData { data } => ARCHIVES.iter().try_for_each(|archive| {
             eprintln!("fetching {} …", archive.url);

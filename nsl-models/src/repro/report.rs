@@ -19,8 +19,11 @@ pub struct ReportHeader {
     pub wall_seconds: f64,
 }
 
+/// `(x, y)` points of one curve.
+type Curve = Vec<(f64, f64)>;
+
 /// Training loss and test accuracy of a run, from its `metrics.jsonl`.
-fn curves(run_dir: &Path) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+fn curves(run_dir: &Path) -> (Curve, Curve) {
     let mut loss = Vec::new();
     let mut acc = Vec::new();
     for line in std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap_or_default().lines() {
