@@ -1,0 +1,167 @@
+//! Test-time fine-tuning of a pretrained network on an episode's support set (spec §5.6):
+//! a new N-way head, everything frozen but the chosen parameters, PyTorch SGD with dampening on
+//! the whole support set as one batch, batch norm on its running statistics.
+
+use nsl_core::nn::{Layer, Mode};
+use nsl_core::optim::{Optimizer, OptimizerKind};
+use nsl_core::{Backend, Rng, Tensor};
+
+use super::episode::HostBatch;
+use super::model::{
+    accuracy, feature_shape, features, freeze_all_but, new_head, plain_cross_entropy, restore_frozen, restore_head,
+    swap_head, FlatParams, RunningStatsNet, HEAD_WEIGHT, SIMILARITY_SUFFIX,
+};
+use crate::nets::Network;
+
+/// The fine-tuning optimiser: `g' = g + wd·w`; `v = g'` on the first step, else
+/// `v = momentum·v + (1 − dampening)·g'`; `w −= lr·v` (PyTorch `SGD`), `steps` times on the whole
+/// support set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FineTune {
+    pub lr: f32,
+    pub momentum: f32,
+    pub dampening: f32,
+    pub weight_decay: f32,
+    pub steps: usize,
+}
+
+impl FineTune {
+    /// lr 0.01, momentum 0.9, dampening 0.9, weight decay 1e-3, 100 steps (paper appendix).
+    pub const PAPER: FineTune = FineTune { lr: 0.01, momentum: 0.9, dampening: 0.9, weight_decay: 1e-3, steps: 100 };
+
+    fn optimizer<B: Backend>(&self) -> Optimizer<B> {
+        Optimizer::new(OptimizerKind::Sgd { momentum: self.momentum, dampening: self.dampening })
+    }
+}
+
+/// What one episode's fine-tuning gave.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FineTuneResult {
+    /// Support-set accuracy before the first and after the last step.
+    pub support_acc_before: f64,
+    pub support_acc_after: f64,
+    /// Support loss before the first step and at the last step.
+    pub support_loss_before: f32,
+    pub support_loss_after: f32,
+    /// Query accuracy after fine-tuning.
+    pub query_acc: f64,
+}
+
+/// Fine-tune a new head only, on fixed features (the dynamic NSN, spec §5.6): the backbone runs
+/// once in inference mode; the head `U(±1/√fan_in)` then takes `cfg.steps` SGD steps. `net` is
+/// not changed.
+pub fn finetune_head<B: Backend>(
+    be: &B,
+    net: &mut Network<B>,
+    support: &HostBatch,
+    query: &HostBatch,
+    way: usize,
+    cfg: &FineTune,
+    rng: &mut Rng,
+) -> FineTuneResult {
+    let fs = features(be, net, &Tensor::from_vec(be, &support.shape, &support.images));
+    let fq = features(be, net, &Tensor::from_vec(be, &query.shape, &query.images));
+    let mut head = new_head(be, rng, fs.shape(), way, cfg.weight_decay);
+    let mut opt = cfg.optimizer::<B>();
+    let mut first = None;
+    let mut last = (0.0, 0.0);
+    for _ in 0..cfg.steps {
+        let logits = head.forward(be, &fs, Mode::Train).reshape(&[support.labels.len(), way]);
+        let (loss, dlogits) = plain_cross_entropy(be, &logits, &support.labels);
+        last = (loss, accuracy(&logits.to_vec(be), &support.labels, way));
+        first.get_or_insert(last);
+        head.backward(be, &dlogits);
+        opt.step(be, cfg.lr, &mut head);
+    }
+    let eval = |head: &mut nsl_core::nn::NslConv<B>, x: &Tensor<B>, n: usize| {
+        head.forward(be, x, Mode::Eval).reshape(&[n, way]).to_vec(be)
+    };
+    let after = accuracy(&eval(&mut head, &fs, support.labels.len()), &support.labels, way);
+    let query_acc = accuracy(&eval(&mut head, &fq, query.labels.len()), &query.labels, way);
+    let first = first.unwrap_or(last);
+    FineTuneResult {
+        support_acc_before: first.1,
+        support_acc_after: after,
+        support_loss_before: first.0,
+        support_loss_after: last.0,
+        query_acc,
+    }
+}
+
+/// Fine-tune every static similarity parameter (`*.sim.theta`, the DNS diagonals) and a new head
+/// (the static NSN, spec §5.6), back-propagating through the frozen backbone with BN on running
+/// statistics ([`RunningStatsNet`]). The similarity parameters get `cfg.weight_decay` during the
+/// fine-tuning, as PyTorch's `SGD(weight_decay)` applies it to every parameter it is given.
+/// `net` is left as it was (head, similarity values, decay and frozen flags restored).
+///
+/// # Errors
+/// If the backbone holds batch norms inside a layer (see [`RunningStatsNet`]).
+pub fn finetune_similarity_and_head<B: Backend>(
+    be: &B,
+    net: &mut Network<B>,
+    support: &HostBatch,
+    query: &HostBatch,
+    way: usize,
+    cfg: &FineTune,
+    rng: &mut Rng,
+) -> Result<FineTuneResult, String> {
+    let trained = |name: &str| name.ends_with(SIMILARITY_SUFFIX) || name == HEAD_WEIGHT;
+    let similarity = FlatParams::select(net, |n| n.ends_with(SIMILARITY_SUFFIX));
+    let snapshot = similarity.get(be, net);
+    let mut decays = Vec::new();
+    net.visit_params(&mut |p| {
+        if p.name.ends_with(SIMILARITY_SUFFIX) {
+            decays.push(std::mem::replace(&mut p.weight_decay, cfg.weight_decay));
+        }
+    });
+    let head = new_head(be, rng, &feature_shape(be, net), way, cfg.weight_decay);
+    let old_head = swap_head(net, Box::new(head), way);
+    let frozen = freeze_all_but(net, trained);
+
+    let result = run_finetune(be, net, support, query, way, cfg);
+
+    restore_frozen(net, &frozen);
+    restore_head(net, old_head);
+    similarity.set(be, net, &snapshot);
+    let mut decays = decays.into_iter();
+    net.visit_params(&mut |p| {
+        if p.name.ends_with(SIMILARITY_SUFFIX) {
+            p.weight_decay = decays.next().expect("one saved decay per similarity");
+        }
+    });
+    result
+}
+
+fn run_finetune<B: Backend>(
+    be: &B,
+    net: &mut Network<B>,
+    support: &HostBatch,
+    query: &HostBatch,
+    way: usize,
+    cfg: &FineTune,
+) -> Result<FineTuneResult, String> {
+    let mut model = RunningStatsNet::new(be, net)?;
+    let mut opt = cfg.optimizer::<B>();
+    let xs = Tensor::from_vec(be, &support.shape, &support.images);
+    let mut first = None;
+    let mut last = (0.0, 0.0);
+    for _ in 0..cfg.steps {
+        let logits = model.forward(be, &xs, Mode::Train);
+        let (loss, dlogits) = plain_cross_entropy(be, &logits, &support.labels);
+        last = (loss, accuracy(&logits.to_vec(be), &support.labels, way));
+        first.get_or_insert(last);
+        model.backward(be, &dlogits);
+        opt.step(be, cfg.lr, &mut model);
+    }
+    let after = accuracy(&model.forward(be, &xs, Mode::Eval).to_vec(be), &support.labels, way);
+    let xq = Tensor::from_vec(be, &query.shape, &query.images);
+    let query_acc = accuracy(&model.forward(be, &xq, Mode::Eval).to_vec(be), &query.labels, way);
+    let first = first.unwrap_or(last);
+    Ok(FineTuneResult {
+        support_acc_before: first.1,
+        support_acc_after: after,
+        support_loss_before: first.0,
+        support_loss_after: last.0,
+        query_acc,
+    })
+}

@@ -1,0 +1,285 @@
+//! MAML over the static similarity and the head (the "MAML-trained static NSN", spec §5.6).
+//!
+//! `θ` is the DNS diagonals (`*.sim.theta`) and the head weight; the rest of the pretrained
+//! network is frozen and batch norm runs on its running statistics ([`RunningStatsNet`]).
+//!
+//! * **Inner loop** on the support loss `L_S`: `θ_{k+1} = θ_k − α·∇L_S(θ_k)`, `k = 0..K`
+//!   (`K = 5`, `α = 0.2`).
+//! * **Outer loss** `L_Q(θ_K)` on the query set; its gradient with respect to the *initial*
+//!   `θ_0`, since `∂θ_{k+1}/∂θ_k = I − α·H_k` with `H_k = ∇²L_S(θ_k)` symmetric, is
+//!   `g = (I − αH_0)(I − αH_1)···(I − αH_{K−1}) ∇L_Q(θ_K)`,
+//!   evaluated right to left (`v ← v − α·H_k v` for `k = K−1 … 0`) with Hessian-vector
+//!   products. Our layers give first derivatives only, so each `H_k v` is a central difference
+//!   of gradients, `H v ≈ (∇L_S(θ + εv) − ∇L_S(θ − εv)) / 2ε` with `ε = δ/‖v‖` (a step of norm
+//!   `δ` in parameter space; exact up to `O(δ²)` where the loss is smooth). First-order MAML
+//!   drops the `H_k` terms: `g = ∇L_Q(θ_K)`.
+//! * **Outer optimiser**: Adam (lr 1e-3) on `θ_0`, the gradient averaged over a meta-batch of tasks.
+//! * **Test**: `K` inner steps on `θ`, then 20 more on the head only (same `α`).
+
+use nsl_core::nn::{Layer, Mode};
+use nsl_core::optim::{zero_grads, Optimizer, OptimizerKind};
+use nsl_core::{Backend, Rng, Tensor};
+
+use super::episode::{EpisodeSampler, EpisodeSpec, HostBatch};
+use super::model::{
+    accuracy, debias_bn_statistics, feature_shape, freeze_all_but, new_head, restore_frozen, swap_head, FlatParams,
+    RunningStatsNet, HEAD_WEIGHT, SIMILARITY_SUFFIX,
+};
+use crate::data::augment::Normalize;
+use crate::data::Dataset;
+use crate::nets::Network;
+
+/// Which outer gradient MAML uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MamlOrder {
+    /// `∇L_Q(θ_K)`: no back-propagation through the inner steps.
+    First,
+    /// The full `Π_k (I − αH_k) ∇L_Q(θ_K)` with finite-difference Hessian-vector products.
+    Second,
+}
+
+/// MAML's inner loop and outer gradient settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Maml {
+    /// `K`, inner SGD steps on (similarity, head).
+    pub inner_steps: usize,
+    /// `α`, the inner step size.
+    pub inner_lr: f32,
+    /// Extra head-only inner steps at test time.
+    pub test_head_steps: usize,
+    pub order: MamlOrder,
+    /// `δ`, the norm of the parameter perturbation of each finite-difference Hessian-vector product.
+    pub hvp_step: f32,
+}
+
+impl Maml {
+    /// 5 steps of 0.2 on (M, head), 20 more on the head at test (paper appendix); second order
+    /// (the MAML default, spec §5.6 \[ASSUMPTION\]).
+    pub const PAPER: Maml =
+        Maml { inner_steps: 5, inner_lr: 0.2, test_head_steps: 20, order: MamlOrder::Second, hvp_step: 1e-3 };
+}
+
+/// `θ ← θ − lr·g` on the coordinates where `mask` is true (all when `None`).
+pub fn sgd_update(theta: &mut [f32], grad: &[f32], lr: f32, mask: Option<&[bool]>) {
+    assert_eq!(theta.len(), grad.len());
+    for (i, (t, g)) in theta.iter_mut().zip(grad).enumerate() {
+        if mask.is_none_or(|m| m[i]) {
+            *t -= lr * g;
+        }
+    }
+}
+
+/// Set `θ` and return the mean cross-entropy of `batch` and `∇_θ` of it.
+pub fn loss_grad<B: Backend>(
+    be: &B,
+    model: &mut RunningStatsNet<'_, B>,
+    params: &FlatParams,
+    theta: &[f32],
+    batch: &HostBatch,
+) -> (f32, Vec<f32>) {
+    params.set(be, model, theta);
+    let loss = model.loss_and_backward(be, batch);
+    (loss, params.grad(be, model))
+}
+
+/// The inner loop from `θ_0`: `steps` updates `θ_{k+1} = θ_k − lr·∇L(θ_k)` (on the `mask`
+/// coordinates) on `batch`. Returns `[θ_0, …, θ_steps]` and leaves the model at `θ_steps`.
+pub fn inner_loop<B: Backend>(
+    be: &B,
+    model: &mut RunningStatsNet<'_, B>,
+    params: &FlatParams,
+    theta0: &[f32],
+    batch: &HostBatch,
+    (steps, lr): (usize, f32),
+    mask: Option<&[bool]>,
+) -> Vec<Vec<f32>> {
+    let mut trajectory = vec![theta0.to_vec()];
+    for _ in 0..steps {
+        let theta = trajectory.last().expect("starts with θ_0");
+        let (_, grad) = loss_grad(be, model, params, theta, batch);
+        let mut next = theta.clone();
+        sgd_update(&mut next, &grad, lr, mask);
+        trajectory.push(next);
+    }
+    params.set(be, model, trajectory.last().expect("starts with θ_0"));
+    trajectory
+}
+
+/// `H v` at `θ` for the loss of `batch`, by the central difference
+/// `(∇L(θ + εv) − ∇L(θ − εv)) / 2ε`, `ε = step/‖v‖`.
+pub fn hessian_vector<B: Backend>(
+    be: &B,
+    model: &mut RunningStatsNet<'_, B>,
+    params: &FlatParams,
+    theta: &[f32],
+    batch: &HostBatch,
+    v: &[f32],
+    step: f32,
+) -> Vec<f32> {
+    let norm = v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    if norm == 0.0 {
+        return vec![0.0; v.len()];
+    }
+    let eps = f64::from(step) / norm;
+    let shifted = |sign: f64| -> Vec<f32> {
+        theta.iter().zip(v).map(|(t, x)| (f64::from(*t) + sign * eps * f64::from(*x)) as f32).collect()
+    };
+    let (_, plus) = loss_grad(be, model, params, &shifted(1.0), batch);
+    let (_, minus) = loss_grad(be, model, params, &shifted(-1.0), batch);
+    plus.iter().zip(&minus).map(|(p, m)| ((f64::from(*p) - f64::from(*m)) / (2.0 * eps)) as f32).collect()
+}
+
+/// MAML's outer gradient for one task.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OuterGradient {
+    /// `∂L_Q(θ_K)/∂θ_0` (second order) or `∇L_Q(θ_K)` (first order).
+    pub grad: Vec<f32>,
+    /// `L_Q(θ_K)`.
+    pub query_loss: f32,
+    /// Which one `grad` is.
+    pub order: MamlOrder,
+}
+
+/// The outer gradient of one task `(support, query)` at `θ_0`, see the module doc. The model is
+/// left at `θ_K`.
+pub fn outer_gradient<B: Backend>(
+    be: &B,
+    model: &mut RunningStatsNet<'_, B>,
+    params: &FlatParams,
+    theta0: &[f32],
+    (support, query): (&HostBatch, &HostBatch),
+    cfg: &Maml,
+) -> OuterGradient {
+    let trajectory = inner_loop(be, model, params, theta0, support, (cfg.inner_steps, cfg.inner_lr), None);
+    let (query_loss, mut v) = loss_grad(be, model, params, trajectory.last().expect("θ_K"), query);
+    if cfg.order == MamlOrder::Second {
+        for theta in trajectory[..cfg.inner_steps].iter().rev() {
+            let hv = hessian_vector(be, model, params, theta, support, &v, cfg.hvp_step);
+            sgd_update(&mut v, &hv, cfg.inner_lr, None);
+        }
+        params.set(be, model, trajectory.last().expect("θ_K"));
+    }
+    OuterGradient { grad: v, query_loss, order: cfg.order }
+}
+
+/// Meta-training settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MetaTrain {
+    pub maml: Maml,
+    pub spec: EpisodeSpec,
+    /// Adam learning rate on `θ_0`.
+    pub outer_lr: f32,
+    /// Tasks per outer step.
+    pub meta_batch: usize,
+    /// Outer steps.
+    pub iterations: usize,
+}
+
+impl MetaTrain {
+    /// Adam 1e-3, 4 tasks per meta-batch, 15 queries (the MAML defaults of spec §5.6) for
+    /// `iterations` outer steps of 5-way `shot`-shot tasks.
+    pub fn paper(shot: usize, iterations: usize) -> Self {
+        MetaTrain { maml: Maml::PAPER, spec: EpisodeSpec::paper(shot), outer_lr: 1e-3, meta_batch: 4, iterations }
+    }
+}
+
+/// What meta-training did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetaTrainReport {
+    /// The outer-gradient order that ran.
+    pub order: MamlOrder,
+    /// Per outer step: the mean post-adaptation query loss `L_Q(θ_K)` of its tasks.
+    pub query_loss: Vec<f32>,
+}
+
+/// Meta-learn the similarity and a new `way`-way head initialisation of a pretrained static NSN
+/// on episodes of `classes` of `data` (episode `i·meta_batch + t` of `seed` is task `t` of outer
+/// step `i`). The network keeps the learned `θ_0` and its new head (`net.classes = way`), ready
+/// for [`maml_evaluate`]. BN statistics are debiased first ([`debias_bn_statistics`]).
+///
+/// # Errors
+/// If episodes cannot be drawn or the network has batch norms inside a layer.
+pub fn meta_train<B: Backend>(
+    be: &B,
+    net: &mut Network<B>,
+    (data, classes, normalize): (&Dataset, &[usize], &Normalize),
+    cfg: &MetaTrain,
+    seed: u64,
+) -> Result<MetaTrainReport, String> {
+    let sampler = EpisodeSampler::new(data, classes)?;
+    debias_bn_statistics(be, net);
+    let mut rng = Rng::new(seed).fork(super::HEAD_STREAM);
+    let head = new_head(be, &mut rng, &feature_shape(be, net), cfg.spec.way, 0.0);
+    swap_head(net, Box::new(head), cfg.spec.way);
+    let frozen = freeze_all_but(net, |n| n.ends_with(SIMILARITY_SUFFIX) || n == HEAD_WEIGHT);
+    let result = run_meta_train(be, net, (&sampler, data, normalize), cfg, seed);
+    restore_frozen(net, &frozen);
+    result
+}
+
+fn run_meta_train<B: Backend>(
+    be: &B,
+    net: &mut Network<B>,
+    (sampler, data, normalize): (&EpisodeSampler, &Dataset, &Normalize),
+    cfg: &MetaTrain,
+    seed: u64,
+) -> Result<MetaTrainReport, String> {
+    let mut model = RunningStatsNet::new(be, net)?;
+    let params = FlatParams::similarity_and_head(&mut model);
+    let mut opt = Optimizer::<B>::new(OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 });
+    let mut report = MetaTrainReport { order: cfg.maml.order, query_loss: Vec::with_capacity(cfg.iterations) };
+    for it in 0..cfg.iterations {
+        let theta0 = params.get(be, &mut model);
+        let mut meta_grad = vec![0f32; params.len()];
+        let mut loss = 0.0;
+        for t in 0..cfg.meta_batch {
+            let episode = sampler.sample(cfg.spec, seed, (it * cfg.meta_batch + t) as u64)?;
+            let (support, query) = (episode.support_batch(data, normalize), episode.query_batch(data, normalize));
+            let g = outer_gradient(be, &mut model, &params, &theta0, (&support, &query), &cfg.maml);
+            meta_grad.iter_mut().zip(&g.grad).for_each(|(m, g)| *m += g / cfg.meta_batch as f32);
+            loss += g.query_loss / cfg.meta_batch as f32;
+        }
+        params.set(be, &mut model, &theta0);
+        zero_grads(be, &mut model);
+        params.set_grad(be, &mut model, &meta_grad);
+        opt.step(be, cfg.outer_lr, &mut model);
+        report.query_loss.push(loss);
+    }
+    Ok(report)
+}
+
+/// One test episode of the MAML-trained model: `inner_steps` on (similarity, head) then
+/// `test_head_steps` on the head, all of size `inner_lr`, on the support set; returns the query
+/// accuracy. `net` (whose head must be `way`-way, from [`meta_train`]) is left as it was.
+///
+/// # Errors
+/// If the head is not `way`-way or the network has batch norms inside a layer.
+pub fn maml_evaluate<B: Backend>(
+    be: &B,
+    net: &mut Network<B>,
+    (support, query): (&HostBatch, &HostBatch),
+    way: usize,
+    cfg: &Maml,
+) -> Result<f64, String> {
+    if net.classes != way {
+        return Err(format!(
+            "{} has a {}-way head; MAML evaluation needs the {way}-way head of `meta_train`",
+            net.name, net.classes
+        ));
+    }
+    let frozen = freeze_all_but(net, |n| n.ends_with(SIMILARITY_SUFFIX) || n == HEAD_WEIGHT);
+    let result = RunningStatsNet::new(be, net).map(|mut model| {
+        let params = FlatParams::similarity_and_head(&mut model);
+        let theta0 = params.get(be, &mut model);
+        let adapted = inner_loop(be, &mut model, &params, &theta0, support, (cfg.inner_steps, cfg.inner_lr), None);
+        let head_only = params.mask(|n| n == HEAD_WEIGHT);
+        let theta = adapted.last().expect("θ_K");
+        inner_loop(be, &mut model, &params, theta, support, (cfg.test_head_steps, cfg.inner_lr), Some(&head_only));
+        let xq = Tensor::from_vec(be, &query.shape, &query.images);
+        let logits = model.forward(be, &xq, Mode::Eval).to_vec(be);
+        params.set(be, &mut model, &theta0);
+        accuracy(&logits, &query.labels, way)
+    });
+    restore_frozen(net, &frozen);
+    result
+}
