@@ -31,7 +31,7 @@ pub use model::{
     SIMILARITY_SUFFIX,
 };
 
-use nsl_core::nn::Layer;
+use nsl_core::nn::{Layer, Mode};
 use nsl_core::optim::{apply_regularizers, Optimizer};
 use nsl_core::{Backend, Rng, Tensor};
 
@@ -121,7 +121,7 @@ pub fn pretrain<B: Backend>(
         let labels: Vec<usize> = indices.iter().map(|&i| remap[data.label(i)]).collect();
         let host = HostBatch::gather(data, &indices, &labels, normalize);
         let x = Tensor::from_vec(be, &host.shape, &host.images);
-        let logits = net.forward(be, &x, nsl_core::nn::Mode::Train);
+        let logits = net.forward(be, &x, Mode::Train);
         let (loss, dlogits) = plain_cross_entropy(be, &logits, &labels);
         if !loss.is_finite() {
             restore_frozen(net, &frozen);
