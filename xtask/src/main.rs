@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use nsl_models::data::fetch::{fetch, ARCHIVES};
-use nsl_models::repro::{experiments, run_all, write_report, ReportHeader, RunnerOptions, Scale, TABLES};
+use nsl_models::repro::{
+    experiments, run_all, run_fewshot_row, write_report, ReportHeader, RunnerOptions, Scale, TABLES,
+};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Project tasks for nsl")]
@@ -112,7 +114,7 @@ fn repro(
     let be = if threads == 0 { nsl_cpu::Cpu::new() } else { nsl_cpu::Cpu::with_threads(threads) };
     let started = Instant::now();
     let opts = RunnerOptions { out: out.clone(), data, seeds: seeds.max(1), progress };
-    let results = run_all(&be, &rows, &opts, |_, _, _| Err("few-shot runner pending".to_string()));
+    let results = run_all(&be, &rows, &opts, |row, seed, dir| run_fewshot_row(&be, row, seed, dir));
     let header = ReportHeader {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         git_revision: git_revision(),

@@ -1,11 +1,13 @@
 //! `cargo xtask repro`: every experiment of the paper, run (or skipped when already finished),
 //! then reported next to the paper's numbers with plots.
 
+mod fewshot_job;
 mod registry;
 mod report;
 mod runner;
 mod svg;
 
+pub use fewshot_job::run_fewshot_row;
 pub use registry::{experiments, FewShotMethod, Job, Metric, Row, Scale, TABLES};
 pub use report::{write_report, ReportHeader};
 pub use runner::{finished, run_all, RowResult, RunnerOptions};

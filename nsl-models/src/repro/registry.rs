@@ -248,7 +248,7 @@ pub fn experiments(scale: Scale) -> Vec<Row> {
     for (label, method, sim, paper) in [
         ("Finetuning Baseline", FewShotMethod::FineTuneBaseline, "conv", 49.79),
         ("Static NSN", FewShotMethod::StaticNsn, "static-dns-ones", 65.74),
-        ("Meta-learned static NSN", FewShotMethod::MetaLearnedStaticNsn, "static-dns-ones", 66.21),
+        ("Meta-learned static NSN (MAML, second order)", FewShotMethod::MetaLearnedStaticNsn, "static-dns-ones", 66.21),
         ("Dynamic NSN", FewShotMethod::DynamicNsn, "dynamic-dns", 71.26),
     ] {
         rows.push(Row {
