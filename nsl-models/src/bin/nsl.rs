@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a network; writes config.toml, metrics.jsonl, checkpoint.safetensors and summary.json into --out.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Test accuracy of a checkpoint on its run's test set.
     Eval {
         /// A checkpoint.safetensors written by `nsl train`.
