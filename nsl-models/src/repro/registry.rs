@@ -136,12 +136,12 @@ fn cifar(scale: Scale, dataset_paper: &str, network: &str, similarity: &str) -> 
         Scale::Smoke => RunConfig {
             dataset: if dataset_paper == "cifar100" { "synthetic100".into() } else { "synthetic".into() },
             synthetic_train: 6_000,
-            synthetic_test: 1_000,
+            synthetic_test: 500,
             width: 0.25,
-            iterations: 150,
+            iterations: 100,
             batch_size: 64,
             lr: 0.01,
-            milestones: vec![100],
+            milestones: vec![70],
             eval_every: 50,
             checkpoint_every: 50,
             bn_debias: true,
@@ -235,7 +235,7 @@ pub fn experiments(scale: Scale) -> Vec<Row> {
         augment: "none".into(),
         iterations: match scale {
             Scale::Paper => 30_000,
-            Scale::Smoke => 150,
+            Scale::Smoke => 100,
         },
         batch_size: 64,
         bn_debias: scale == Scale::Smoke,
@@ -243,7 +243,7 @@ pub fn experiments(scale: Scale) -> Vec<Row> {
     };
     let episodes = match scale {
         Scale::Paper => 600,
-        Scale::Smoke => 20,
+        Scale::Smoke => 10,
     };
     for (label, method, sim, paper) in [
         ("Finetuning Baseline", FewShotMethod::FineTuneBaseline, "conv", 49.79),
