@@ -1,0 +1,113 @@
+// Shared helpers for the nsl CUDA kernels. Every kernel is `extern "C"` (unmangled names,
+// looked up by the Rust side) and takes sizes as `int`: the Rust side refuses buffers of
+// 2^31 − 2^20 elements or more, so every flat index below fits.
+//
+// Reductions are deterministic: fixed per-thread strides and fixed shared-memory / warp
+// shuffle trees whose shape depends only on the problem size, never atomics on floats.
+#pragma once
+
+#define NSL_THREADS 256
+
+// Dynamic shared memory (the launch's shared-memory bytes). Under the CPU emulator
+// (NSL_EMULATE, see emu/emu.hpp) it is a per-block host buffer.
+#ifdef NSL_EMULATE
+#define NSL_DYNAMIC_SHARED(T, name) T* name = static_cast<T*>(emu_dynamic_shared())
+#else
+#define NSL_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#endif
+
+// Geometry of a k×k window over an NHWC map (mirrors nsl_core::Window, all fields int).
+struct Win {
+    int batch, h, w, c, k, stride, pad_top, pad_left, ho, wo;
+};
+
+// Global thread index for one-thread-per-element kernels.
+__device__ __forceinline__ int gid() { return blockIdx.x * blockDim.x + threadIdx.x; }
+
+// Output index o < n_out whose window tap kk reads input coordinate i, or -1.
+__device__ __forceinline__ int reader(int i, int pad, int kk, int stride, int n_out) {
+    int v = i + pad - kk;
+    if (v < 0 || v % stride != 0) return -1;
+    int o = v / stride;
+    return o < n_out ? o : -1;
+}
+
+// Warp all-reduce by xor butterfly: every lane ends with the same (bitwise) value, and the
+// tree is fixed, so the result is deterministic.
+__device__ __forceinline__ double warp_sum(double v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_sumf(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_maxf(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ __forceinline__ double warp_maxd(double v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Block sum over NSL_THREADS threads with a fixed tree; returns the total to every thread.
+// `sh` holds NSL_THREADS doubles.
+__device__ __forceinline__ double block_sum(double v, double* sh) {
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = NSL_THREADS / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+        __syncthreads();
+    }
+    double r = sh[0];
+    __syncthreads();
+    return r;
+}
+
+// ---- deterministic column reductions (per-channel sums over rows) ---------------------------
+//
+// Pass 1 (`col_partial`): grid (ceil(cols/32), ceil(rows/chunk)), block (32, 8). Block
+// (bx, by) sums rows [by·chunk, (by+1)·chunk) of 32 columns: thread (tx, ty) takes rows
+// ty, ty+8, … of the chunk in order, then thread ty = 0 adds the 8 partials in order. The
+// partial of chunk `by` goes to part[by·cols + col]. Pass 2 (`nsl_col_final*`) adds the chunk
+// partials of each column in chunk order. The host picks `chunk` from `rows` alone (256, more
+// when rows > 256·65535 so the grid's y dimension stays within CUDA's limit).
+
+template <int NOUT, class F>
+__device__ __forceinline__ void col_partial(int rows, int cols, int chunk, F f, double* part0, double* part1) {
+    __shared__ double sh[NOUT][8][33];
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int col = blockIdx.x * 32 + tx;
+    const int r0 = blockIdx.y * chunk;
+    const int r1 = min(rows, r0 + chunk);
+    double a[NOUT];
+#pragma unroll
+    for (int j = 0; j < NOUT; j++) a[j] = 0.0;
+    if (col < cols) {
+        for (int r = r0 + ty; r < r1; r += 8) f(r, col, a);
+    }
+#pragma unroll
+    for (int j = 0; j < NOUT; j++) sh[j][ty][tx] = a[j];
+    __syncthreads();
+    if (ty == 0 && col < cols) {
+        double* parts[2] = {part0, part1};
+#pragma unroll
+        for (int j = 0; j < NOUT; j++) {
+            double s = 0.0;
+            for (int i = 0; i < 8; i++) s += sh[j][i][tx];
+            parts[j][(size_t)blockIdx.y * cols + col] = s;
+        }
+    }
+}
+
+// Pass 2 for a column reduction: out[col] = Σ_chunk part[chunk·cols + col], in chunk order.
+__device__ __forceinline__ double col_total(int chunks, int cols, const double* part, int col) {
+    double s = 0.0;
+    for (int i = 0; i < chunks; i++) s += part[(size_t)i * cols + col];
+    return s;
+}

@@ -1,0 +1,45 @@
+// Convolution geometry: im2col and its adjoint col2im (see nsl_core::Backend::im2col).
+// cols is rows × k²c with column t·c + ch, tap t = ky·k + kx, row r = (b·ho + oy)·wo + ox.
+#include "common.cuh"
+
+// One thread per cols entry (writes coalesced; reads coalesced along channels).
+extern "C" __global__ void nsl_im2col(Win g, const float* __restrict__ x, float* __restrict__ cols) {
+    const int pl = g.k * g.k * g.c;
+    const int rows = g.batch * g.ho * g.wo;
+    int e = gid();
+    if (e >= rows * pl) return;
+    int r = e / pl, j = e - r * pl;
+    int t = j / g.c, ch = j - t * g.c;
+    int ox = r % g.wo, rest = r / g.wo;
+    int oy = rest % g.ho, b = rest / g.ho;
+    int y = oy * g.stride + t / g.k - g.pad_top;
+    int xx = ox * g.stride + t % g.k - g.pad_left;
+    float v = 0.0f;
+    if (y >= 0 && y < g.h && xx >= 0 && xx < g.w) v = x[((size_t)(b * g.h + y) * g.w + xx) * g.c + ch];
+    cols[e] = v;
+}
+
+// Gather form of the scatter-add: one thread per input element sums, in the fixed order
+// (ky, kx) — the CPU backend's order — every cols entry that read it. No atomics; overwrites dx.
+extern "C" __global__ void nsl_col2im(Win g, const float* __restrict__ dcols, float* __restrict__ dx) {
+    const int pl = g.k * g.k * g.c;
+    const int n = g.batch * g.h * g.w * g.c;
+    int i = gid();
+    if (i >= n) return;
+    int ch = i % g.c, rest = i / g.c;
+    int xx = rest % g.w;
+    rest /= g.w;
+    int y = rest % g.h, b = rest / g.h;
+    float s = 0.0f;
+    for (int ky = 0; ky < g.k; ky++) {
+        int oy = reader(y, g.pad_top, ky, g.stride, g.ho);
+        if (oy < 0) continue;
+        const size_t orow = (size_t)(b * g.ho + oy) * g.wo;
+        for (int kx = 0; kx < g.k; kx++) {
+            int ox = reader(xx, g.pad_left, kx, g.stride, g.wo);
+            if (ox < 0) continue;
+            s += dcols[(orow + ox) * pl + (ky * g.k + kx) * g.c + ch];
+        }
+    }
+    dx[i] = s;
+}

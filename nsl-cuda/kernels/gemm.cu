@@ -1,0 +1,94 @@
+// Strided-batch SGEMM, C[z] = alpha·op(A[z])·op(B[z]) + beta·C[z] (row-major, see nsl_core::Gemm).
+//
+// Classic shared-memory tiling: a block of 256 threads computes a 64×64 tile of C, staging
+// 64×16 panels of op(A) and 16×64 panels of op(B) through shared memory; each thread keeps a
+// 4×4 register block (rows ty + 16·i, columns tx + 16·j, so shared reads are conflict-free
+// broadcasts). Global loads are coalesced along the contiguous dimension of each operand for
+// all four transpose combinations. Each output is one FMA chain over k in order, so results
+// are deterministic. Edges are zero-padded in shared memory; with beta = 0, C is never read
+// (garbage/NaN in C is ignored). blockIdx.x tiles m, blockIdx.y tiles n, blockIdx.z is the
+// batch item.
+#include "common.cuh"
+
+#define BM 64
+#define BN 64
+#define BK 16
+
+template <bool TA, bool TB>
+__device__ __forceinline__ void gemm_tile(int m, int n, int k, float alpha, float beta,
+                                          const float* __restrict__ A, const float* __restrict__ B,
+                                          float* __restrict__ C) {
+    __shared__ float As[BK][BM + 1];
+    __shared__ float Bs[BK][BN + 1];
+    const int tid = threadIdx.x;
+    const int tx = tid % 16, ty = tid / 16;
+    const int bm = blockIdx.x * BM, bn = blockIdx.y * BN;
+    float acc[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
+
+    for (int l0 = 0; l0 < k; l0 += BK) {
+#pragma unroll
+        for (int s = 0; s < 4; s++) {
+            int e = tid + NSL_THREADS * s;
+            int i, l;
+            if (TA) { i = e % BM; l = e / BM; } else { l = e % BK; i = e / BK; }
+            int gi = bm + i, gl = l0 + l;
+            float v = 0.0f;
+            if (gi < m && gl < k) v = TA ? A[(size_t)gl * m + gi] : A[(size_t)gi * k + gl];
+            As[l][i] = v;
+        }
+#pragma unroll
+        for (int s = 0; s < 4; s++) {
+            int e = tid + NSL_THREADS * s;
+            int j, l;
+            if (TB) { l = e % BK; j = e / BK; } else { j = e % BN; l = e / BN; }
+            int gj = bn + j, gl = l0 + l;
+            float v = 0.0f;
+            if (gj < n && gl < k) v = TB ? B[(size_t)gj * k + gl] : B[(size_t)gl * n + gj];
+            Bs[l][j] = v;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < BK; kk++) {
+            float a[4], b[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) a[i] = As[kk][ty + 16 * i];
+#pragma unroll
+            for (int j = 0; j < 4; j++) b[j] = Bs[kk][tx + 16 * j];
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        int gi = bm + ty + 16 * i;
+        if (gi >= m) continue;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int gj = bn + tx + 16 * j;
+            if (gj >= n) continue;
+            size_t idx = (size_t)gi * n + gj;
+            float r = alpha * acc[i][j];
+            C[idx] = beta == 0.0f ? r : fmaf(beta, C[idx], r);
+        }
+    }
+}
+
+#define NSL_GEMM_PARAMS                                                                              \
+    int m, int n, int k, float alpha, float beta, const float* __restrict__ A, const float* __restrict__ B, \
+        float* __restrict__ C, long long sa, long long sb, long long sc
+#define NSL_GEMM_BODY(TA, TB)                                                                        \
+    const long long z = blockIdx.z;                                                                  \
+    gemm_tile<TA, TB>(m, n, k, alpha, beta, A + z * sa, B + z * sb, C + z * sc);
+
+extern "C" __global__ void __launch_bounds__(NSL_THREADS) nsl_gemm_nn(NSL_GEMM_PARAMS) { NSL_GEMM_BODY(false, false) }
+extern "C" __global__ void __launch_bounds__(NSL_THREADS) nsl_gemm_nt(NSL_GEMM_PARAMS) { NSL_GEMM_BODY(false, true) }
+extern "C" __global__ void __launch_bounds__(NSL_THREADS) nsl_gemm_tn(NSL_GEMM_PARAMS) { NSL_GEMM_BODY(true, false) }
+extern "C" __global__ void __launch_bounds__(NSL_THREADS) nsl_gemm_tt(NSL_GEMM_PARAMS) { NSL_GEMM_BODY(true, true) }

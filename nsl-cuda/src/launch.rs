@@ -1,0 +1,163 @@
+//! What the op files share, independent of how kernels run (driver or CPU emulator):
+//! kernel arguments, launch shapes, scratch memory, the buffer type and size checks.
+
+use crate::{Cuda, DevMem};
+
+/// Threads per block of the one-dimensional kernels (`NSL_THREADS` in `kernels/common.cuh`).
+pub(crate) const THREADS: u32 = 256;
+/// Rows handled per block by the warp-per-row kernels (`THREADS / 32`).
+pub(crate) const WARPS: usize = 8;
+/// Largest buffer, in elements. Kernels index with 32-bit `int`; the margin keeps
+/// `blockIdx·blockDim + threadIdx` from overflowing too.
+pub const MAX_ELEMS: usize = (1 << 31) - (1 << 20);
+
+/// Element types of device memory (`f32` buffers, `f64` reduction scratch).
+#[cfg(feature = "cuda")]
+pub(crate) trait Elem: cust::memory::DeviceCopy + Copy + Default + 'static {}
+/// Element types of device memory (`f32` buffers, `f64` reduction scratch).
+#[cfg(not(feature = "cuda"))]
+pub(crate) trait Elem: Copy + Default + 'static {}
+impl Elem for f32 {}
+impl Elem for f64 {}
+
+/// A device buffer of `f32`, freed when dropped: the [`nsl_core::Backend::Buf`] of [`Cuda`].
+///
+/// With the `cuda` feature it wraps a `cust` `DeviceBuffer<f32>` that keeps the context alive
+/// and is freed on the backend's stream (stream-ordered) when dropped.
+pub struct CudaBuf(pub(crate) DevMem<f32>);
+
+impl CudaBuf {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Whether the buffer holds no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The raw device address, for interop with other CUDA code on the same context.
+    pub fn device_ptr(&self) -> u64 {
+        self.0.ptr()
+    }
+    pub(crate) fn ptr(&self) -> u64 {
+        self.0.ptr()
+    }
+}
+
+impl std::fmt::Debug for CudaBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CudaBuf[{}]", self.len())
+    }
+}
+
+/// `nsl_core::Window` as the kernels' `struct Win` (ten `int`s).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Win {
+    batch: i32,
+    h: i32,
+    w: i32,
+    c: i32,
+    k: i32,
+    stride: i32,
+    pad_top: i32,
+    pad_left: i32,
+    ho: i32,
+    wo: i32,
+}
+
+impl Win {
+    pub(crate) fn new(g: &nsl_core::Window) -> Win {
+        let i = |v: usize| i32::try_from(v).unwrap_or_else(|_| panic!("nsl-cuda: window {g:?} too large"));
+        Win {
+            batch: i(g.batch),
+            h: i(g.h),
+            w: i(g.w),
+            c: i(g.c),
+            k: i(g.k),
+            stride: i(g.stride),
+            pad_top: i(g.pad_top),
+            pad_left: i(g.pad_left),
+            ho: i(g.ho),
+            wo: i(g.wo),
+        }
+    }
+}
+
+/// One kernel argument, stored with the exact type of the kernel parameter.
+pub(crate) enum Arg {
+    /// A device pointer (`float*`, `double*`).
+    Ptr(u64),
+    /// `int`
+    I32(i32),
+    /// `long long`
+    I64(i64),
+    /// `float`
+    F32(f32),
+    /// `double`
+    F64(f64),
+    /// `struct Win`
+    Win(Win),
+}
+
+impl Arg {
+    /// Pointer to the value, as `cuLaunchKernel`'s `kernelParams` wants it.
+    pub(crate) fn as_param(&self) -> *mut std::ffi::c_void {
+        match self {
+            Arg::Ptr(v) => v as *const u64 as *mut _,
+            Arg::I32(v) => v as *const i32 as *mut _,
+            Arg::I64(v) => v as *const i64 as *mut _,
+            Arg::F32(v) => v as *const f32 as *mut _,
+            Arg::F64(v) => v as *const f64 as *mut _,
+            Arg::Win(v) => v as *const Win as *mut _,
+        }
+    }
+}
+
+/// A size as an `int` kernel argument (sizes are bounded by [`MAX_ELEMS`]).
+pub(crate) fn int(v: usize) -> Arg {
+    Arg::I32(i32::try_from(v).unwrap_or_else(|_| panic!("nsl-cuda: size {v} does not fit a 32-bit kernel argument")))
+}
+
+/// The device pointer of a buffer.
+pub(crate) fn p(b: &CudaBuf) -> Arg {
+    Arg::Ptr(b.ptr())
+}
+
+/// The device pointer of scratch memory.
+pub(crate) fn pm<T: Elem>(m: &DevMem<T>) -> Arg {
+    Arg::Ptr(m.ptr())
+}
+
+/// Panic unless `buf` holds at least `n` elements (kernels would read or write out of bounds).
+pub(crate) fn need(op: &str, what: &str, buf: &CudaBuf, n: usize) {
+    assert!(buf.len() >= n, "nsl-cuda: {op}: `{what}` has {} elements, {n} needed", buf.len());
+}
+
+/// `ceil(n / per)` as a grid dimension.
+pub(crate) fn blocks(n: usize, per: usize) -> u32 {
+    let b = n.div_ceil(per);
+    u32::try_from(b).unwrap_or_else(|_| panic!("nsl-cuda: grid of {b} blocks is too large"))
+}
+
+impl Cuda {
+    /// One thread per element: `ceil(n / THREADS)` blocks of `THREADS`.
+    pub(crate) fn launch_1d(&self, kernel: &'static str, n: usize, args: &[Arg]) {
+        self.launch(kernel, (blocks(n, THREADS as usize), 1, 1), (THREADS, 1, 1), 0, args);
+    }
+
+    /// One warp per row: `ceil(rows / 8)` blocks of 256 threads.
+    pub(crate) fn launch_warps(&self, kernel: &'static str, rows: usize, args: &[Arg]) {
+        self.launch(kernel, (blocks(rows, WARPS), 1, 1), (THREADS, 1, 1), 0, args);
+    }
+
+    /// Scratch memory for an op; panics (naming the op) if it cannot be allocated.
+    pub(crate) fn scratch<T: Elem>(&self, op: &str, len: usize) -> DevMem<T> {
+        self.alloc_mem(len).unwrap_or_else(|e| panic!("nsl-cuda: {op}: {e}"))
+    }
+
+    /// A buffer with unspecified contents.
+    pub fn try_alloc(&self, len: usize) -> Result<CudaBuf, crate::CudaError> {
+        self.alloc_mem(len).map(CudaBuf)
+    }
+}

@@ -1,0 +1,785 @@
+//! CPU ≡ CUDA: every [`Backend`] op, and every similarity's forward and gradients, on random
+//! shapes and data, against `nsl_cpu::Cpu`.
+//!
+//! Runs with `--features cuda` on a machine with an NVIDIA GPU. Without a device each test
+//! writes one line `skipped: no CUDA device (<reason>) [<test>]` straight to stderr (visible
+//! even though the test harness captures output) and passes; any other start-up failure (PTX
+//! that does not load, …) fails the test. With `--features emulate` the same tests run the
+//! kernels on the CPU emulator.
+//!
+//! Tolerances: `|cuda − cpu| ≤ atol + rtol·|cpu|` with rtol 1e-4 and atol 1e-5 scaled by the
+//! length of the longest reduction behind the value (both backends sum in different orders;
+//! nvcc contracts `a·b + c` into FMAs). `NSL_CUDA_CASES` sets the number of random cases.
+#![cfg(any(feature = "cuda", feature = "emulate"))]
+#![allow(clippy::too_many_arguments)]
+
+use std::io::Write;
+
+use nsl_core::gradcheck::{check_similarity, GradCheck};
+use nsl_core::nn::{Layer, Mode, NslConv, Padding};
+use nsl_core::similarity::predictor::{self, PredictorConfig, PredictorNorm};
+use nsl_core::similarity::*;
+use nsl_core::{AdamStep, Backend, BatchNormDims, CrossEntropy, Gemm, Map, Rng, SgdStep, Tensor, Window};
+use nsl_cpu::Cpu;
+use nsl_cuda::{Cuda, CudaError};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+// ---- harness ------------------------------------------------------------------------------------
+
+/// The device, or `None` after printing the skip line when there is no GPU.
+fn device(test: &str) -> Option<Cuda> {
+    match Cuda::new() {
+        Ok(be) => Some(be),
+        Err(e @ CudaError::NoDevice { .. }) => {
+            // Written to the stderr handle (not eprintln!) so libtest's capture does not hide it.
+            let _ = writeln!(std::io::stderr(), "skipped: no CUDA device ({e}) [{test}]");
+            None
+        }
+        Err(e) => panic!("{test}: the CUDA backend failed to start: {e}"),
+    }
+}
+
+fn cases(default: u32) -> u32 {
+    std::env::var("NSL_CUDA_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Run `f` on `cases` random values of `strategy` with both backends.
+fn check<S: Strategy>(test: &str, n: u32, strategy: S, f: impl Fn(&Cuda, &Cpu, S::Value) -> Result<(), TestCaseError>)
+where
+    S::Value: std::fmt::Debug,
+{
+    let Some(gpu) = device(test) else { return };
+    let cpu = Cpu::with_threads(2);
+    let config = Config { cases: cases(n), failure_persistence: None, ..Config::default() };
+    let mut runner = TestRunner::new(config);
+    if let Err(e) = runner.run(&strategy, |v| f(&gpu, &cpu, v)) {
+        panic!("{test}: {e}");
+    }
+}
+
+/// A single deterministic check with both backends.
+fn once(test: &str, f: impl FnOnce(&Cuda, &Cpu)) {
+    let Some(gpu) = device(test) else { return };
+    f(&gpu, &Cpu::with_threads(2));
+}
+
+fn rand_vec(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.uniform() * 2.0 - 1.0).collect()
+}
+
+fn rand_range(rng: &mut Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    (0..n).map(|_| lo + rng.uniform() * (hi - lo)).collect()
+}
+
+/// `|g − c| ≤ atol + rtol·|c|` elementwise (NaN matches NaN, infinities must be equal).
+fn close(what: &str, gpu: &[f32], cpu: &[f32], rtol: f64, atol: f64) -> Result<(), TestCaseError> {
+    if gpu.len() != cpu.len() {
+        return Err(TestCaseError::fail(format!("{what}: length {} on CUDA, {} on CPU", gpu.len(), cpu.len())));
+    }
+    for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
+        let ok = (g.is_nan() && c.is_nan())
+            || g == c
+            || (g.is_finite() && c.is_finite() && (g as f64 - c as f64).abs() <= atol + rtol * (c as f64).abs());
+        if !ok {
+            return Err(TestCaseError::fail(format!(
+                "{what}: index {i} of {}: cuda {g} vs cpu {c} (|diff| {:.3e}, rtol {rtol}, atol {atol})",
+                cpu.len(),
+                (g as f64 - c as f64).abs()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// [`close`] with rtol 1e-4 and atol 1e-5 scaled by the reduction length `n`.
+fn close_n(what: &str, gpu: &[f32], cpu: &[f32], n: usize) -> Result<(), TestCaseError> {
+    close(what, gpu, cpu, 1e-4, 1e-5 * (n.max(1) as f64).sqrt().max(1.0))
+}
+
+/// The same data on both backends.
+struct Pair {
+    g: nsl_cuda::CudaBuf,
+    c: nsl_cpu::CpuBuf,
+}
+
+fn pair(gpu: &Cuda, cpu: &Cpu, v: &[f32]) -> Pair {
+    Pair { g: gpu.upload(v), c: cpu.upload(v) }
+}
+
+fn cmp(what: &str, gpu: &Cuda, cpu: &Cpu, p: &Pair, n: usize) -> Result<(), TestCaseError> {
+    close_n(what, &gpu.download(&p.g), &cpu.download(&p.c), n)
+}
+
+fn window() -> impl Strategy<Value = Window> {
+    (1usize..=3, 1usize..=9, 1usize..=9, 1usize..=5, 1usize..=7, 1usize..=2, any::<bool>()).prop_map(
+        |(b, h, w, c, k, s, same)| {
+            if same {
+                Window::same(b, h, w, c, k, s)
+            } else {
+                Window::valid(b, h.max(k), w.max(k), c, k, s)
+            }
+        },
+    )
+}
+
+// ---- storage ------------------------------------------------------------------------------------
+
+#[test]
+fn storage_roundtrip() {
+    check("storage_roundtrip", 16, (0usize..5000, any::<u64>()), |gpu, _cpu, (n, seed)| {
+        let v = rand_vec(&mut Rng::new(seed), n);
+        let b = gpu.upload(&v);
+        prop_assert_eq!(gpu.len(&b), n);
+        prop_assert_eq!(gpu.download(&b), v.clone());
+        let z = gpu.zeros(n);
+        prop_assert!(gpu.download(&z).iter().all(|&x| x == 0.0));
+        let mut d = gpu.alloc(n);
+        gpu.copy(&b, &mut d);
+        prop_assert_eq!(gpu.download(&d), v);
+        gpu.fill(&mut d, -2.75);
+        prop_assert!(gpu.download(&d).iter().all(|&x| x == -2.75));
+        Ok(())
+    });
+}
+
+#[test]
+fn name_names_the_device() {
+    once("name_names_the_device", |gpu, _| assert!(gpu.name().starts_with("cuda ("), "{}", gpu.name()));
+}
+
+// ---- GEMM ---------------------------------------------------------------------------------------
+
+fn gemm_case(mn: std::ops::RangeInclusive<usize>, k: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Gemm> {
+    (
+        (mn.clone(), mn, k, any::<bool>(), any::<bool>()),
+        (
+            1usize..=3,
+            prop::sample::select(vec![1.0f32, -0.5, 2.0]),
+            prop::sample::select(vec![0.0f32, 1.0, 0.5]),
+            0u8..5,
+        ),
+    )
+        .prop_map(|((m, n, k, ta, tb), (batch, alpha, beta, strides))| {
+            let mut g = Gemm::new(m, n, k).scaled(alpha, beta).batched(batch);
+            g.trans_a = ta;
+            g.trans_b = tb;
+            match strides {
+                1 => g.stride_a = 0, // broadcast A
+                2 => g.stride_b = 0, // broadcast B
+                3 => {
+                    g.stride_a += 3;
+                    g.stride_b += 5;
+                    g.stride_c += 2; // padding between C blocks must stay untouched
+                }
+                4 => {
+                    g.stride_c = 0; // every batch item accumulates into one C, in order
+                    g.beta = 1.0;
+                }
+                _ => {}
+            }
+            g
+        })
+}
+
+fn check_gemm(gpu: &Cuda, cpu: &Cpu, g: &Gemm, seed: u64) -> Result<(), TestCaseError> {
+    let mut rng = Rng::new(seed);
+    let len = |stride: usize, one: usize| if one == 0 { 0 } else { (g.batch - 1) * stride + one };
+    let a = rand_vec(&mut rng, len(g.stride_a, g.m * g.k));
+    let b = rand_vec(&mut rng, len(g.stride_b, g.k * g.n));
+    let c0 = if g.beta == 0.0 {
+        vec![f32::NAN; len(g.stride_c, g.m * g.n)] // garbage must be ignored
+    } else {
+        rand_vec(&mut rng, len(g.stride_c, g.m * g.n))
+    };
+    let mut c = pair(gpu, cpu, &c0);
+    gpu.gemm(g, &gpu.upload(&a), &gpu.upload(&b), &mut c.g);
+    cpu.gemm(g, &cpu.upload(&a), &cpu.upload(&b), &mut c.c);
+    let reduce = g.k * if g.stride_c == 0 { g.batch } else { 1 };
+    close(&format!("gemm {g:?}"), &gpu.download(&c.g), &cpu.download(&c.c), 1e-4, 1e-5 * reduce.max(1) as f64)
+}
+
+#[test]
+fn gemm_random() {
+    check("gemm_random", 48, (gemm_case(1..=70, 0..=70), any::<u64>()), |gpu, cpu, (g, seed)| {
+        check_gemm(gpu, cpu, &g, seed)
+    });
+}
+
+#[test]
+fn gemm_multi_tile() {
+    check("gemm_multi_tile", 6, (gemm_case(65..=200, 17..=150), any::<u64>()), |gpu, cpu, (g, seed)| {
+        check_gemm(gpu, cpu, &g, seed)
+    });
+}
+
+// ---- elementwise and reductions ----------------------------------------------------------------
+
+#[test]
+fn elementwise_ops() {
+    check("elementwise_ops", 32, (0usize..3000, any::<u64>()), |gpu, cpu, (n, seed)| {
+        let mut rng = Rng::new(seed);
+        let x = rand_vec(&mut rng, n);
+        let y0 = rand_vec(&mut rng, n);
+        let pos = rand_range(&mut rng, n, 0.1, 3.0);
+        let mut y = pair(gpu, cpu, &y0);
+        let (xg, xc) = (gpu.upload(&x), cpu.upload(&x));
+        gpu.axpy(-0.75, &xg, &mut y.g);
+        cpu.axpy(-0.75, &xc, &mut y.c);
+        cmp("axpy", gpu, cpu, &y, 1)?;
+        gpu.scale(1.5, &mut y.g);
+        cpu.scale(1.5, &mut y.c);
+        cmp("scale", gpu, cpu, &y, 1)?;
+        let mut out = pair(gpu, cpu, &y0);
+        gpu.mul(&xg, &y.g, &mut out.g);
+        cpu.mul(&xc, &y.c, &mut out.c);
+        cmp("mul", gpu, cpu, &out, 1)?;
+        let (pg, pc) = (gpu.upload(&pos), cpu.upload(&pos));
+        for f in [Map::SqrtEps(1e-3), Map::Recip, Map::Square, Map::Sign, Map::Affine(-1.25, 0.5)] {
+            let src = if matches!(f, Map::SqrtEps(_) | Map::Recip) { (&pg, &pc) } else { (&xg, &xc) };
+            let mut o = Pair { g: gpu.alloc(n), c: cpu.alloc(n) };
+            gpu.map(f, src.0, &mut o.g);
+            cpu.map(f, src.1, &mut o.c);
+            cmp(&format!("map {f:?}"), gpu, cpu, &o, 1)?;
+        }
+        close_n("dot", &[gpu.dot(&xg, &y.g)], &[cpu.dot(&xc, &y.c)], n)?;
+        Ok(())
+    });
+}
+
+#[test]
+fn dot_long_and_map_sign_of_zero() {
+    once("dot_long_and_map_sign_of_zero", |gpu, cpu| {
+        let mut rng = Rng::new(7);
+        for n in [2047, 2048, 2049, 300_001] {
+            let a = rand_vec(&mut rng, n);
+            let b = rand_vec(&mut rng, n);
+            let (g, c) = (gpu.dot(&gpu.upload(&a), &gpu.upload(&b)), cpu.dot(&cpu.upload(&a), &cpu.upload(&b)));
+            close_n(&format!("dot n={n}"), &[g], &[c], n).unwrap();
+        }
+        let x = gpu.upload(&[0.0, -0.0, 2.0, -3.0]);
+        let mut s = gpu.alloc(4);
+        gpu.map(Map::Sign, &x, &mut s);
+        assert_eq!(gpu.download(&s), vec![0.0, 0.0, 1.0, -1.0]);
+    });
+}
+
+#[test]
+fn rows_and_cols() {
+    check("rows_and_cols", 32, (1usize..80, 0usize..70, any::<u64>()), |gpu, cpu, (rows, cols, seed)| {
+        let mut rng = Rng::new(seed);
+        let x = rand_vec(&mut rng, rows * cols);
+        let y = rand_vec(&mut rng, rows * cols);
+        let sr = rand_vec(&mut rng, rows);
+        let sc = rand_vec(&mut rng, cols);
+        let (x, y, sr, sc) = (pair(gpu, cpu, &x), pair(gpu, cpu, &y), pair(gpu, cpu, &sr), pair(gpu, cpu, &sc));
+        let mut o = Pair { g: gpu.alloc(rows * cols), c: cpu.alloc(rows * cols) };
+        gpu.mul_rows(&x.g, &sr.g, rows, cols, &mut o.g);
+        cpu.mul_rows(&x.c, &sr.c, rows, cols, &mut o.c);
+        cmp("mul_rows", gpu, cpu, &o, 1)?;
+        gpu.mul_cols(&x.g, &sc.g, rows, cols, &mut o.g);
+        cpu.mul_cols(&x.c, &sc.c, rows, cols, &mut o.c);
+        cmp("mul_cols", gpu, cpu, &o, 1)?;
+        let mut r = Pair { g: gpu.alloc(rows), c: cpu.alloc(rows) };
+        gpu.dot_rows(&x.g, &y.g, rows, cols, &mut r.g);
+        cpu.dot_rows(&x.c, &y.c, rows, cols, &mut r.c);
+        cmp("dot_rows", gpu, cpu, &r, cols)?;
+        let mut c = Pair { g: gpu.alloc(cols), c: cpu.alloc(cols) };
+        gpu.dot_cols(&x.g, &y.g, rows, cols, &mut c.g);
+        cpu.dot_cols(&x.c, &y.c, rows, cols, &mut c.c);
+        cmp("dot_cols", gpu, cpu, &c, rows)?;
+        Ok(())
+    });
+}
+
+#[test]
+fn dot_cols_many_chunks() {
+    once("dot_cols_many_chunks", |gpu, cpu| {
+        let mut rng = Rng::new(3);
+        let (rows, cols) = (1000, 37);
+        let a = rand_vec(&mut rng, rows * cols);
+        let b = rand_vec(&mut rng, rows * cols);
+        let mut o = Pair { g: gpu.alloc(cols), c: cpu.alloc(cols) };
+        gpu.dot_cols(&gpu.upload(&a), &gpu.upload(&b), rows, cols, &mut o.g);
+        cpu.dot_cols(&cpu.upload(&a), &cpu.upload(&b), rows, cols, &mut o.c);
+        cmp("dot_cols", gpu, cpu, &o, rows).unwrap();
+    });
+}
+
+// ---- convolution geometry -----------------------------------------------------------------------
+
+#[test]
+fn im2col_col2im() {
+    check("im2col_col2im", 48, (window(), any::<u64>()), |gpu, cpu, (g, seed)| {
+        let mut rng = Rng::new(seed);
+        let x = pair(gpu, cpu, &rand_vec(&mut rng, g.input_len()));
+        let n = g.rows() * g.patch_len();
+        let mut cols = Pair { g: gpu.alloc(n), c: cpu.alloc(n) };
+        gpu.im2col(&g, &x.g, &mut cols.g);
+        cpu.im2col(&g, &x.c, &mut cols.c);
+        close(&format!("im2col {g:?}"), &gpu.download(&cols.g), &cpu.download(&cols.c), 0.0, 0.0)?;
+        let d = pair(gpu, cpu, &rand_vec(&mut rng, n));
+        let mut dx = Pair { g: gpu.alloc(g.input_len()), c: cpu.alloc(g.input_len()) };
+        gpu.col2im(&g, &d.g, &mut dx.g);
+        cpu.col2im(&g, &d.c, &mut dx.c);
+        cmp(&format!("col2im {g:?}"), gpu, cpu, &dx, g.k * g.k)?;
+        Ok(())
+    });
+}
+
+// ---- patch transforms ---------------------------------------------------------------------------
+
+#[test]
+fn patch_scale_and_matmul() {
+    let shape = (1usize..30, prop::sample::select(vec![1usize, 4, 9, 25, 49]), 1usize..=40, any::<u64>());
+    check("patch_scale_and_matmul", 32, shape, |gpu, cpu, (rows, taps, c, seed)| {
+        let mut rng = Rng::new(seed);
+        let n = rows * taps * c;
+        let cols = pair(gpu, cpu, &rand_vec(&mut rng, n));
+        let ms = pair(gpu, cpu, &rand_vec(&mut rng, rows * taps));
+        let mm = pair(gpu, cpu, &rand_vec(&mut rng, rows * taps * taps));
+        let dout = pair(gpu, cpu, &rand_vec(&mut rng, n));
+        let mut out = Pair { g: gpu.alloc(n), c: cpu.alloc(n) };
+        gpu.patch_scale(rows, taps, c, &cols.g, &ms.g, &mut out.g);
+        cpu.patch_scale(rows, taps, c, &cols.c, &ms.c, &mut out.c);
+        cmp("patch_scale", gpu, cpu, &out, 1)?;
+        let mut dc = Pair { g: gpu.alloc(n), c: cpu.alloc(n) };
+        let mut dm = Pair { g: gpu.alloc(rows * taps), c: cpu.alloc(rows * taps) };
+        gpu.patch_scale_backward(rows, taps, c, &cols.g, &ms.g, &dout.g, &mut dc.g, &mut dm.g);
+        cpu.patch_scale_backward(rows, taps, c, &cols.c, &ms.c, &dout.c, &mut dc.c, &mut dm.c);
+        cmp("patch_scale_backward dcols", gpu, cpu, &dc, 1)?;
+        cmp("patch_scale_backward dm", gpu, cpu, &dm, c)?;
+        gpu.patch_matmul(rows, taps, c, &cols.g, &mm.g, &mut out.g);
+        cpu.patch_matmul(rows, taps, c, &cols.c, &mm.c, &mut out.c);
+        cmp("patch_matmul", gpu, cpu, &out, taps)?;
+        let mut dmm = Pair { g: gpu.alloc(rows * taps * taps), c: cpu.alloc(rows * taps * taps) };
+        gpu.patch_matmul_backward(rows, taps, c, &cols.g, &mm.g, &dout.g, &mut dc.g, &mut dmm.g);
+        cpu.patch_matmul_backward(rows, taps, c, &cols.c, &mm.c, &dout.c, &mut dc.c, &mut dmm.c);
+        cmp("patch_matmul_backward dcols", gpu, cpu, &dc, taps)?;
+        cmp("patch_matmul_backward dm", gpu, cpu, &dmm, c)?;
+        Ok(())
+    });
+}
+
+// ---- window norm --------------------------------------------------------------------------------
+
+#[test]
+fn window_norm_and_backward() {
+    check("window_norm_and_backward", 48, (window(), any::<u64>()), |gpu, cpu, (g, seed)| {
+        let mut rng = Rng::new(seed);
+        let x = pair(gpu, cpu, &rand_vec(&mut rng, g.input_len()));
+        let mut n = Pair { g: gpu.alloc(g.rows()), c: cpu.alloc(g.rows()) };
+        gpu.window_norm(&g, &x.g, 1e-4, &mut n.g);
+        cpu.window_norm(&g, &x.c, 1e-4, &mut n.c);
+        cmp(&format!("window_norm {g:?}"), gpu, cpu, &n, g.patch_len())?;
+        // backward from the CPU's norms on both, so only the backward is compared
+        let nv = cpu.download(&n.c);
+        let nn = pair(gpu, cpu, &nv);
+        let dn = pair(gpu, cpu, &rand_vec(&mut rng, g.rows()));
+        let mut dx = pair(gpu, cpu, &rand_vec(&mut rng, g.input_len())); // accumulates
+        gpu.window_norm_backward(&g, &x.g, &nn.g, &dn.g, &mut dx.g);
+        cpu.window_norm_backward(&g, &x.c, &nn.c, &dn.c, &mut dx.c);
+        cmp(&format!("window_norm_backward {g:?}"), gpu, cpu, &dx, g.k * g.k)?;
+        Ok(())
+    });
+}
+
+// ---- batch norm ---------------------------------------------------------------------------------
+
+#[test]
+fn batch_norm_train_eval_backward() {
+    let shape = (1usize..700, 1usize..=40, prop::sample::select(vec![1e-5f32, 1e-3]), any::<u64>());
+    check("batch_norm_train_eval_backward", 32, shape, |gpu, cpu, (rows, c, eps, seed)| {
+        let mut rng = Rng::new(seed);
+        let d = BatchNormDims { rows, c, eps };
+        // an offset and a spread per channel, so the two-pass statistics matter
+        let off = rand_range(&mut rng, c, -3.0, 3.0);
+        let x: Vec<f32> = (0..rows * c).map(|i| off[i % c] + rng.normal() * (1.0 + (i % c) as f32)).collect();
+        let x = pair(gpu, cpu, &x);
+        let gamma = pair(gpu, cpu, &rand_range(&mut rng, c, 0.5, 1.5));
+        let beta = pair(gpu, cpu, &rand_vec(&mut rng, c));
+        let mut y = Pair { g: gpu.alloc(rows * c), c: cpu.alloc(rows * c) };
+        let mut mean = Pair { g: gpu.alloc(c), c: cpu.alloc(c) };
+        let mut var = Pair { g: gpu.alloc(c), c: cpu.alloc(c) };
+        gpu.batch_norm_train(&d, &x.g, &gamma.g, &beta.g, &mut y.g, &mut mean.g, &mut var.g);
+        cpu.batch_norm_train(&d, &x.c, &gamma.c, &beta.c, &mut y.c, &mut mean.c, &mut var.c);
+        cmp("batch_norm_train mean", gpu, cpu, &mean, 1)?;
+        cmp("batch_norm_train var", gpu, cpu, &var, 1)?;
+        cmp("batch_norm_train y", gpu, cpu, &y, 1)?;
+        // eval and backward from the CPU's statistics on both
+        let (mv, vv) = (cpu.download(&mean.c), cpu.download(&var.c));
+        let (mean, var) = (pair(gpu, cpu, &mv), pair(gpu, cpu, &vv));
+        gpu.batch_norm_eval(&d, &x.g, &gamma.g, &beta.g, &mean.g, &var.g, &mut y.g);
+        cpu.batch_norm_eval(&d, &x.c, &gamma.c, &beta.c, &mean.c, &var.c, &mut y.c);
+        cmp("batch_norm_eval", gpu, cpu, &y, 1)?;
+        let dy = pair(gpu, cpu, &rand_vec(&mut rng, rows * c));
+        let mut dx = Pair { g: gpu.alloc(rows * c), c: cpu.alloc(rows * c) };
+        let mut dgamma = pair(gpu, cpu, &rand_vec(&mut rng, c)); // accumulates
+        let mut dbeta = pair(gpu, cpu, &rand_vec(&mut rng, c)); // accumulates
+        gpu.batch_norm_backward(&d, &x.g, &gamma.g, &mean.g, &var.g, &dy.g, &mut dx.g, &mut dgamma.g, &mut dbeta.g);
+        cpu.batch_norm_backward(&d, &x.c, &gamma.c, &mean.c, &var.c, &dy.c, &mut dx.c, &mut dgamma.c, &mut dbeta.c);
+        cmp("batch_norm_backward dgamma", gpu, cpu, &dgamma, rows)?;
+        cmp("batch_norm_backward dbeta", gpu, cpu, &dbeta, rows)?;
+        // dx subtracts means of size |dy|: compare against the scale of dy
+        close("batch_norm_backward dx", &gpu.download(&dx.g), &cpu.download(&dx.c), 1e-4, 1e-4)?;
+        Ok(())
+    });
+}
+
+// ---- activations, pooling, softmax --------------------------------------------------------------
+
+#[test]
+fn relu_and_backward() {
+    check("relu_and_backward", 16, (0usize..3000, any::<u64>()), |gpu, cpu, (n, seed)| {
+        let mut rng = Rng::new(seed);
+        let mut v = rand_vec(&mut rng, n);
+        if n > 2 {
+            v[0] = 0.0;
+            v[1] = -0.0;
+        }
+        let x = pair(gpu, cpu, &v);
+        let mut y = Pair { g: gpu.alloc(n), c: cpu.alloc(n) };
+        gpu.relu(&x.g, &mut y.g);
+        cpu.relu(&x.c, &mut y.c);
+        close("relu", &gpu.download(&y.g), &cpu.download(&y.c), 0.0, 0.0)?;
+        let dy = pair(gpu, cpu, &rand_vec(&mut rng, n));
+        let mut dx = Pair { g: gpu.alloc(n), c: cpu.alloc(n) };
+        gpu.relu_backward(&y.g, &dy.g, &mut dx.g);
+        cpu.relu_backward(&y.c, &dy.c, &mut dx.c);
+        close("relu_backward", &gpu.download(&dx.g), &cpu.download(&dx.c), 0.0, 0.0)
+    });
+}
+
+#[test]
+fn max_pool_with_ties() {
+    let shape = (window(), any::<bool>(), any::<u64>());
+    check("max_pool_with_ties", 64, shape, |gpu, cpu, (g, ties, seed)| {
+        let mut rng = Rng::new(seed);
+        // few distinct values: many windows hold their maximum more than once
+        let v: Vec<f32> = if ties {
+            (0..g.input_len()).map(|_| (rng.below(4) as f32) - 2.0).collect()
+        } else {
+            rand_vec(&mut rng, g.input_len())
+        };
+        let x = pair(gpu, cpu, &v);
+        let n = g.rows() * g.c;
+        let mut y = Pair { g: gpu.alloc(n), c: cpu.alloc(n) };
+        gpu.max_pool(&g, &x.g, &mut y.g);
+        cpu.max_pool(&g, &x.c, &mut y.c);
+        close(&format!("max_pool {g:?}"), &gpu.download(&y.g), &cpu.download(&y.c), 0.0, 0.0)?;
+        let dy = pair(gpu, cpu, &rand_vec(&mut rng, n));
+        let mut dx = Pair { g: gpu.alloc(g.input_len()), c: cpu.alloc(g.input_len()) };
+        gpu.max_pool_backward(&g, &x.g, &y.c_on(gpu, cpu), &dy.g, &mut dx.g);
+        cpu.max_pool_backward(&g, &x.c, &y.c, &dy.c, &mut dx.c);
+        // same additions in the same order: equal up to the last bit
+        close(&format!("max_pool_backward {g:?}"), &gpu.download(&dx.g), &cpu.download(&dx.c), 0.0, 0.0)
+    });
+}
+
+impl Pair {
+    /// The CPU value uploaded to the GPU (to feed both backwards the same forward output).
+    fn c_on(&self, gpu: &Cuda, cpu: &Cpu) -> nsl_cuda::CudaBuf {
+        gpu.upload(&cpu.download(&self.c))
+    }
+}
+
+#[test]
+fn softmax_rows_and_backward() {
+    check("softmax_rows_and_backward", 32, (1usize..20, 1usize..150, any::<u64>()), |gpu, cpu, (rows, cols, seed)| {
+        let mut rng = Rng::new(seed);
+        let x = pair(gpu, cpu, &rand_range(&mut rng, rows * cols, -8.0, 8.0));
+        let mut y = Pair { g: gpu.alloc(rows * cols), c: cpu.alloc(rows * cols) };
+        gpu.softmax_rows(&x.g, rows, cols, &mut y.g);
+        cpu.softmax_rows(&x.c, rows, cols, &mut y.c);
+        close("softmax_rows", &gpu.download(&y.g), &cpu.download(&y.c), 1e-4, 1e-7)?;
+        let yc = pair(gpu, cpu, &cpu.download(&y.c));
+        let dy = pair(gpu, cpu, &rand_vec(&mut rng, rows * cols));
+        let mut dx = Pair { g: gpu.alloc(rows * cols), c: cpu.alloc(rows * cols) };
+        gpu.softmax_rows_backward(&yc.g, &dy.g, rows, cols, &mut dx.g);
+        cpu.softmax_rows_backward(&yc.c, &dy.c, rows, cols, &mut dx.c);
+        close("softmax_rows_backward", &gpu.download(&dx.g), &cpu.download(&dx.c), 1e-4, 1e-6)
+    });
+}
+
+// ---- loss ---------------------------------------------------------------------------------------
+
+#[test]
+fn cross_entropy_loss_and_gradient() {
+    let shape = (
+        1usize..50,
+        1usize..=120,
+        prop::sample::select(vec![0.0f32, 0.01, 0.1]),
+        prop::sample::select(vec![0.0f32, 1e-4]),
+        any::<u64>(),
+    );
+    check("cross_entropy_loss_and_gradient", 32, shape, |gpu, cpu, (batch, classes, smoothing, floor, seed)| {
+        let mut rng = Rng::new(seed);
+        let d = CrossEntropy { batch, classes, smoothing, floor };
+        let z = pair(gpu, cpu, &rand_range(&mut rng, batch * classes, -6.0, 6.0));
+        let labels: Vec<f32> = (0..batch).map(|_| rng.below(classes) as f32).collect();
+        let l = pair(gpu, cpu, &labels);
+        let mut dz = Pair { g: gpu.alloc(batch * classes), c: cpu.alloc(batch * classes) };
+        let lg = gpu.cross_entropy(&d, &z.g, &l.g, &mut dz.g);
+        let lc = cpu.cross_entropy(&d, &z.c, &l.c, &mut dz.c);
+        close("cross_entropy loss", &[lg], &[lc], 1e-5, 1e-6)?;
+        close("cross_entropy dlogits", &gpu.download(&dz.g), &cpu.download(&dz.c), 1e-5, 1e-8)
+    });
+}
+
+#[test]
+fn cross_entropy_rejects_bad_labels() {
+    once("cross_entropy_rejects_bad_labels", |gpu, _| {
+        let d = CrossEntropy { batch: 2, classes: 3, smoothing: 0.0, floor: 0.0 };
+        let z = gpu.upload(&[0.0; 6]);
+        for labels in [[1.0, 3.0], [-1.0, 0.0], [0.5, 1.0]] {
+            let l = gpu.upload(&labels);
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut dz = gpu.alloc(6);
+                gpu.cross_entropy(&d, &z, &l, &mut dz)
+            }));
+            let msg = match r {
+                Ok(_) => panic!("labels {labels:?} were accepted"),
+                Err(e) => e.downcast_ref::<String>().cloned().unwrap_or_default(),
+            };
+            assert!(msg.contains("out of range for K = 3"), "{msg}");
+        }
+    });
+}
+
+// ---- optimisers ---------------------------------------------------------------------------------
+
+#[test]
+fn sgd_and_adam_steps() {
+    check(
+        "sgd_and_adam_steps",
+        24,
+        (0usize..2000, any::<bool>(), 1u64..2000, any::<u64>()),
+        |gpu, cpu, (n, first, t, seed)| {
+            let mut rng = Rng::new(seed);
+            let g = pair(gpu, cpu, &rand_vec(&mut rng, n));
+            let mut w = pair(gpu, cpu, &rand_vec(&mut rng, n));
+            let mut v = pair(gpu, cpu, &rand_vec(&mut rng, n));
+            let s = SgdStep { lr: 0.1, momentum: 0.9, dampening: 0.1, weight_decay: 5e-4, first_step: first };
+            gpu.sgd_step(&s, &mut w.g, &g.g, &mut v.g);
+            cpu.sgd_step(&s, &mut w.c, &g.c, &mut v.c);
+            cmp("sgd w", gpu, cpu, &w, 1)?;
+            cmp("sgd v", gpu, cpu, &v, 1)?;
+            let mut m = pair(gpu, cpu, &rand_vec(&mut rng, n));
+            let mut v2 = pair(gpu, cpu, &rand_range(&mut rng, n, 0.0, 1.0));
+            let a = AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 1e-4, t };
+            gpu.adam_step(&a, &mut w.g, &g.g, &mut m.g, &mut v2.g);
+            cpu.adam_step(&a, &mut w.c, &g.c, &mut m.c, &mut v2.c);
+            cmp("adam w", gpu, cpu, &w, 1)?;
+            cmp("adam m", gpu, cpu, &m, 1)?;
+            cmp("adam v", gpu, cpu, &v2, 1)?;
+            Ok(())
+        },
+    );
+}
+
+// ---- determinism --------------------------------------------------------------------------------
+
+#[test]
+fn reductions_are_bitwise_repeatable() {
+    once("reductions_are_bitwise_repeatable", |gpu, _| {
+        let mut rng = Rng::new(5);
+        let (rows, c) = (1500, 33);
+        let x = gpu.upload(&rand_vec(&mut rng, rows * c));
+        let dy = gpu.upload(&rand_vec(&mut rng, rows * c));
+        let gamma = gpu.upload(&rand_range(&mut rng, c, 0.5, 1.5));
+        let beta = gpu.upload(&rand_vec(&mut rng, c));
+        let d = BatchNormDims { rows, c, eps: 1e-5 };
+        let run = || {
+            let mut y = gpu.alloc(rows * c);
+            let mut mean = gpu.alloc(c);
+            let mut var = gpu.alloc(c);
+            gpu.batch_norm_train(&d, &x, &gamma, &beta, &mut y, &mut mean, &mut var);
+            let mut dx = gpu.alloc(rows * c);
+            let mut dg = gpu.zeros(c);
+            let mut db = gpu.zeros(c);
+            gpu.batch_norm_backward(&d, &x, &gamma, &mean, &var, &dy, &mut dx, &mut dg, &mut db);
+            let mut dc = gpu.alloc(c);
+            gpu.dot_cols(&x, &dy, rows, c, &mut dc);
+            let g = Window::same(2, 9, 7, 3, 3, 2);
+            let cols = gpu.upload(&rand_vec(&mut Rng::new(1), g.rows() * g.patch_len()));
+            let mut dxi = gpu.alloc(g.input_len());
+            gpu.col2im(&g, &cols, &mut dxi);
+            let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+            (
+                bits(gpu.download(&y)),
+                bits(gpu.download(&dx)),
+                bits(gpu.download(&dg)),
+                bits(gpu.download(&dc)),
+                bits(gpu.download(&dxi)),
+                gpu.dot(&x, &dy).to_bits(),
+            )
+        };
+        assert_eq!(run(), run());
+    });
+}
+
+// ---- similarities: forward and every gradient, CPU vs CUDA -------------------------------------
+
+const SHAPE: (usize, usize, usize) = (2, 5, 4); // batch, h, w: odd, non-square
+const CH: (usize, usize, usize) = (3, 4, 3); // c_in, c_out, k
+
+/// Random θ so the comparison is not taken at a special point such as the identity.
+fn perturbed<B: Backend, P: SimilarityMatrix + 'static>(be: &B, matrix: P, seed: u64) -> Box<dyn Similarity<B>> {
+    let mut s = Static::new(be, "sim", matrix, 9);
+    let theta = s.theta.value.to_vec(be);
+    let mut rng = Rng::new(seed);
+    let noisy: Vec<f32> = theta.iter().map(|t| t + 0.3 * rng.normal()).collect();
+    s.theta.value = Tensor::from_vec(be, &[noisy.len()], &noisy);
+    Box::new(s)
+}
+
+fn test_predictor<B: Backend>(be: &B, norm: PredictorNorm, kind: DynamicKind) -> Box<dyn Similarity<B>> {
+    let mut rng = Rng::new(11);
+    let base = match kind {
+        DynamicKind::Diagonal => PredictorConfig::dns(9),
+        DynamicKind::Unconstrained => PredictorConfig::uns(9),
+    };
+    let cfg = PredictorConfig { hidden: 5, norm, init_scales: (1.0, 1.0), ..base };
+    Box::new(Dynamic::new(kind, Box::new(predictor::build(be, &mut rng, "pred", CH.0, &cfg))))
+}
+
+/// Every similarity of the paper (as in nsl-core's gradient tests), by index; 12 and 13 are
+/// self-attention with and without the sphere normalisation.
+const SIMILARITIES: usize = 14;
+
+/// A similarity with the input shape `(batch, h, w)` and conv shape `(c_in, c_out, k)` it is tested at.
+type SimCase<B> = (Box<dyn Similarity<B>>, (usize, usize, usize), (usize, usize, usize));
+
+fn similarity<B: Backend>(be: &B, i: usize) -> SimCase<B> {
+    match i {
+        0 => (InnerProduct::boxed(), SHAPE, CH),
+        1 => (perturbed(be, Diagonal::new(DiagonalInit::CodeEye), 1), SHAPE, CH),
+        2 => (perturbed(be, Unconstrained::default(), 2), SHAPE, CH),
+        3 => (perturbed(be, CholeskyPsd::default(), 3), SHAPE, CH),
+        4 => (Box::new(Sphere::<B>::x_normalized()), SHAPE, CH),
+        5 => (Box::new(Sphere::<B>::cosine()), SHAPE, CH),
+        6 => (test_predictor(be, PredictorNorm::XNormalized, DynamicKind::Diagonal), SHAPE, CH),
+        7 => (test_predictor(be, PredictorNorm::FullSphere, DynamicKind::Diagonal), SHAPE, CH),
+        8 => (test_predictor(be, PredictorNorm::Plain, DynamicKind::Diagonal), SHAPE, CH),
+        9 => (test_predictor(be, PredictorNorm::XNormalized, DynamicKind::Unconstrained), SHAPE, CH),
+        10 => {
+            let mut rng = Rng::new(5);
+            let mut ks = KernelShape::code_default(be, "ks", 9, perturbed(be, Diagonal::new(DiagonalInit::Ones), 4));
+            let d_r: Vec<f32> = (0..9).map(|i| if i % 4 == 1 { 0.0 } else { 1.0 + rng.uniform() }).collect();
+            ks.d_r.value = Tensor::from_vec(be, &[9], &d_r);
+            (Box::new(ks), SHAPE, CH)
+        }
+        11 => {
+            let mut g = GlobalDiagonal::new(be, "g", SHAPE.1, SHAPE.2);
+            let mut rng = Rng::new(8);
+            let mask: Vec<f32> = (0..SHAPE.1 * SHAPE.2).map(|_| 1.0 + 0.5 * rng.normal()).collect();
+            g.mask.value = Tensor::from_vec(be, &[mask.len()], &mask);
+            (Box::new(g), SHAPE, CH)
+        }
+        _ => {
+            let mut rng = Rng::new(9);
+            let mut att = SelfAttention::new(be, &mut rng, "att", 16, i == 12, 0.0, 0.0);
+            att.gamma.value = Tensor::from_vec(be, &[1], &[0.7]);
+            (Box::new(att), (2, 3, 3), (16, 16, 1))
+        }
+    }
+}
+
+/// Output, input gradient and every parameter gradient (name, value, grad) of one training step.
+struct Step {
+    name: String,
+    y: Vec<f32>,
+    y_eval: Vec<f32>,
+    dx: Vec<f32>,
+    params: Vec<(String, Vec<f32>, Vec<f32>)>,
+}
+
+fn conv_step<B: Backend>(be: &B, i: usize) -> Step {
+    let (sim, (batch, h, w), (c_in, c_out, k)) = similarity(be, i);
+    let mut rng = Rng::new(0x5eed ^ i as u64);
+    let mut conv = NslConv::new(be, &mut rng, "conv", (c_in, c_out), (k, 1, Padding::Same), 1.0, 0.0, sim);
+    let x = Tensor::from_vec(be, &[batch, h, w, c_in], &rng.normal_vec(batch * h * w * c_in, 1.0));
+    let y = conv.forward(be, &x, Mode::Train);
+    let dy = Tensor::from_vec(be, y.shape(), &rng.normal_vec(y.numel(), 1.0));
+    let dx = conv.backward(be, &dy).to_vec(be);
+    let mut params = Vec::new();
+    conv.visit_params(&mut |p| {
+        let grad = if p.trainable { p.grad.to_vec(be) } else { Vec::new() };
+        params.push((p.name.clone(), p.value.to_vec(be), grad));
+    });
+    let y_eval = conv.forward(be, &x, Mode::Eval).to_vec(be);
+    Step { name: conv.name(), y: y.to_vec(be), y_eval, dx, params }
+}
+
+#[test]
+fn similarities_forward_and_gradients_match_cpu() {
+    once("similarities_forward_and_gradients_match_cpu", |gpu, cpu| {
+        for i in 0..SIMILARITIES {
+            let (g, c) = (conv_step(gpu, i), conv_step(cpu, i));
+            assert_eq!(g.name, c.name);
+            let what = |t: &str| format!("{}: {t}", c.name);
+            let (rtol, atol) = (1e-3, 1e-4);
+            close(&what("forward"), &g.y, &c.y, rtol, atol).unwrap();
+            close(&what("forward (eval)"), &g.y_eval, &c.y_eval, rtol, atol).unwrap();
+            close(&what("dx"), &g.dx, &c.dx, rtol, atol).unwrap();
+            assert_eq!(g.params.len(), c.params.len(), "{}", what("parameter count"));
+            for ((gn, gv, gg), (cn, cv, cg)) in g.params.iter().zip(&c.params) {
+                assert_eq!(gn, cn);
+                close(&what(&format!("{cn} (value)")), gv, cv, rtol, atol).unwrap();
+                close(&what(&format!("{cn} (grad)")), gg, cg, rtol, atol).unwrap();
+            }
+        }
+    });
+}
+
+#[test]
+fn similarities_pass_the_gradient_check_on_cuda() {
+    once("similarities_pass_the_gradient_check_on_cuda", |gpu, _| {
+        for i in 0..SIMILARITIES {
+            let (sim, shape, ch) = similarity(gpu, i);
+            // D_r's gradient is straight-through by design (see nsl-core's gradient tests).
+            let cfg = GradCheck { skip: vec!["d_r".into()], ..GradCheck::default() };
+            check_similarity(gpu, sim, shape, ch, &cfg);
+        }
+    });
+}
+
+#[test]
+fn strided_and_valid_convolutions_match_cpu() {
+    once("strided_and_valid_convolutions_match_cpu", |gpu, cpu| {
+        for (k, stride, pad) in
+            [(3, 2, Padding::Same), (4, 1, Padding::Valid), (7, 2, Padding::Same), (1, 1, Padding::Same)]
+        {
+            let run = |be_gpu: Option<&Cuda>| {
+                let mut rng = Rng::new(3);
+                let x = rng.normal_vec(2 * 7 * 6 * 2, 1.0);
+                let dyv = rng.normal_vec(512, 1.0);
+                match be_gpu {
+                    Some(be) => conv_run(be, &mut rng, k, stride, pad, &x, &dyv),
+                    None => conv_run(cpu, &mut rng, k, stride, pad, &x, &dyv),
+                }
+            };
+            let (g, c) = (run(Some(gpu)), run(None));
+            for (t, (a, b)) in ["y", "dx", "dw"].iter().zip(g.iter().zip(&c)) {
+                close(&format!("k={k} s={stride} {pad:?}: {t}"), a, b, 1e-4, 1e-4).unwrap();
+            }
+        }
+    });
+}
+
+fn conv_run<B: Backend>(
+    be: &B,
+    rng: &mut Rng,
+    k: usize,
+    s: usize,
+    pad: Padding,
+    x: &[f32],
+    dyv: &[f32],
+) -> [Vec<f32>; 3] {
+    let mut conv = NslConv::new(be, rng, "c", (2, 3), (k, s, pad), 1.0, 0.0, InnerProduct::boxed());
+    let x = Tensor::from_vec(be, &[2, 7, 6, 2], x);
+    let y = conv.forward(be, &x, Mode::Train);
+    let dy = Tensor::from_vec(be, y.shape(), &dyv[..y.numel()]);
+    let dx = conv.backward(be, &dy);
+    [y.to_vec(be), dx.to_vec(be), conv.weight.grad.to_vec(be)]
+}
