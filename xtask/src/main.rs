@@ -44,6 +44,9 @@ enum Command {
         /// CPU threads (0 = all cores).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// cpu, or cuda when built with `--features cuda`.
+        #[arg(long, default_value = "cpu")]
+        backend: String,
         /// Progress bars for each run.
         #[arg(long)]
         progress: bool,
@@ -94,14 +97,40 @@ fn git_revision() -> String {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn repro(
+#[cfg(feature = "cuda")]
+fn cuda_backend() -> Result<nsl_cuda::Cuda, String> {
+    nsl_cuda::Cuda::new().map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_backend() -> Result<nsl_cpu::Cpu, String> {
+    Err(nsl_cuda::available().expect_err("the cuda feature is off"))
+}
+
+/// One `cargo xtask repro` invocation.
+struct Repro {
     only: Vec<String>,
     scale: String,
     data: PathBuf,
     out: PathBuf,
     seeds: u64,
-    threads: usize,
+    progress: bool,
+}
+
+impl Repro {
+    fn run<B: nsl_core::Backend>(self, be: &B) -> Result<(), String> {
+        let Repro { only, scale, data, out, seeds, progress } = self;
+        repro(be, only, scale, data, out, seeds, progress)
+    }
+}
+
+fn repro<B: nsl_core::Backend>(
+    be: &B,
+    only: Vec<String>,
+    scale: String,
+    data: PathBuf,
+    out: PathBuf,
+    seeds: u64,
     progress: bool,
 ) -> Result<(), String> {
     let scale: Scale = scale.parse()?;
@@ -111,16 +140,15 @@ fn repro(
     }
     let rows: Vec<_> =
         experiments(scale).into_iter().filter(|r| only.is_empty() || only.iter().any(|t| t == r.table)).collect();
-    let be = if threads == 0 { nsl_cpu::Cpu::new() } else { nsl_cpu::Cpu::with_threads(threads) };
     let started = Instant::now();
     let opts = RunnerOptions { out: out.clone(), data, seeds: seeds.max(1), progress };
-    let results = run_all(&be, &rows, &opts, |row, seed, dir| run_fewshot_row(&be, row, seed, dir));
+    let results = run_all(be, &rows, &opts, |row, seed, dir| run_fewshot_row(be, row, seed, dir));
     let header = ReportHeader {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         git_revision: git_revision(),
         scale: format!("{scale:?}").to_lowercase(),
         seeds: seeds.max(1),
-        backend: nsl_core::Backend::name(&be),
+        backend: be.name(),
         wall_seconds: started.elapsed().as_secs_f64(),
     };
     let path = write_report(&out, &header, &results).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -137,8 +165,13 @@ fn repro(
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Repro { only, scale, data, out, seeds, threads, progress } => {
-            repro(only, scale, data, out, seeds, threads, progress)
+        Command::Repro { only, scale, data, out, seeds, threads, backend, progress } => {
+            let job = Repro { only, scale, data, out, seeds, progress };
+            match backend.as_str() {
+                "cpu" => job.run(&if threads == 0 { nsl_cpu::Cpu::new() } else { nsl_cpu::Cpu::with_threads(threads) }),
+                "cuda" => cuda_backend().and_then(|be| job.run(&be)),
+                o => Err(format!("unknown backend `{o}`; expected cpu or cuda")),
+            }
         }
         Command::Bench { batch, reps, threads } => {
             let be = if threads == 0 { nsl_cpu::Cpu::new() } else { nsl_cpu::Cpu::with_threads(threads) };
