@@ -1,18 +1,36 @@
-//! Strided-batch GEMM on top of `matrixmultiply::sgemm` (see [`nsl_core::Gemm`]).
+//! Strided-batch GEMM (see [`nsl_core::Gemm`]): register-tiled streaming kernels for the
+//! skinny products of convolutions, `matrixmultiply::sgemm` for everything else.
 //!
-//! Transposes are expressed as row/column strides, so no operand is ever copied. Each product
-//! is cut into fixed panels of rows (or columns) whose size depends only on the shape; the
-//! (batch, panel) tasks run on rayon and each calls `sgemm` on its own block of `C`. Panel
-//! sizes are multiples of 64, a multiple of every microkernel tile, so the tiling (and hence
-//! every rounding) is the same as for one unsplit call: results do not depend on the number
-//! of threads.
+//! **Skinny products.** A convolution multiplies its `rows × K` patch matrix (rows = batch·H·W,
+//! up to ~10⁵) with a small `K × N` kernel. matrixmultiply packs both operands for every call,
+//! which for these shapes is a full extra pass over the big one and costs more than the
+//! arithmetic. Two paths avoid it (tiles in [`kernels`]):
+//! - [`small_b`] (`y = cols·w`, `dcols = dy·wᵀ`): `op(B)` is small, so it alone is packed
+//!   (once, into zero-padded panels of the tile width) and `A` is streamed a few rows at a time,
+//!   each output tile accumulated in registers over the whole inner dimension.
+//! - [`outer`] (`dw += colsᵀ·dy`): the inner dimension is huge and `C` small; fixed chunks of
+//!   the inner dimension each accumulate a private copy of `C` by outer products of the rows
+//!   of `A` and `B`, then the copies are summed in chunk order.
+//!
+//! **matrixmultiply.** Transposes are expressed as row/column strides, so no operand is ever
+//! copied. Each product is cut into fixed panels of rows (or columns) whose size depends only
+//! on the shape; the (batch, panel) tasks run on rayon and each calls `sgemm` on its own block
+//! of `C`. Panel sizes are multiples of 64, a multiple of every microkernel tile, so the tiling
+//! (and hence every rounding) is the same as for one unsplit call.
+//!
+//! **Determinism.** Every split (tasks, chunks, tiles) depends only on the shape and on the
+//! instruction set, never on the thread count, and partial results are combined in a fixed
+//! order: results are bitwise reproducible and independent of the number of threads.
 //!
 //! `matrixmultiply` is used without its `threading` feature so that all parallelism is
 //! rayon's (inside the backend's own pool) and never nested.
 
+mod kernels;
+
 use nsl_core::Gemm;
 use rayon::prelude::*;
 
+use self::kernels::{Kernels, Mode, Out, Rows, Strided};
 use crate::Cpu;
 
 /// Flops (m·n·k, all batches) below which the product runs on the calling thread.
@@ -93,6 +111,15 @@ pub(crate) fn gemm(cpu: &Cpu, g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
         needed(batch, g.stride_b, k * n)
     );
 
+    if let Mode::Tiles(ks) = kernels::mode() {
+        if takes_small_b(g) {
+            return small_b(cpu, ks, g, a, b, c);
+        }
+        if takes_outer(g) {
+            return outer(cpu, ks, g, a, b, c);
+        }
+    }
+
     let (rsa, csa) = if g.trans_a { (1, m) } else { (k, 1) };
     let (rsb, csb) = if g.trans_b { (1, k) } else { (n, 1) };
 
@@ -143,19 +170,265 @@ pub(crate) fn gemm(cpu: &Cpu, g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
         }
     };
 
-    let tasks = batch * panels;
-    // With batch > 1 and overlapping C blocks (e.g. stride_c = 0 to accumulate a sum over the
-    // batch), the products are applied one batch item after the other, in order.
-    let c_overlaps = batch > 1 && g.stride_c < m * n;
-    if flops * batch < PAR_MIN_FLOPS || tasks == 1 {
-        (0..tasks).for_each(|t| run(task(t)));
+    schedule(cpu, batch, panels, flops * batch < PAR_MIN_FLOPS, batch > 1 && g.stride_c < m * n, |t| run(task(t)));
+}
+
+/// Runs `run(t)` for the `batch · per_item` tasks `t = b·per_item + i`: on the calling thread
+/// when `small`, else on the backend's pool. With overlapping C blocks (`c_overlaps`, e.g.
+/// `stride_c = 0` to accumulate a sum over the batch) the batch items run one after the other,
+/// in order.
+fn schedule(cpu: &Cpu, batch: usize, per_item: usize, small: bool, c_overlaps: bool, run: impl Fn(usize) + Sync) {
+    let tasks = batch * per_item;
+    if small || tasks == 1 {
+        (0..tasks).for_each(run);
     } else if c_overlaps {
         cpu.install(|| {
             for bi in 0..batch {
-                (bi * panels..(bi + 1) * panels).into_par_iter().for_each(|t| run(task(t)));
+                (bi * per_item..(bi + 1) * per_item).into_par_iter().for_each(&run);
             }
         });
     } else {
-        cpu.install(|| (0..tasks).into_par_iter().for_each(|t| run(task(t))));
+        cpu.install(|| (0..tasks).into_par_iter().for_each(&run));
+    }
+}
+
+// ---- skinny products -------------------------------------------------------------------------
+
+/// Fewest rows of `C` for [`small_b`] (a guess: few rows leave little packing to save).
+const SMALL_B_MIN_M: usize = 128;
+/// Largest `op(B)` (`k·n` elements) [`small_b`] packs; it should stay in L2.
+const SMALL_B_MAX_B: usize = 1 << 18;
+/// Widest `C` for [`small_b`] when the inner dimension is not small as well.
+const SMALL_B_MAX_N: usize = 128;
+/// Rows of `A` a [`small_b`] task streams together past every panel of `B` (their slab stays
+/// in L1/L2); a multiple of every tile height.
+const GROUP_ROWS: usize = 48;
+
+/// Largest `C` (`m·n`) for [`outer`]: each task keeps a private copy.
+const OUTER_MAX_C: usize = 1 << 18;
+/// Smallest inner dimension for [`outer`], and its ratio to `max(m, n)`.
+const OUTER_MIN_K: usize = 512;
+const OUTER_K_RATIO: usize = 4;
+/// Bound on the elements of all of [`outer`]'s partial copies of `C` together.
+const OUTER_PARTIALS: usize = 1 << 21;
+/// Steps of the inner dimension that [`outer`] runs over all tiles before moving on (their rows
+/// of `A` and `B` stay in L2); chunks are multiples of it.
+const OUTER_SUB: usize = 64;
+
+/// `C = A·op(B)` with a small `op(B)` and many rows: convolution forward (`cols·w`) and
+/// input gradient (`dy·wᵀ`).
+fn takes_small_b(g: &Gemm) -> bool {
+    !g.trans_a && g.m >= SMALL_B_MIN_M && g.k * g.n <= SMALL_B_MAX_B && (g.n <= SMALL_B_MAX_N || g.k <= SMALL_B_MAX_N)
+}
+
+/// `C = Aᵀ·B` with a long inner dimension and a small `C`: convolution weight gradient.
+fn takes_outer(g: &Gemm) -> bool {
+    g.trans_a && !g.trans_b && g.m * g.n <= OUTER_MAX_C && g.k >= OUTER_MIN_K && g.k >= OUTER_K_RATIO * g.m.max(g.n)
+}
+
+/// A panel of `w` columns from `q0` (the last one may reach past the end of the matrix), with
+/// the row count `r` of its main tile.
+#[derive(Clone, Copy)]
+struct Panel {
+    q0: usize,
+    w: usize,
+    r: usize,
+}
+
+/// Cuts `q` columns into panels of the widest tile, and the rest into the narrowest tile that
+/// holds it.
+fn panels(q: usize, menu: &[(usize, usize)]) -> Vec<Panel> {
+    let (wmax, rmax) = *menu.last().expect("empty tile menu");
+    let mut out: Vec<Panel> = (0..q / wmax).map(|i| Panel { q0: i * wmax, w: wmax, r: rmax }).collect();
+    let rest = q % wmax;
+    if rest > 0 {
+        let &(w, r) = menu.iter().find(|&&(w, _)| w >= rest).expect("menu ends with its widest tile");
+        out.push(Panel { q0: q - rest, w, r });
+    }
+    out
+}
+
+/// Calls `f(start, r)` over `0..len` in blocks of `rmax` rows, then 4, 2, 1 for the rest.
+fn for_blocks(len: usize, rmax: usize, mut f: impl FnMut(usize, usize)) {
+    let mut s = 0;
+    while s < len {
+        let rest = len - s;
+        let r = if rest >= rmax {
+            rmax
+        } else if rest >= 4 {
+            4
+        } else if rest >= 2 {
+            2
+        } else {
+            1
+        };
+        f(s, r);
+        s += r;
+    }
+}
+
+/// [`takes_small_b`] products: `op(B)` is packed into zero-padded `k × w` panels; tasks of
+/// whole rows of `C` stream `A` in groups of [`GROUP_ROWS`] rows through register tiles that
+/// run over the whole inner dimension (so the result of an element does not depend on the
+/// split).
+fn small_b(cpu: &Cpu, ks: &Kernels, g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
+    let Gemm { m, n, k, batch, alpha, beta, .. } = *g;
+    let pan = panels(n, ks.menu);
+    let npad = pan.last().map_or(0, |p| p.q0 + p.w);
+    let packs = if g.stride_b == 0 { 1 } else { batch };
+    let mut bp = vec![0f32; packs * k * npad];
+    for (bi, dst) in bp.chunks_mut(k * npad).enumerate() {
+        let src = &b[bi * g.stride_b..];
+        for p in &pan {
+            let cols = p.w.min(n - p.q0);
+            for (l, row) in dst[k * p.q0..k * (p.q0 + p.w)].chunks_exact_mut(p.w).enumerate() {
+                if g.trans_b {
+                    for (w, v) in row[..cols].iter_mut().enumerate() {
+                        *v = src[(p.q0 + w) * k + l];
+                    }
+                } else {
+                    row[..cols].copy_from_slice(&src[l * n + p.q0..l * n + p.q0 + cols]);
+                }
+            }
+        }
+    }
+
+    // Tasks: (batch item, block of rows), as many as the matrixmultiply path would make.
+    let flops = m * n * k;
+    let want = TARGET_TASKS.div_ceil(batch).min(flops.div_ceil(MIN_TASK_FLOPS)).max(1);
+    let chunk = m.div_ceil(want).next_multiple_of(GROUP_ROWS);
+    let chunks = m.div_ceil(chunk);
+    let cp = SendPtr(c.as_mut_ptr());
+    let run = |t: usize| {
+        let (bi, ch) = (t / chunks, t % chunks);
+        let (i0, i1) = (ch * chunk, ((ch + 1) * chunk).min(m));
+        let ab = &a[bi * g.stride_a..];
+        let bpb = &bp[(bi % packs) * k * npad..];
+        for g0 in (i0..i1).step_by(GROUP_ROWS) {
+            let g1 = (g0 + GROUP_ROWS).min(i1);
+            for p in &pan {
+                let main = ks.nn(p.r, p.w);
+                for_blocks(g1 - g0, p.r, |s, r| {
+                    let i = g0 + s;
+                    let tile = if r == p.r { main } else { ks.nn(r, p.w) };
+                    // SAFETY: rows i..i+r < m of A (length checked by `gemm`: A holds
+                    // `needed(..)` elements, so row i of batch item bi has k elements from
+                    // bi·stride_a + i·k); the panel holds k rows of p.w packed values; C rows
+                    // i..i+r, columns q0..q0+cols < n of batch item bi are in bounds and
+                    // written by this task only (tasks own disjoint rows, or disjoint batch
+                    // items with non-overlapping C unless `schedule` runs them in order).
+                    unsafe {
+                        tile(
+                            k,
+                            Strided { ptr: ab.as_ptr().add(i * k), rs: k, cs: 1 },
+                            Rows { ptr: bpb.as_ptr().add(k * p.q0), rs: p.w },
+                            Out {
+                                ptr: cp.get().add(bi * g.stride_c + i * n + p.q0),
+                                ld: n,
+                                cols: p.w.min(n - p.q0),
+                                alpha,
+                                beta,
+                            },
+                        )
+                    };
+                });
+            }
+        }
+    };
+    schedule(cpu, batch, chunks, flops * batch < PAR_MIN_FLOPS, batch > 1 && g.stride_c < m * n, run);
+}
+
+/// [`takes_outer`] products, `C[i][j] = Σ_l A[l][i]·B[l][j]`: vectors along the longer of the
+/// rows of `A` (`m`) and `B` (`n`), broadcasts from the other. The inner dimension is cut into
+/// chunks (a size-only split), each accumulating its own padded copy of `C` (`p × qpad`, `p`
+/// the broadcast width, `q` the vector width) tile by tile; the copies are then summed in
+/// chunk order and written to `C` with alpha and beta. Batch items run one after the other.
+fn outer(cpu: &Cpu, ks: &Kernels, g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
+    let Gemm { m, n, k, batch, alpha, beta, .. } = *g;
+    let a_vec = m >= n;
+    let (p, q) = if a_vec { (n, m) } else { (m, n) };
+    let pan = panels(q, ks.menu);
+    let qpad = pan.last().map_or(0, |p| p.q0 + p.w);
+    let tail_w = pan.last().filter(|pn| pn.q0 + pn.w > q).map_or(0, |pn| pn.w);
+    let part_len = p * qpad;
+    let tasks = (OUTER_PARTIALS / part_len).clamp(1, TARGET_TASKS);
+    let chunk = k.div_ceil(tasks).max(MIN_TASK_FLOPS.div_ceil(m * n)).next_multiple_of(OUTER_SUB);
+    let chunks = k.div_ceil(chunk);
+    let small = m * n * k < PAR_MIN_FLOPS;
+    let mut parts = vec![0f32; chunks * part_len];
+
+    for bi in 0..batch {
+        let (ab, bb) = (&a[bi * g.stride_a..], &b[bi * g.stride_b..]);
+        // u: k rows of p broadcast values; v: k rows of q vector values.
+        let (u, v) = if a_vec { (bb, ab) } else { (ab, bb) };
+        if bi > 0 {
+            parts.fill(0.0);
+        }
+        let task = |t: usize, part: &mut [f32]| {
+            let (l0, l1) = (t * chunk, ((t + 1) * chunk).min(k));
+            // The last panel's columns, zero-padded to its width, for one sub-chunk.
+            let mut tail = vec![0f32; OUTER_SUB * tail_w];
+            for s0 in (l0..l1).step_by(OUTER_SUB) {
+                let len = (s0 + OUTER_SUB).min(l1) - s0;
+                for pn in &pan {
+                    let y = if pn.q0 + pn.w <= q {
+                        // SAFETY: rows s0..s0+len < k of v have q ≥ q0 + w values.
+                        Rows { ptr: unsafe { v.as_ptr().add(s0 * q + pn.q0) }, rs: q }
+                    } else {
+                        let cols = q - pn.q0;
+                        for (l, row) in tail.chunks_exact_mut(pn.w).take(len).enumerate() {
+                            row[..cols].copy_from_slice(&v[(s0 + l) * q + pn.q0..(s0 + l + 1) * q]);
+                        }
+                        Rows { ptr: tail.as_ptr(), rs: pn.w }
+                    };
+                    let main = ks.acc(pn.r, pn.w);
+                    for_blocks(p, pn.r, |p0, r| {
+                        let tile = if r == pn.r { main } else { ks.acc(r, pn.w) };
+                        // SAFETY: x reads u[(s0 + l)·p + p0 + r] with l < len, r < p − p0, in
+                        // bounds as s0 + len ≤ k; y as above; the tile of `part` (rows
+                        // p0..p0+r < p, columns q0..q0+w ≤ qpad) is in bounds.
+                        unsafe {
+                            tile(
+                                len,
+                                Strided { ptr: u.as_ptr().add(s0 * p + p0), rs: 1, cs: p },
+                                y,
+                                part.as_mut_ptr().add(p0 * qpad + pn.q0),
+                                qpad,
+                            )
+                        };
+                    });
+                }
+            }
+        };
+        if small || chunks == 1 {
+            parts.chunks_mut(part_len).enumerate().for_each(|(t, part)| task(t, part));
+        } else {
+            cpu.install(|| parts.par_chunks_mut(part_len).enumerate().for_each(|(t, part)| task(t, part)));
+        }
+
+        // Sum the copies into the first, in chunk order (elementwise, so any split of the
+        // elements gives the same bits).
+        let (sum, rest) = parts.split_at_mut(part_len);
+        let add = |e0: usize, s: &mut [f32]| {
+            for other in rest.chunks_exact(part_len) {
+                for (s, o) in s.iter_mut().zip(&other[e0..]) {
+                    *s += o;
+                }
+            }
+        };
+        if small || chunks * part_len < crate::par::PAR_MIN {
+            add(0, sum);
+        } else {
+            let ch = crate::par::CHUNK;
+            cpu.install(|| sum.par_chunks_mut(ch).enumerate().for_each(|(i, s)| add(i * ch, s)));
+        }
+
+        let cb = &mut c[bi * g.stride_c..bi * g.stride_c + m * n];
+        for (i, row) in cb.chunks_exact_mut(n).enumerate() {
+            for (j, cv) in row.iter_mut().enumerate() {
+                let s = if a_vec { sum[j * qpad + i] } else { sum[i * qpad + j] };
+                *cv = if beta == 0.0 { alpha * s } else { alpha * s + beta * *cv };
+            }
+        }
     }
 }

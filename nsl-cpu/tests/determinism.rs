@@ -24,6 +24,19 @@ fn pipeline(be: &Cpu) -> Vec<Vec<u32>> {
     let mut c = be.upload(&rand_vec(&mut rng, 7 * 9000));
     be.gemm(&g, &be.upload(&a), &be.upload(&b), &mut c);
     keep(be.download(&c));
+    // convolution-shaped products (streaming kernels): y = cols·w, dW += colsᵀ·dy, dcols = dy·wᵀ
+    let (rows, k, n) = (20_000, 75, 9);
+    let (cols, w, dy) = (rand_vec(&mut rng, rows * k), rand_vec(&mut rng, k * n), rand_vec(&mut rng, rows * n));
+    let (cols, w, dy) = (be.upload(&cols), be.upload(&w), be.upload(&dy));
+    let mut y = be.zeros(rows * n);
+    be.gemm(&Gemm::new(rows, n, k), &cols, &w, &mut y);
+    keep(be.download(&y));
+    let mut dw = be.upload(&rand_vec(&mut rng, k * n));
+    be.gemm(&Gemm::new(k, n, rows).ta().accumulate(), &cols, &dy, &mut dw);
+    keep(be.download(&dw));
+    let mut dcols = be.zeros(rows * k);
+    be.gemm(&Gemm::new(rows, k, n).tb(), &dy, &w, &mut dcols);
+    keep(be.download(&dcols));
 
     // batch norm train + backward
     let d = BatchNormDims { rows: 20_000, c: 7, eps: 1e-5 };

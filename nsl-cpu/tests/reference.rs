@@ -277,13 +277,29 @@ fn check_optim(be: &Cpu, n: usize, seed: u64) {
 // ---- random shapes --------------------------------------------------------------------------
 
 fn gemm_case(mn: std::ops::RangeInclusive<usize>, k: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Gemm> {
+    gemm_with((mn.clone(), mn, k, any::<bool>(), any::<bool>()))
+}
+
+/// Shapes of convolutions, which take the streaming kernels: many rows of `C` with a small
+/// `op(B)` (`cols·w`, `dy·wᵀ`; odd widths, tails of every tile), or a long inner dimension
+/// with a small `C` (`colsᵀ·dy`).
+fn skinny_case() -> impl Strategy<Value = Gemm> {
+    gemm_with(prop_oneof![
+        (128usize..=700, 1usize..=140, 1usize..=150, any::<bool>()).prop_map(|(m, n, k, tb)| (m, n, k, false, tb)),
+        (1usize..=40, 128usize..=400, 1usize..=100, any::<bool>()).prop_map(|(n, m, k, tb)| (m, n, k, false, tb)),
+        (1usize..=90, 1usize..=90, 512usize..=2500).prop_map(|(m, n, k)| (m, n, k.max(4 * m.max(n)), true, false)),
+    ])
+}
+
+/// Random batch, alpha, beta and strides around a shape `(m, n, k, trans_a, trans_b)`.
+fn gemm_with(shape: impl Strategy<Value = (usize, usize, usize, bool, bool)>) -> impl Strategy<Value = Gemm> {
     (
-        (mn.clone(), mn, k, any::<bool>(), any::<bool>()),
+        shape,
         (
             1usize..=3,
             prop::sample::select(vec![1.0f32, -0.5, 2.0]),
             prop::sample::select(vec![0.0f32, 1.0, 0.5]),
-            0u8..4,
+            0u8..5,
         ),
     )
         .prop_map(|((m, n, k, ta, tb), (batch, alpha, beta, strides))| {
@@ -298,6 +314,7 @@ fn gemm_case(mn: std::ops::RangeInclusive<usize>, k: std::ops::RangeInclusive<us
                     g.stride_b += 5;
                     g.stride_c += 2;
                 }
+                4 if g.beta != 0.0 => g.stride_c = 0, // sum over the batch
                 _ => {}
             }
             g
@@ -367,6 +384,16 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Convolution shapes: the streaming kernels of gemm.rs.
+    #[test]
+    fn gemm_skinny(g in skinny_case(), seed in any::<u64>()) {
+        check_gemm(be(), &g, seed);
+    }
+}
+
 // ---- fixed shapes on the parallel paths -------------------------------------------------------
 
 #[test]
@@ -389,6 +416,24 @@ fn large_shapes_take_parallel_paths() {
 }
 
 // ---- edge cases ------------------------------------------------------------------------------
+
+#[test]
+fn conv_shapes_take_streaming_paths() {
+    let be = Cpu::with_threads(3);
+    // (rows, K, N) of convolutions: y = cols·w, dW += colsᵀ·dy, dcols = dy·wᵀ
+    for (i, &(rows, k, n)) in
+        [(4100, 27, 32), (3000, 72, 9), (1500, 288, 70), (2048, 131, 129), (700, 1152, 5)].iter().enumerate()
+    {
+        let s = 20 + 3 * i as u64;
+        check_gemm(&be, &Gemm::new(rows, n, k), s);
+        check_gemm(&be, &Gemm::new(k, n, rows).ta().accumulate(), s + 1);
+        check_gemm(&be, &Gemm::new(rows, k, n).tb().scaled(-0.5, 0.0), s + 2);
+    }
+    // batched, with C summed over the batch (stride_c = 0)
+    check_gemm(&be, &Gemm { stride_c: 0, ..Gemm::new(9, 5, 3000).ta().batched(3).scaled(0.5, 1.0) }, 40);
+    check_gemm(&be, &Gemm { stride_c: 0, ..Gemm::new(300, 7, 20).batched(4).accumulate() }, 41);
+    check_gemm(&be, &Gemm { stride_b: 0, ..Gemm::new(300, 17, 20).tb().batched(3).scaled(2.0, 0.5) }, 42);
+}
 
 #[test]
 fn gemm_k_zero_scales_c() {

@@ -1,0 +1,148 @@
+//! Times the convolution GEMM shapes of CIFAR CNN-9 at batch 128 (forward `cols·w`, weight
+//! gradient `colsᵀ·dy`, input gradient `dy·wᵀ`) on the CPU backend and prints GFLOP/s
+//! (2·m·n·k per product, best of `--reps`, default 5).
+//!
+//! Each cell shows the wall-clock GFLOP/s and, in brackets, GFLOP per CPU-second summed over
+//! all threads of the process (`CLOCK_PROCESS_CPUTIME_ID`, Linux only): on a machine
+//! shared with other jobs the wall time of a multi-threaded call suffers when one of its
+//! threads is descheduled, the CPU time much less. `NSL_CPU_GEMM=matrixmultiply` turns the
+//! streaming kernels off (the "before" numbers).
+//!
+//! `cargo run --release -p nsl-bench --bin gemm_shapes -- [--threads 2] [--reps 5] [--filter s]
+//! [--shapes rows,K,N;rows,K,N...] [--net BATCH]` (`--shapes` replaces the CNN-9 list; `--net`
+//! also times CNN-9 training steps, plain and with dynamic DNS, at that batch).
+
+use std::time::Instant;
+
+use nsl_core::{Backend, Gemm, Rng};
+use nsl_cpu::Cpu;
+use nsl_models::nets::{PredictorKind, SimilarityChoice};
+
+/// (label, rows = batch·H·W, K = 9·C_in, N = C_out)
+const SHAPES: &[(&str, usize, usize, usize)] = &[
+    ("root 32x32 c3->32", 131072, 27, 32),
+    ("s1 32x32 32->32", 131072, 288, 32),
+    ("s2 16x16 64->64", 32768, 576, 64),
+    ("s3 8x8 128->128", 8192, 1152, 128),
+    ("pred 32x32 64->9", 131072, 576, 9),
+    ("w.25 s1 8->8", 131072, 72, 8),
+    ("w.25 s2 16->16", 32768, 144, 16),
+    ("w.25 s3 32->32", 8192, 288, 32),
+];
+
+/// CPU time of all threads of this process in seconds (`CLOCK_PROCESS_CPUTIME_ID`, which
+/// includes the running time of threads still on a CPU), where available.
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+fn cpu_seconds() -> Option<f64> {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+    }
+    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+    let mut t = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: glibc/musl `clock_gettime` with a valid clock id and a pointer to a timespec
+    // (two 64-bit fields on 64-bit Linux).
+    let rc = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    (rc == 0).then_some(t.sec as f64 + t.nsec as f64 * 1e-9)
+}
+
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+fn cpu_seconds() -> Option<f64> {
+    None
+}
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let threads: usize = arg(&args, "--threads").map_or(2, |s| s.parse().expect("--threads N"));
+    let reps: usize = arg(&args, "--reps").map_or(5, |s| s.parse().expect("--reps N"));
+    let filter = arg(&args, "--filter").unwrap_or_default();
+    let be = Cpu::with_threads(threads);
+    println!("{} — best of {reps}, GFLOP/s = 2·m·n·k / time", be.name());
+    println!(
+        "{:<20} {:>7} {:>5} {:>4} | {:>20} {:>20} {:>20}",
+        "layer", "rows", "K", "N", "fwd cols·w", "dW colsᵀ·dy", "dcols dy·wᵀ"
+    );
+    let mut rng = Rng::new(1);
+    let mut rand = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.uniform() * 2.0 - 1.0).collect() };
+    let mut total = [0f64; 3];
+    let custom: Vec<(String, usize, usize, usize)> = arg(&args, "--shapes")
+        .map(|list| {
+            list.split(';')
+                .map(|s| {
+                    let v: Vec<usize> =
+                        s.split(',').map(|x| x.trim().parse().expect("--shapes rows,K,N;...")).collect();
+                    assert_eq!(v.len(), 3, "--shapes rows,K,N;...");
+                    (format!("{}x{}x{}", v[0], v[1], v[2]), v[0], v[1], v[2])
+                })
+                .collect()
+        })
+        .unwrap_or_else(|| SHAPES.iter().map(|&(l, r, k, n)| (l.to_string(), r, k, n)).collect());
+    for (label, rows, k, n) in custom.into_iter().filter(|s| s.0.contains(&filter)) {
+        let cols = be.upload(&rand(rows * k));
+        let w = be.upload(&rand(k * n));
+        let dy = be.upload(&rand(rows * n));
+        let mut y = be.zeros(rows * n);
+        let mut dw = be.zeros(k * n);
+        let mut dcols = be.zeros(rows * k);
+        let flops = 2.0 * (rows * k * n) as f64;
+        // (best wall seconds, best CPU seconds) over `reps` calls
+        let time = |f: &mut dyn FnMut()| -> (f64, f64) {
+            f(); // warm-up (page faults, pool start)
+            let (mut wall, mut cpu) = (f64::INFINITY, f64::INFINITY);
+            for _ in 0..reps {
+                let c0 = cpu_seconds();
+                let t = Instant::now();
+                f();
+                wall = wall.min(t.elapsed().as_secs_f64());
+                if let (Some(c0), Some(c1)) = (c0, cpu_seconds()) {
+                    cpu = cpu.min(c1 - c0);
+                }
+            }
+            (wall, cpu)
+        };
+        let t = [
+            time(&mut || be.gemm(&Gemm::new(rows, n, k), &cols, &w, &mut y)),
+            time(&mut || be.gemm(&Gemm::new(k, n, rows).ta().accumulate(), &cols, &dy, &mut dw)),
+            time(&mut || be.gemm(&Gemm::new(rows, k, n).tb(), &dy, &w, &mut dcols)),
+        ];
+        for (tot, t) in total.iter_mut().zip(&t) {
+            *tot += t.0;
+        }
+        let cell = |(wall, cpu): (f64, f64)| format!("{:6.1} [{:5.1}/cpu-s]", flops / wall / 1e9, flops / cpu / 1e9);
+        println!("{label:<20} {rows:>7} {k:>5} {n:>4} | {} {} {}", cell(t[0]), cell(t[1]), cell(t[2]));
+    }
+    println!("total time: fwd {:.2} ms, dW {:.2} ms, dcols {:.2} ms", total[0] * 1e3, total[1] * 1e3, total[2] * 1e3);
+    if let Some(batch) = arg(&args, "--net").map(|s| s.parse::<usize>().expect("--net BATCH")) {
+        for (label, sim) in
+            [("plain", SimilarityChoice::Conv), ("dynamic DNS", SimilarityChoice::DynamicDns(PredictorKind::Sphere))]
+        {
+            let (train, _) = nsl_bench::network_step_seconds(&be, sim, false, batch, reps.min(3));
+            println!(
+                "CNN-9 {label} batch {batch}: train step {:.0} ms, {:.0} img/s",
+                train * 1e3,
+                batch as f64 / train
+            );
+        }
+    }
+    // Reference point: a large square product.
+    if filter.is_empty() {
+        let s = 2048;
+        let (a, b) = (be.upload(&rand(s * s)), be.upload(&rand(s * s)));
+        let mut c = be.zeros(s * s);
+        let mut best = f64::INFINITY;
+        for _ in 0..reps.max(3) {
+            let t = Instant::now();
+            be.gemm(&Gemm::new(s, s, s), &a, &b, &mut c);
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        println!("square {s}: {:.1} GFLOP/s", 2.0 * (s * s * s) as f64 / best / 1e9);
+    }
+}

@@ -1,0 +1,66 @@
+//! The streaming gemm kernels compiled for every instruction set: each `NSL_CPU_GEMM` setting
+//! (read once per process) runs the same shapes in a child process of this test binary.
+
+mod common;
+
+use common::{assert_close, rand_vec};
+use nsl_core::{Backend, Gemm, Rng};
+use nsl_cpu::Cpu;
+
+/// Shapes around the fast paths: (m, n, k, trans_a, trans_b).
+const SHAPES: &[(usize, usize, usize, bool, bool)] = &[
+    (1000, 9, 75, false, false),
+    (777, 33, 13, false, true),
+    (300, 129, 40, false, false),
+    (129, 300, 17, false, true),
+    (1030, 67, 5, false, false),
+    (27, 9, 3001, true, false),
+    (70, 13, 1500, true, false),
+    (13, 70, 1500, true, false),
+    (3, 1, 600, true, false),
+];
+
+fn run_shapes(be: &Cpu) {
+    let mut rng = Rng::new(7);
+    for (i, &(m, n, k, ta, tb)) in SHAPES.iter().enumerate() {
+        for (alpha, beta) in [(1.0, 0.0), (-0.5, 1.0)] {
+            let mut g = Gemm::new(m, n, k).scaled(alpha, beta);
+            g.trans_a = ta;
+            g.trans_b = tb;
+            let (a, b) = (rand_vec(&mut rng, m * k), rand_vec(&mut rng, k * n));
+            let c0 = if beta == 0.0 { vec![f32::NAN; m * n] } else { rand_vec(&mut rng, m * n) };
+            let mut c = be.upload(&c0);
+            be.gemm(&g, &be.upload(&a), &be.upload(&b), &mut c);
+            let got = be.download(&c);
+            assert_close(&format!("shape {i}: {g:?}"), &got, &common::gemm(&g, &a, &b, &c0), 1e-4, 1e-5 * k as f64);
+            // and bitwise the same on one thread
+            let mut c1 = be.upload(&c0);
+            Cpu::with_threads(1).gemm(&g, &be.upload(&a), &be.upload(&b), &mut c1);
+            assert!(be.download(&c1) == got, "shape {i}: {g:?} differs between 1 and {} threads", be.threads());
+        }
+    }
+}
+
+#[test]
+#[ignore = "run by `every_instruction_set` with NSL_CPU_GEMM set"]
+fn isa_child() {
+    run_shapes(&Cpu::with_threads(3));
+}
+
+#[test]
+fn every_instruction_set() {
+    let exe = std::env::current_exe().expect("test binary path");
+    for isa in ["portable", "avx2", "avx512", "matrixmultiply"] {
+        let out = std::process::Command::new(&exe)
+            .args(["isa_child", "--exact", "--ignored", "--test-threads=1"])
+            .env("NSL_CPU_GEMM", isa)
+            .output()
+            .expect("failed to run the test binary");
+        assert!(
+            out.status.success(),
+            "NSL_CPU_GEMM={isa}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
