@@ -1,10 +1,11 @@
 //! # nsl-cpu
 //!
 //! The CPU implementation of [`nsl_core::Backend`]: buffers are pooled `f32` vectors
-//! ([`CpuBuf`]), matrix products go
-//! through [`matrixmultiply`]'s packed SIMD kernels (AVX/FMA/AVX-512 chosen at run time, no
-//! `target-cpu=native` needed) and everything else is plain loops over contiguous slices that
-//! LLVM auto-vectorises, parallelised with [`rayon`].
+//! ([`CpuBuf`]); matrix products go through our own register-blocked kernels for the skinny
+//! convolution shapes (`gemm/kernels.rs`) and [`matrixmultiply`]'s packed kernels otherwise,
+//! AVX-512 / AVX2+FMA / SSE2 chosen at run time (no `target-cpu=native` needed); everything
+//! else is plain loops over contiguous slices that LLVM auto-vectorises, parallelised with
+//! [`rayon`].
 //!
 //! **Determinism.** Every reduction uses a fixed chunking that depends only on the problem
 //! size (never on the thread count or on work stealing) and combines partial results in a
