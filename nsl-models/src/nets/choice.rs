@@ -114,7 +114,8 @@ impl SimilarityChoice {
                 Box::new(Dynamic::new(DynamicKind::Diagonal, dns_predictor(rng, kind.norm())))
             }
             SimilarityChoice::DynamicUns => {
-                let cfg = PredictorConfig::uns(taps);
+                // the code's UNS predictor is twice as wide as its DNS one (128 vs 64)
+                let cfg = PredictorConfig { hidden: 2 * predictor_hidden, ..PredictorConfig::uns(taps) };
                 let pred = predictor::build(be, rng, &format!("{name}.pred"), c_in, &cfg);
                 Box::new(Dynamic::new(DynamicKind::Unconstrained, Box::new(pred)))
             }

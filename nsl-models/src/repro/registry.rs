@@ -139,7 +139,7 @@ fn cifar(scale: Scale, dataset_paper: &str, network: &str, similarity: &str) -> 
             synthetic_test: 500,
             width: 0.25,
             iterations: 100,
-            batch_size: 64,
+            batch_size: 32,
             lr: 0.01,
             milestones: vec![70],
             eval_every: 50,
