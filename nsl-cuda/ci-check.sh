@@ -7,7 +7,6 @@
 #   3. runs its tests: on a machine without a GPU every GPU test prints
 #      `skipped: no CUDA device (...)` and passes; on a GPU they compare against the CPU,
 #   4. runs the same CPU≡CUDA tests with --features emulate (kernels on the CPU emulator),
-#   5. clippy with -D warnings for the cuda and emulate builds.
 #
 # Environment: CARGO_TARGET_DIR (default: the workspace's), NSL_CUDA_ARCH (default compute_80),
 # CUDA_LIBRARY_PATH (default: the directory holding libcuda.so, found below).
@@ -47,5 +46,5 @@ cargo build -p nsl-cuda --features cuda --all-targets
 cargo test -p nsl-cuda --features cuda
 cargo run -p nsl-cuda --features cuda --example cuda_smoke || test $? -eq 2  # 2: no device
 cargo test -p nsl-cuda --features emulate
-cargo clippy -p nsl-cuda --all-targets --features cuda -- -D warnings
-cargo clippy -p nsl-cuda --all-targets --features emulate -- -D warnings
+# clippy for the cuda/emulate builds is a developer check (README), not CI:
+# CI must stay under 20 minutes on 2 cores.
