@@ -133,8 +133,8 @@ fn make_optimizer<B: Backend>(cfg: &RunConfig) -> Result<Optimizer<B>, TrainErro
 }
 
 /// Test accuracy of `net` on `data` (BN in inference mode), in batches of `batch`.
-/// With `debias`, every BN's running statistics are divided by `1 − d^n` (`n` its EMA
-/// updates) for the evaluation and restored afterwards.
+/// With `debias`, the BN statistics are debiased ([`crate::fewshot::debias_bn_statistics`]) on
+/// copies for the evaluation, and the originals are put back afterwards.
 pub fn evaluate_debiased<B: Backend>(
     be: &B,
     net: &mut Network<B>,
@@ -146,31 +146,20 @@ pub fn evaluate_debiased<B: Backend>(
     if !debias {
         return evaluate(be, net, data, normalize, batch);
     }
-    let mut counts = std::collections::HashMap::new();
-    net.visit_params(&mut |p| {
-        if let Some(prefix) = p.name.strip_suffix(".ema_count") {
-            counts.insert(prefix.to_string(), p.value.to_vec(be)[0]);
-        }
-    });
-    let decay = nsl_core::nn::BatchNorm::<B>::DEFAULT_EMA_DECAY;
+    let is_bn_state = |name: &str| [".running_mean", ".running_var", ".ema_count"].iter().any(|s| name.ends_with(s));
     let mut saved = Vec::new();
     net.visit_params(&mut |p| {
-        let prefix = p.name.strip_suffix(".running_mean").or_else(|| p.name.strip_suffix(".running_var"));
-        if let Some(n) = prefix.and_then(|prefix| counts.get(prefix)).filter(|&&n| n > 0.0) {
-            let factor = 1.0 / (1.0 - decay.powf(*n));
-            let original = p.value.clone();
-            let mut debiased = original.duplicate(be);
-            be.scale(factor, debiased.buf_mut());
-            p.value = debiased;
-            saved.push(original);
+        if is_bn_state(&p.name) {
+            let copy = p.value.duplicate(be);
+            saved.push(std::mem::replace(&mut p.value, copy));
         }
     });
+    crate::fewshot::debias_bn_statistics(be, net);
     let acc = evaluate(be, net, data, normalize, batch);
     let mut saved = saved.into_iter();
     net.visit_params(&mut |p| {
-        let prefix = p.name.strip_suffix(".running_mean").or_else(|| p.name.strip_suffix(".running_var"));
-        if prefix.and_then(|prefix| counts.get(prefix)).is_some_and(|&n| n > 0.0) {
-            p.value = saved.next().expect("one saved tensor per debiased statistic");
+        if is_bn_state(&p.name) {
+            p.value = saved.next().expect("one saved tensor per BN state tensor");
         }
     });
     acc
