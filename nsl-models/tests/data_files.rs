@@ -138,7 +138,12 @@ fn mini_imagenet_cache_is_reused_until_the_csv_changes() {
     let dir = tempdir("mini-cache");
     fake_mini_imagenet(&dir, [2, 1, 1], 2);
     let first = load_split(&dir, "train").unwrap();
-    assert!(dir.join("train.84x84.nslcache").exists());
+    let cache = dir.join("train.84x84.nslcache");
+    // a cut cache is ignored and rebuilt
+    truncate(&cache);
+    assert_eq!(load_split(&dir, "train").unwrap(), first);
+    // magic, 4 words, 2 wnids of 1 + 5 bytes, 4 labels, 4 images
+    assert_eq!(std::fs::read(&cache).unwrap().len(), 8 + 4 * 8 + 2 * 6 + 4 * 2 + 4 * SIDE * SIDE * 3);
     // served from the cache: the images are no longer needed
     std::fs::remove_dir_all(dir.join("images")).unwrap();
     assert_eq!(load_split(&dir, "train").unwrap(), first);

@@ -60,9 +60,10 @@ pub struct Split {
 /// the file.
 pub fn load_mini_imagenet(dir: impl AsRef<Path>) -> Result<MiniImageNet, DataError> {
     let dir = dir.as_ref();
-    let (mut images, mut labels, mut wnids, mut ranges) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for split in SPLITS {
-        let mut s = load_split(dir, split)?;
+    let splits = SPLITS.iter().map(|split| load_split(dir, split)).collect::<Result<Vec<_>, _>>()?;
+    let mut images = Vec::with_capacity(splits.iter().map(|s| s.images.len()).sum());
+    let (mut labels, mut wnids, mut ranges) = (Vec::new(), Vec::new(), Vec::new());
+    for mut s in splits {
         let offset = wnids.len();
         ranges.push(offset..offset + s.wnids.len());
         images.append(&mut s.images);
@@ -155,7 +156,7 @@ fn encode_cache(split: &Split, fingerprint: u64) -> Vec<u8> {
 
 /// The cached split, if the cache exists, is whole and was made from a CSV with `fingerprint`.
 fn read_cache(path: &Path, fingerprint: u64) -> Option<Split> {
-    let bytes = std::fs::read(path).ok()?;
+    let mut bytes = std::fs::read(path).ok()?;
     let mut rest = bytes.strip_prefix(CACHE_MAGIC)?;
     let mut take = |n: usize| {
         let (head, tail) = rest.split_at_checked(n)?;
@@ -172,7 +173,8 @@ fn read_cache(path: &Path, fingerprint: u64) -> Option<Split> {
         .collect::<Option<Vec<_>>>()?;
     let n = usize::try_from(n).ok()?;
     let labels: Vec<u16> = take(2 * n)?.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
-    let images = take(n * IMAGE_BYTES)?.to_vec();
-    let whole = take(1).is_none() && labels.iter().all(|&l| usize::from(l) < wnids.len());
-    whole.then_some(Split { images, labels, wnids })
+    let whole = rest.len() == n.checked_mul(IMAGE_BYTES)? && labels.iter().all(|&l| usize::from(l) < wnids.len());
+    let header = bytes.len() - rest.len();
+    bytes.drain(..header); // the pixels stay where they were read, without a second 1 GB copy
+    whole.then_some(Split { images: bytes, labels, wnids })
 }
