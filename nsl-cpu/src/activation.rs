@@ -15,11 +15,13 @@ pub(crate) fn relu(cpu: &Cpu, x: &[f32], y: &mut [f32]) {
     });
 }
 
-/// See [`nsl_core::Backend::relu_backward`].
+/// See [`nsl_core::Backend::relu_backward`]. `dy` is masked bitwise (`dy` or `+0`), which
+/// vectorises where the branchy select did not.
 pub(crate) fn relu_backward(cpu: &Cpu, y: &[f32], dy: &[f32], dx: &mut [f32]) {
     par::zip2_mut(cpu, y, dy, dx, |y, dy, dx| {
         for ((dx, y), dy) in dx.iter_mut().zip(y).zip(dy) {
-            *dx = if *y > 0.0 { *dy } else { 0.0 };
+            let keep = ((*y > 0.0) as u32).wrapping_neg();
+            *dx = f32::from_bits(dy.to_bits() & keep);
         }
     });
 }

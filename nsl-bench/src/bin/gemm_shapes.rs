@@ -9,12 +9,14 @@
 //! streaming kernels off (the "before" numbers).
 //!
 //! `cargo run --release -p nsl-bench --bin gemm_shapes -- [--threads 2] [--reps 5] [--filter s]
-//! [--shapes rows,K,N;rows,K,N...] [--net BATCH]` (`--shapes` replaces the CNN-9 list; `--net`
-//! also times CNN-9 training steps, plain and with dynamic DNS, at that batch).
+//! [--shapes rows,K,N;rows,K,N...] [--conv BATCH] [--net BATCH]` (`--shapes` replaces the CNN-9
+//! list; `--conv` also times `Backend::conv2d` forward and backward (with and without a DNS
+//! patch scale) for the CNN-9 layers; `--net` also times CNN-9 training steps, plain and with
+//! dynamic DNS, at that batch).
 
 use std::time::Instant;
 
-use nsl_core::{Backend, Gemm, Rng};
+use nsl_core::{Backend, Gemm, Rng, Window};
 use nsl_cpu::Cpu;
 use nsl_models::nets::{PredictorKind, SimilarityChoice};
 
@@ -120,6 +122,33 @@ fn main() {
         println!("{label:<20} {rows:>7} {k:>5} {n:>4} | {} {} {}", cell(t[0]), cell(t[1]), cell(t[2]));
     }
     println!("total time: fwd {:.2} ms, dW {:.2} ms, dcols {:.2} ms", total[0] * 1e3, total[1] * 1e3, total[2] * 1e3);
+    if let Some(batch) = arg(&args, "--conv").map(|s| s.parse::<usize>().expect("--conv BATCH")) {
+        println!(
+            "{:<24} | {:>8} {:>8} {:>8} {:>8}  (GFLOP/s; bwd counts 4·rows·K·N)",
+            "conv2d", "fwd", "fwd s", "bwd", "bwd s"
+        );
+        let layers =
+            [("root 3->32 @32", 3, 32, 32), ("pred m2 64->9 @32", 64, 9, 32), ("pred m1 32->64 @32", 32, 64, 32)];
+        for (label, c_in, n, side) in layers.into_iter().chain(nsl_bench::cnn9_layers()) {
+            let g = Window::same(batch, side, side, c_in, 3, 1);
+            let x = be.upload(&rand(g.input_len()));
+            let w = be.upload(&rand(g.patch_len() * n));
+            let s = be.upload(&rand(g.rows() * g.taps()));
+            let dy = be.upload(&rand(g.rows() * n));
+            let (mut y, mut dx, mut dw, mut ds) =
+                (be.zeros(g.rows() * n), be.zeros(g.input_len()), be.zeros(g.patch_len() * n), be.zeros(g.rows() * 9));
+            let flops = 2.0 * (g.rows() * g.patch_len() * n) as f64;
+            let best = |f: &mut dyn FnMut()| nsl_bench::best_of(reps, f);
+            let t = [
+                best(&mut || be.conv2d(&g, n, &x, &w, None, &mut y)),
+                best(&mut || be.conv2d(&g, n, &x, &w, Some(&s), &mut y)),
+                best(&mut || be.conv2d_backward(&g, n, &x, &w, None, &dy, &mut dx, &mut dw, None)) / 2.0,
+                best(&mut || be.conv2d_backward(&g, n, &x, &w, Some(&s), &dy, &mut dx, &mut dw, Some(&mut ds))) / 2.0,
+            ];
+            let [a, b, c, d] = t.map(|t| flops / t / 1e9);
+            println!("{label:<24} | {a:>8.1} {b:>8.1} {c:>8.1} {d:>8.1}");
+        }
+    }
     if let Some(batch) = arg(&args, "--net").map(|s| s.parse::<usize>().expect("--net BATCH")) {
         for (label, sim) in
             [("plain", SimilarityChoice::Conv), ("dynamic DNS", SimilarityChoice::DynamicDns(PredictorKind::Sphere))]
