@@ -196,6 +196,35 @@ pub trait Backend: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// col2im, the adjoint of im2col: `dx = Σ` of every `dcols` entry at the input element it was read from.
     /// Overwrites `dx`.
     fn col2im(&self, g: &Window, dcols: &Self::Buf, dx: &mut Self::Buf);
+    /// Convolution with an optional per-position, per-tap patch scale `s` (`rows × k²`, the
+    /// dynamic DNS transform; `s ≡ 1` without it):
+    /// `y[r,o] = Σ_{t,ch} s[r,t] · x[src(r,t), ch] · w[t·c + ch, o]`, i.e.
+    /// `y = patch_scale(im2col(x), s) · w` with `w` `k²c × n` and `y` `rows × n` (overwritten).
+    /// Default: exactly that composition ([`conv2d_unfused`]); a backend may fuse it so that
+    /// the patch matrix is never materialised.
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d(&self, g: &Window, n: usize, x: &Self::Buf, w: &Self::Buf, scale: Option<&Self::Buf>, y: &mut Self::Buf) {
+        conv2d_unfused(self, g, n, x, w, scale, y)
+    }
+    /// Backward of [`Backend::conv2d`]: with `P = im2col(x)` and `dP = dy · wᵀ`,
+    /// `dw += (s ⊙ P)ᵀ · dy` (**accumulates**), `dx = col2im(s ⊙ dP)` (overwrites) and, with a
+    /// scale, `ds[r,t] = Σ_ch P[r,t,ch] · dP[r,t,ch]` (overwrites). Default:
+    /// [`conv2d_backward_unfused`].
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_backward(
+        &self,
+        g: &Window,
+        n: usize,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        scale: Option<&Self::Buf>,
+        dy: &Self::Buf,
+        dx: &mut Self::Buf,
+        dw: &mut Self::Buf,
+        dscale: Option<&mut Self::Buf>,
+    ) {
+        conv2d_backward_unfused(self, g, n, x, w, scale, dy, dx, dw, dscale)
+    }
     /// DNS patch transform: `out[r,t,c] = m[r,t] · cols[r,t,c]` (`cols` is `rows×taps×c`, `m` is `rows×taps`).
     fn patch_scale(&self, rows: usize, taps: usize, c: usize, cols: &Self::Buf, m: &Self::Buf, out: &mut Self::Buf);
     /// Backward of [`Backend::patch_scale`]: `dcols[r,t,c] = m[r,t]·dout[r,t,c]`,
@@ -298,4 +327,66 @@ pub trait Backend: Clone + Send + Sync + std::fmt::Debug + 'static {
     fn sgd_step(&self, s: &SgdStep, w: &mut Self::Buf, g: &Self::Buf, v: &mut Self::Buf);
     /// One Adam update in place, see [`AdamStep`].
     fn adam_step(&self, s: &AdamStep, w: &mut Self::Buf, g: &Self::Buf, m: &mut Self::Buf, v: &mut Self::Buf);
+}
+
+/// [`Backend::conv2d`] composed of `im2col`, `patch_scale` and `gemm` (the default, and the
+/// reference the fused kernels are tested against).
+pub fn conv2d_unfused<B: Backend>(
+    be: &B,
+    g: &Window,
+    n: usize,
+    x: &B::Buf,
+    w: &B::Buf,
+    scale: Option<&B::Buf>,
+    y: &mut B::Buf,
+) {
+    let (rows, pl) = (g.rows(), g.patch_len());
+    let mut cols = be.alloc(rows * pl);
+    be.im2col(g, x, &mut cols);
+    if let Some(s) = scale {
+        let mut scaled = be.alloc(rows * pl);
+        be.patch_scale(rows, g.taps(), g.c, &cols, s, &mut scaled);
+        cols = scaled;
+    }
+    be.gemm(&Gemm::new(rows, n, pl), &cols, w, y);
+}
+
+/// [`Backend::conv2d_backward`] composed of `im2col`, `patch_scale(_backward)`, `gemm` and
+/// `col2im` (the default, and the reference the fused kernels are tested against).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_unfused<B: Backend>(
+    be: &B,
+    g: &Window,
+    n: usize,
+    x: &B::Buf,
+    w: &B::Buf,
+    scale: Option<&B::Buf>,
+    dy: &B::Buf,
+    dx: &mut B::Buf,
+    dw: &mut B::Buf,
+    dscale: Option<&mut B::Buf>,
+) {
+    let (rows, pl, taps) = (g.rows(), g.patch_len(), g.taps());
+    let mut cols = be.alloc(rows * pl);
+    be.im2col(g, x, &mut cols);
+    let mut dcols = be.alloc(rows * pl);
+    be.gemm(&Gemm::new(rows, pl, n).tb(), dy, w, &mut dcols);
+    if let Some(s) = scale {
+        let mut scaled = be.alloc(rows * pl);
+        be.patch_scale(rows, taps, g.c, &cols, s, &mut scaled);
+        be.gemm(&Gemm::new(pl, n, rows).ta().accumulate(), &scaled, dy, dw);
+        let mut ds_local;
+        let ds = match dscale {
+            Some(ds) => ds,
+            None => {
+                ds_local = be.alloc(rows * taps);
+                &mut ds_local
+            }
+        };
+        be.patch_scale_backward(rows, taps, g.c, &cols, s, &dcols, &mut scaled, ds);
+        dcols = scaled;
+    } else {
+        be.gemm(&Gemm::new(pl, n, rows).ta().accumulate(), &cols, dy, dw);
+    }
+    be.col2im(g, &dcols, dx);
 }

@@ -32,31 +32,69 @@ pub(crate) fn reader(i: usize, pad: usize, kk: usize, stride: usize, n_out: usiz
     (v % stride == 0 && v / stride < n_out).then_some(v / stride)
 }
 
-/// See [`nsl_core::Backend::im2col`].
-pub(crate) fn im2col(cpu: &Cpu, g: &Window, x: &[f32], cols: &mut [f32]) {
+/// Rows `r0..r0 + out.len()/k²c` of the im2col matrix of `x` into `out`, each tap's `c`
+/// values times `scale[r·k² + t]` when a scale (`rows × k²`, whole batch) is given.
+pub(crate) fn im2col_rows(g: &Window, x: &[f32], r0: usize, out: &mut [f32], scale: Option<&[f32]>) {
     let (c, k, pl) = (g.c, g.k, g.patch_len());
-    let x = &x[..g.input_len()];
     let hw = g.ho * g.wo;
-    par::rows_mut(cpu, &mut cols[..g.rows() * pl], pl, g.rows() * pl, |r0, out| {
-        for (i, row) in out.chunks_exact_mut(pl).enumerate() {
-            let r = r0 + i;
-            let (b, oy, ox) = (r / hw, (r % hw) / g.wo, r % g.wo);
-            let (lo, hi) = tap_range(g, ox);
-            for ky in 0..k {
-                let dst = &mut row[ky * k * c..(ky + 1) * k * c];
-                match src_row(g, oy, ky) {
-                    Some(y) if hi > lo => {
-                        let x0 = ox * g.stride + lo - g.pad_left;
-                        let src = ((b * g.h + y) * g.w + x0) * c;
-                        dst[..lo * c].fill(0.0);
-                        dst[lo * c..hi * c].copy_from_slice(&x[src..src + (hi - lo) * c]);
-                        dst[hi * c..].fill(0.0);
+    for (i, row) in out.chunks_exact_mut(pl).enumerate() {
+        let r = r0 + i;
+        let (b, oy, ox) = (r / hw, (r % hw) / g.wo, r % g.wo);
+        let (lo, hi) = tap_range(g, ox);
+        for ky in 0..k {
+            let dst = &mut row[ky * k * c..(ky + 1) * k * c];
+            match src_row(g, oy, ky) {
+                Some(y) if hi > lo => {
+                    let x0 = ox * g.stride + lo - g.pad_left;
+                    let src = &x[((b * g.h + y) * g.w + x0) * c..][..(hi - lo) * c];
+                    dst[..lo * c].fill(0.0);
+                    match scale {
+                        None => dst[lo * c..hi * c].copy_from_slice(src),
+                        Some(s) => {
+                            let s = &s[r * k * k + ky * k + lo..r * k * k + ky * k + hi];
+                            for ((d, xs), &s) in dst[lo * c..hi * c].chunks_exact_mut(c).zip(src.chunks_exact(c)).zip(s)
+                            {
+                                for (d, &v) in d.iter_mut().zip(xs) {
+                                    *d = s * v;
+                                }
+                            }
+                        }
                     }
-                    _ => dst.fill(0.0),
+                    dst[hi * c..].fill(0.0);
                 }
+                _ => dst.fill(0.0),
             }
         }
-    });
+    }
+}
+
+/// `dx += col2im` of rows `r0..r0 + dcols.len()/k²c` of a patch-matrix gradient, where `dx`
+/// holds the images from `b0` on (every row's image must be in it). Rows are added in order.
+pub(crate) fn col2im_add_rows(g: &Window, dcols: &[f32], r0: usize, b0: usize, dx: &mut [f32]) {
+    let (c, k, pl) = (g.c, g.k, g.patch_len());
+    let hw = g.ho * g.wo;
+    for (i, row) in dcols.chunks_exact(pl).enumerate() {
+        let r = r0 + i;
+        let (b, oy, ox) = (r / hw - b0, (r % hw) / g.wo, r % g.wo);
+        let (lo, hi) = tap_range(g, ox);
+        if hi <= lo {
+            continue;
+        }
+        for ky in 0..k {
+            if let Some(y) = src_row(g, oy, ky) {
+                let x0 = ox * g.stride + lo - g.pad_left;
+                let dst = &mut dx[((b * g.h + y) * g.w + x0) * c..][..(hi - lo) * c];
+                axpy_slice(1.0, &row[(ky * k + lo) * c..(ky * k + hi) * c], dst);
+            }
+        }
+    }
+}
+
+/// See [`nsl_core::Backend::im2col`].
+pub(crate) fn im2col(cpu: &Cpu, g: &Window, x: &[f32], cols: &mut [f32]) {
+    let pl = g.patch_len();
+    let x = &x[..g.input_len()];
+    par::rows_mut(cpu, &mut cols[..g.rows() * pl], pl, g.rows() * pl, |r0, out| im2col_rows(g, x, r0, out, None));
 }
 
 /// See [`nsl_core::Backend::col2im`]. Written as a gather: each input row `(b, y)` sums, in

@@ -25,7 +25,7 @@
 //! `matrixmultiply` is used without its `threading` feature so that all parallelism is
 //! rayon's (inside the backend's own pool) and never nested.
 
-mod kernels;
+pub(crate) mod kernels;
 
 use nsl_core::Gemm;
 use rayon::prelude::*;
@@ -267,31 +267,79 @@ fn for_blocks(len: usize, rmax: usize, mut f: impl FnMut(usize, usize)) {
     }
 }
 
-/// [`takes_small_b`] products: `op(B)` is packed into zero-padded `k × w` panels; tasks of
-/// whole rows of `C` stream `A` in groups of [`GROUP_ROWS`] rows through register tiles that
-/// run over the whole inner dimension (so the result of an element does not depend on the
-/// split).
-fn small_b(cpu: &Cpu, ks: &Kernels, g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
-    let Gemm { m, n, k, batch, alpha, beta, .. } = *g;
-    let pan = panels(n, ks.menu);
-    let npad = pan.last().map_or(0, |p| p.q0 + p.w);
-    let packs = if g.stride_b == 0 { 1 } else { batch };
-    let mut bp = vec![0f32; packs * k * npad];
-    for (bi, dst) in bp.chunks_mut(k * npad).enumerate() {
-        let src = &b[bi * g.stride_b..];
+/// `op(B)` (`k × n`) packed into zero-padded `k × w` panels of the tile widths, for
+/// [`PackedB::times`].
+pub(crate) struct PackedB {
+    pan: Vec<Panel>,
+    k: usize,
+    n: usize,
+    npad: usize,
+    data: Vec<f32>,
+}
+
+impl PackedB {
+    /// Packs `op(B)` from `b` (`k × n` row-major, or `n × k` with `trans`).
+    pub(crate) fn new(ks: &Kernels, b: &[f32], k: usize, n: usize, trans: bool) -> Self {
+        let pan = panels(n, ks.menu);
+        let npad = pan.last().map_or(0, |p| p.q0 + p.w);
+        let mut data = vec![0f32; k * npad];
         for p in &pan {
             let cols = p.w.min(n - p.q0);
-            for (l, row) in dst[k * p.q0..k * (p.q0 + p.w)].chunks_exact_mut(p.w).enumerate() {
-                if g.trans_b {
+            for (l, row) in data[k * p.q0..k * (p.q0 + p.w)].chunks_exact_mut(p.w).enumerate() {
+                if trans {
                     for (w, v) in row[..cols].iter_mut().enumerate() {
-                        *v = src[(p.q0 + w) * k + l];
+                        *v = b[(p.q0 + w) * k + l];
                     }
                 } else {
-                    row[..cols].copy_from_slice(&src[l * n + p.q0..l * n + p.q0 + cols]);
+                    row[..cols].copy_from_slice(&b[l * n + p.q0..l * n + p.q0 + cols]);
                 }
             }
         }
+        PackedB { pan, k, n, npad, data }
     }
+
+    /// `C = alpha·A·op(B) + beta·C` on the calling thread for the `rows` rows of `a` (row
+    /// stride `k`), streamed in groups of [`GROUP_ROWS`] rows past every panel through register
+    /// tiles that run over the whole inner dimension (so an element's result depends on
+    /// neither the rows nor the split).
+    ///
+    /// # Safety
+    /// `c[i·n + j]` for `i < rows`, `j < n` is writable (and readable when `beta ≠ 0`) and
+    /// nothing else accesses it meanwhile.
+    pub(crate) unsafe fn times(&self, ks: &Kernels, a: &[f32], rows: usize, c: *mut f32, alpha: f32, beta: f32) {
+        let (k, n) = (self.k, self.n);
+        assert!(a.len() >= rows * k, "packed product: A has {} elements, needs {}", a.len(), rows * k);
+        debug_assert_eq!(self.data.len(), k * self.npad);
+        for g0 in (0..rows).step_by(GROUP_ROWS) {
+            let g1 = (g0 + GROUP_ROWS).min(rows);
+            for p in &self.pan {
+                let main = ks.nn(p.r, p.w);
+                for_blocks(g1 - g0, p.r, |s, r| {
+                    let i = g0 + s;
+                    let tile = if r == p.r { main } else { ks.nn(r, p.w) };
+                    // SAFETY: rows i..i+r < rows of A hold k values each (asserted above); the
+                    // panel holds k rows of p.w packed values; C rows i..i+r, columns
+                    // q0..q0+cols < n are the caller's.
+                    unsafe {
+                        tile(
+                            k,
+                            Strided { ptr: a.as_ptr().add(i * k), rs: k, cs: 1 },
+                            Rows { ptr: self.data.as_ptr().add(k * p.q0), rs: p.w },
+                            Out { ptr: c.add(i * n + p.q0), ld: n, cols: p.w.min(n - p.q0), alpha, beta },
+                        )
+                    };
+                });
+            }
+        }
+    }
+}
+
+/// [`takes_small_b`] products: `op(B)` is packed once ([`PackedB`]); tasks of whole rows of
+/// `C` stream `A` through it.
+fn small_b(cpu: &Cpu, ks: &Kernels, g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
+    let Gemm { m, n, k, batch, alpha, beta, .. } = *g;
+    let packs = if g.stride_b == 0 { 1 } else { batch };
+    let bp: Vec<PackedB> = (0..packs).map(|bi| PackedB::new(ks, &b[bi * g.stride_b..], k, n, g.trans_b)).collect();
 
     // Tasks: (batch item, block of rows), as many as the matrixmultiply path would make.
     let flops = m * n * k;
@@ -302,112 +350,112 @@ fn small_b(cpu: &Cpu, ks: &Kernels, g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32
     let run = |t: usize| {
         let (bi, ch) = (t / chunks, t % chunks);
         let (i0, i1) = (ch * chunk, ((ch + 1) * chunk).min(m));
-        let ab = &a[bi * g.stride_a..];
-        let bpb = &bp[(bi % packs) * k * npad..];
-        for g0 in (i0..i1).step_by(GROUP_ROWS) {
-            let g1 = (g0 + GROUP_ROWS).min(i1);
-            for p in &pan {
-                let main = ks.nn(p.r, p.w);
-                for_blocks(g1 - g0, p.r, |s, r| {
-                    let i = g0 + s;
-                    let tile = if r == p.r { main } else { ks.nn(r, p.w) };
-                    // SAFETY: rows i..i+r < m of A (length checked by `gemm`: A holds
-                    // `needed(..)` elements, so row i of batch item bi has k elements from
-                    // bi·stride_a + i·k); the panel holds k rows of p.w packed values; C rows
-                    // i..i+r, columns q0..q0+cols < n of batch item bi are in bounds and
-                    // written by this task only (tasks own disjoint rows, or disjoint batch
-                    // items with non-overlapping C unless `schedule` runs them in order).
+        // SAFETY: `gemm` checked that A holds rows i0..i1 of batch item bi and that C holds
+        // its block; tasks own disjoint rows, or disjoint batch items with non-overlapping C
+        // unless `schedule` runs them in order.
+        unsafe {
+            bp[bi % packs].times(
+                ks,
+                &a[bi * g.stride_a + i0 * k..],
+                i1 - i0,
+                cp.get().add(bi * g.stride_c + i0 * n),
+                alpha,
+                beta,
+            )
+        };
+    };
+    schedule(cpu, batch, chunks, flops * batch < PAR_MIN_FLOPS, batch > 1 && g.stride_c < m * n, run);
+}
+
+/// Accumulation of `Σ_l A[l]ᵀ·B[l]` (rows `A[l]` of `m`, `B[l]` of `n` values) into private
+/// copies of `C` (see [`outer`]): vectors along the longer of `m` and `n`, broadcasts from
+/// the other, so a copy is `p × qpad` (`p` the broadcast width, `q` the vector width, padded
+/// to whole panels) and transposed when the vectors run along `m`.
+pub(crate) struct OuterPlan {
+    pan: Vec<Panel>,
+    m: usize,
+    n: usize,
+    a_vec: bool,
+    p: usize,
+    q: usize,
+    qpad: usize,
+    tail_w: usize,
+}
+
+impl OuterPlan {
+    pub(crate) fn new(ks: &Kernels, m: usize, n: usize) -> Self {
+        let a_vec = m >= n;
+        let (p, q) = if a_vec { (n, m) } else { (m, n) };
+        let pan = panels(q, ks.menu);
+        let qpad = pan.last().map_or(0, |p| p.q0 + p.w);
+        let tail_w = pan.last().filter(|pn| pn.q0 + pn.w > q).map_or(0, |pn| pn.w);
+        OuterPlan { pan, m, n, a_vec, p, q, qpad, tail_w }
+    }
+
+    /// Elements of one private copy of `C`.
+    pub(crate) fn part_len(&self) -> usize {
+        self.p * self.qpad
+    }
+
+    /// Scratch [`OuterPlan::accumulate`] needs.
+    pub(crate) fn tail_len(&self) -> usize {
+        OUTER_SUB * self.tail_w
+    }
+
+    /// `part += Σ_{l < len} A[l]ᵀ·B[l]` on the calling thread for `len` rows of `a` (`m` values
+    /// each) and `b` (`n` values each), in steps of [`OUTER_SUB`] rows, `l` ascending.
+    pub(crate) fn accumulate(
+        &self,
+        ks: &Kernels,
+        a: &[f32],
+        b: &[f32],
+        len: usize,
+        part: &mut [f32],
+        tail: &mut [f32],
+    ) {
+        let (p, q, qpad) = (self.p, self.q, self.qpad);
+        // u: rows of p broadcast values; v: rows of q vector values.
+        let (u, v) = if self.a_vec { (b, a) } else { (a, b) };
+        assert!(u.len() >= len * p && v.len() >= len * q && part.len() >= p * qpad, "outer product: short operands");
+        assert!(tail.len() >= self.tail_len(), "outer product: short scratch");
+        for s0 in (0..len).step_by(OUTER_SUB) {
+            let steps = (s0 + OUTER_SUB).min(len) - s0;
+            for pn in &self.pan {
+                let y = if pn.q0 + pn.w <= q {
+                    // SAFETY: rows s0..s0+steps < len of v have q ≥ q0 + w values.
+                    Rows { ptr: unsafe { v.as_ptr().add(s0 * q + pn.q0) }, rs: q }
+                } else {
+                    // The last panel's columns, zero-padded to its width.
+                    let cols = q - pn.q0;
+                    for (l, row) in tail.chunks_exact_mut(pn.w).take(steps).enumerate() {
+                        row[..cols].copy_from_slice(&v[(s0 + l) * q + pn.q0..(s0 + l + 1) * q]);
+                    }
+                    Rows { ptr: tail.as_ptr(), rs: pn.w }
+                };
+                let main = ks.acc(pn.r, pn.w);
+                for_blocks(p, pn.r, |p0, r| {
+                    let tile = if r == pn.r { main } else { ks.acc(r, pn.w) };
+                    // SAFETY: x reads u[(s0 + l)·p + p0 + r] with l < steps, r < p − p0, in
+                    // bounds as s0 + steps ≤ len (asserted); y as above; the tile of `part`
+                    // (rows p0..p0+r < p, columns q0..q0+w ≤ qpad) is in bounds.
                     unsafe {
                         tile(
-                            k,
-                            Strided { ptr: ab.as_ptr().add(i * k), rs: k, cs: 1 },
-                            Rows { ptr: bpb.as_ptr().add(k * p.q0), rs: p.w },
-                            Out {
-                                ptr: cp.get().add(bi * g.stride_c + i * n + p.q0),
-                                ld: n,
-                                cols: p.w.min(n - p.q0),
-                                alpha,
-                                beta,
-                            },
+                            steps,
+                            Strided { ptr: u.as_ptr().add(s0 * p + p0), rs: 1, cs: p },
+                            y,
+                            part.as_mut_ptr().add(p0 * qpad + pn.q0),
+                            qpad,
                         )
                     };
                 });
             }
         }
-    };
-    schedule(cpu, batch, chunks, flops * batch < PAR_MIN_FLOPS, batch > 1 && g.stride_c < m * n, run);
-}
+    }
 
-/// [`takes_outer`] products, `C[i][j] = Σ_l A[l][i]·B[l][j]`: vectors along the longer of the
-/// rows of `A` (`m`) and `B` (`n`), broadcasts from the other. The inner dimension is cut into
-/// chunks (a size-only split), each accumulating its own padded copy of `C` (`p × qpad`, `p`
-/// the broadcast width, `q` the vector width) tile by tile; the copies are then summed in
-/// chunk order and written to `C` with alpha and beta. Batch items run one after the other.
-fn outer(cpu: &Cpu, ks: &Kernels, g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
-    let Gemm { m, n, k, batch, alpha, beta, .. } = *g;
-    let a_vec = m >= n;
-    let (p, q) = if a_vec { (n, m) } else { (m, n) };
-    let pan = panels(q, ks.menu);
-    let qpad = pan.last().map_or(0, |p| p.q0 + p.w);
-    let tail_w = pan.last().filter(|pn| pn.q0 + pn.w > q).map_or(0, |pn| pn.w);
-    let part_len = p * qpad;
-    let tasks = (OUTER_PARTIALS / part_len).clamp(1, TARGET_TASKS);
-    let chunk = k.div_ceil(tasks).max(MIN_TASK_FLOPS.div_ceil(m * n)).next_multiple_of(OUTER_SUB);
-    let chunks = k.div_ceil(chunk);
-    let small = m * n * k < PAR_MIN_FLOPS;
-    let mut parts = vec![0f32; chunks * part_len];
-
-    for bi in 0..batch {
-        let (ab, bb) = (&a[bi * g.stride_a..], &b[bi * g.stride_b..]);
-        // u: k rows of p broadcast values; v: k rows of q vector values.
-        let (u, v) = if a_vec { (bb, ab) } else { (ab, bb) };
-        if bi > 0 {
-            parts.fill(0.0);
-        }
-        let task = |t: usize, part: &mut [f32]| {
-            let (l0, l1) = (t * chunk, ((t + 1) * chunk).min(k));
-            // The last panel's columns, zero-padded to its width, for one sub-chunk.
-            let mut tail = vec![0f32; OUTER_SUB * tail_w];
-            for s0 in (l0..l1).step_by(OUTER_SUB) {
-                let len = (s0 + OUTER_SUB).min(l1) - s0;
-                for pn in &pan {
-                    let y = if pn.q0 + pn.w <= q {
-                        // SAFETY: rows s0..s0+len < k of v have q ≥ q0 + w values.
-                        Rows { ptr: unsafe { v.as_ptr().add(s0 * q + pn.q0) }, rs: q }
-                    } else {
-                        let cols = q - pn.q0;
-                        for (l, row) in tail.chunks_exact_mut(pn.w).take(len).enumerate() {
-                            row[..cols].copy_from_slice(&v[(s0 + l) * q + pn.q0..(s0 + l + 1) * q]);
-                        }
-                        Rows { ptr: tail.as_ptr(), rs: pn.w }
-                    };
-                    let main = ks.acc(pn.r, pn.w);
-                    for_blocks(p, pn.r, |p0, r| {
-                        let tile = if r == pn.r { main } else { ks.acc(r, pn.w) };
-                        // SAFETY: x reads u[(s0 + l)·p + p0 + r] with l < len, r < p − p0, in
-                        // bounds as s0 + len ≤ k; y as above; the tile of `part` (rows
-                        // p0..p0+r < p, columns q0..q0+w ≤ qpad) is in bounds.
-                        unsafe {
-                            tile(
-                                len,
-                                Strided { ptr: u.as_ptr().add(s0 * p + p0), rs: 1, cs: p },
-                                y,
-                                part.as_mut_ptr().add(p0 * qpad + pn.q0),
-                                qpad,
-                            )
-                        };
-                    });
-                }
-            }
-        };
-        if small || chunks == 1 {
-            parts.chunks_mut(part_len).enumerate().for_each(|(t, part)| task(t, part));
-        } else {
-            cpu.install(|| parts.par_chunks_mut(part_len).enumerate().for_each(|(t, part)| task(t, part)));
-        }
-
-        // Sum the copies into the first, in chunk order (elementwise, so any split of the
-        // elements gives the same bits).
+    /// Sums the copies in `parts` into the first, in order (elementwise, so any split of the
+    /// elements gives the same bits), then `C = alpha·sum + beta·C` (`C` is `m × n`).
+    pub(crate) fn finish(&self, cpu: &Cpu, parts: &mut [f32], alpha: f32, beta: f32, c: &mut [f32]) {
+        let part_len = self.part_len();
         let (sum, rest) = parts.split_at_mut(part_len);
         let add = |e0: usize, s: &mut [f32]| {
             for other in rest.chunks_exact(part_len) {
@@ -416,19 +464,50 @@ fn outer(cpu: &Cpu, ks: &Kernels, g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32])
                 }
             }
         };
-        if small || chunks * part_len < crate::par::PAR_MIN {
+        if rest.len() < crate::par::PAR_MIN {
             add(0, sum);
         } else {
             let ch = crate::par::CHUNK;
             cpu.install(|| sum.par_chunks_mut(ch).enumerate().for_each(|(i, s)| add(i * ch, s)));
         }
-
-        let cb = &mut c[bi * g.stride_c..bi * g.stride_c + m * n];
-        for (i, row) in cb.chunks_exact_mut(n).enumerate() {
+        let (n, qpad) = (self.n, self.qpad);
+        for (i, row) in c[..self.m * n].chunks_exact_mut(n).enumerate() {
             for (j, cv) in row.iter_mut().enumerate() {
-                let s = if a_vec { sum[j * qpad + i] } else { sum[i * qpad + j] };
+                let s = if self.a_vec { sum[j * qpad + i] } else { sum[i * qpad + j] };
                 *cv = if beta == 0.0 { alpha * s } else { alpha * s + beta * *cv };
             }
         }
+    }
+}
+
+/// [`takes_outer`] products, `C[i][j] = Σ_l A[l][i]·B[l][j]`: the inner dimension is cut into
+/// chunks (a size-only split), each accumulating its own copy of `C` ([`OuterPlan`]); the
+/// copies are then summed in chunk order. Batch items run one after the other.
+fn outer(cpu: &Cpu, ks: &Kernels, g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
+    let Gemm { m, n, k, batch, alpha, beta, .. } = *g;
+    let plan = OuterPlan::new(ks, m, n);
+    let part_len = plan.part_len();
+    let tasks = (OUTER_PARTIALS / part_len).clamp(1, TARGET_TASKS);
+    let chunk = k.div_ceil(tasks).max(MIN_TASK_FLOPS.div_ceil(m * n)).next_multiple_of(OUTER_SUB);
+    let chunks = k.div_ceil(chunk);
+    let small = m * n * k < PAR_MIN_FLOPS;
+    let mut parts = vec![0f32; chunks * part_len];
+
+    for bi in 0..batch {
+        let (ab, bb) = (&a[bi * g.stride_a..], &b[bi * g.stride_b..]);
+        if bi > 0 {
+            parts.fill(0.0);
+        }
+        let task = |t: usize, part: &mut [f32]| {
+            let (l0, l1) = (t * chunk, ((t + 1) * chunk).min(k));
+            let mut tail = vec![0f32; plan.tail_len()];
+            plan.accumulate(ks, &ab[l0 * m..], &bb[l0 * n..], l1 - l0, part, &mut tail);
+        };
+        if small || chunks == 1 {
+            parts.chunks_mut(part_len).enumerate().for_each(|(t, part)| task(t, part));
+        } else {
+            cpu.install(|| parts.par_chunks_mut(part_len).enumerate().for_each(|(t, part)| task(t, part)));
+        }
+        plan.finish(cpu, &mut parts, alpha, beta, &mut c[bi * g.stride_c..]);
     }
 }

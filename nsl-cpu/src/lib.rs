@@ -3,7 +3,8 @@
 //! The CPU implementation of [`nsl_core::Backend`]: buffers are pooled `f32` vectors
 //! ([`CpuBuf`]); matrix products go through our own register-blocked kernels for the skinny
 //! convolution shapes (`gemm/kernels.rs`) and [`matrixmultiply`]'s packed kernels otherwise,
-//! AVX-512 / AVX2+FMA / SSE2 chosen at run time (no `target-cpu=native` needed); everything
+//! AVX-512 / AVX2+FMA / SSE2 chosen at run time (no `target-cpu=native` needed); convolutions
+//! (`conv2d.rs`) gather patches per tile of rows straight into those kernels; everything
 //! else is plain loops over contiguous slices that LLVM auto-vectorises, parallelised with
 //! [`rayon`].
 //!
@@ -16,6 +17,7 @@
 mod activation;
 mod buffer;
 mod conv;
+mod conv2d;
 mod elementwise;
 mod gemm;
 mod loss;
@@ -26,6 +28,7 @@ mod patch;
 
 use std::sync::Arc;
 
+use nsl_core::backend::{conv2d_backward_unfused, conv2d_unfused};
 use nsl_core::{AdamStep, Backend, BatchNormDims, CrossEntropy, Gemm, Map, SgdStep, Window};
 use rayon::ThreadPool;
 
@@ -190,6 +193,41 @@ impl Backend for Cpu {
     }
     fn col2im(&self, g: &Window, dcols: &CpuBuf, dx: &mut CpuBuf) {
         conv::col2im(self, g, dcols, dx)
+    }
+    fn conv2d(&self, g: &Window, n: usize, x: &CpuBuf, w: &CpuBuf, scale: Option<&CpuBuf>, y: &mut CpuBuf) {
+        match gemm::kernels::mode() {
+            gemm::kernels::Mode::Tiles(ks) => conv2d::conv2d(self, ks, g, n, x, w, scale.map(|s| &s[..]), y),
+            gemm::kernels::Mode::Off => conv2d_unfused(self, g, n, x, w, scale, y),
+        }
+    }
+    fn conv2d_backward(
+        &self,
+        g: &Window,
+        n: usize,
+        x: &CpuBuf,
+        w: &CpuBuf,
+        scale: Option<&CpuBuf>,
+        dy: &CpuBuf,
+        dx: &mut CpuBuf,
+        dw: &mut CpuBuf,
+        dscale: Option<&mut CpuBuf>,
+    ) {
+        match gemm::kernels::mode() {
+            gemm::kernels::Mode::Tiles(ks) => conv2d::conv2d_backward(
+                self,
+                ks,
+                g,
+                n,
+                x,
+                w,
+                scale.map(|s| &s[..]),
+                dy,
+                dx,
+                dw,
+                dscale.map(|d| &mut d[..]),
+            ),
+            gemm::kernels::Mode::Off => conv2d_backward_unfused(self, g, n, x, w, scale, dy, dx, dw, dscale),
+        }
     }
     fn patch_scale(&self, rows: usize, taps: usize, c: usize, cols: &CpuBuf, m: &CpuBuf, out: &mut CpuBuf) {
         patch::patch_scale(self, rows, taps, c, cols, m, out)

@@ -38,6 +38,19 @@ fn pipeline(be: &Cpu) -> Vec<Vec<u32>> {
     be.gemm(&Gemm::new(rows, k, n).tb(), &dy, &w, &mut dcols);
     keep(be.download(&dcols));
 
+    // fused convolution with a patch scale, forward and backward (dW reduced over tasks)
+    let (g, n) = (Window::same(12, 16, 16, 16, 3, 1), 24);
+    let (x, w) = (be.upload(&rand_vec(&mut rng, g.input_len())), be.upload(&rand_vec(&mut rng, g.patch_len() * n)));
+    let (s, dy) = (be.upload(&rand_vec(&mut rng, g.rows() * g.taps())), be.upload(&rand_vec(&mut rng, g.rows() * n)));
+    let mut y = be.zeros(g.rows() * n);
+    be.conv2d(&g, n, &x, &w, Some(&s), &mut y);
+    let (mut dx, mut dw, mut ds) =
+        (be.zeros(g.input_len()), be.zeros(g.patch_len() * n), be.zeros(g.rows() * g.taps()));
+    be.conv2d_backward(&g, n, &x, &w, Some(&s), &dy, &mut dx, &mut dw, Some(&mut ds));
+    for v in [&y, &dx, &dw, &ds] {
+        keep(be.download(v));
+    }
+
     // batch norm train + backward
     let d = BatchNormDims { rows: 20_000, c: 7, eps: 1e-5 };
     let x = be.upload(&rand_vec(&mut rng, 140_000));

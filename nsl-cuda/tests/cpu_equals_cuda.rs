@@ -327,6 +327,30 @@ fn im2col_col2im() {
     });
 }
 
+#[test]
+fn conv2d_scaled_and_backward() {
+    check("conv2d_scaled_and_backward", 32, (window(), 1usize..=12, any::<u64>()), |gpu, cpu, (g, n, seed)| {
+        let mut rng = Rng::new(seed);
+        let x = pair(gpu, cpu, &rand_vec(&mut rng, g.input_len()));
+        let w = pair(gpu, cpu, &rand_vec(&mut rng, g.patch_len() * n));
+        let s = pair(gpu, cpu, &rand_vec(&mut rng, g.rows() * g.taps()));
+        let dy = pair(gpu, cpu, &rand_vec(&mut rng, g.rows() * n));
+        let mut y = Pair { g: gpu.alloc(g.rows() * n), c: cpu.alloc(g.rows() * n) };
+        gpu.conv2d(&g, n, &x.g, &w.g, Some(&s.g), &mut y.g);
+        cpu.conv2d(&g, n, &x.c, &w.c, Some(&s.c), &mut y.c);
+        cmp(&format!("conv2d {g:?}"), gpu, cpu, &y, g.patch_len())?;
+        let mut dx = Pair { g: gpu.alloc(g.input_len()), c: cpu.alloc(g.input_len()) };
+        let mut dw = Pair { g: gpu.zeros(g.patch_len() * n), c: cpu.zeros(g.patch_len() * n) };
+        let mut ds = Pair { g: gpu.alloc(g.rows() * g.taps()), c: cpu.alloc(g.rows() * g.taps()) };
+        gpu.conv2d_backward(&g, n, &x.g, &w.g, Some(&s.g), &dy.g, &mut dx.g, &mut dw.g, Some(&mut ds.g));
+        cpu.conv2d_backward(&g, n, &x.c, &w.c, Some(&s.c), &dy.c, &mut dx.c, &mut dw.c, Some(&mut ds.c));
+        cmp(&format!("conv2d dx {g:?}"), gpu, cpu, &dx, g.k * g.k * n)?;
+        cmp(&format!("conv2d dw {g:?}"), gpu, cpu, &dw, g.rows())?;
+        cmp(&format!("conv2d ds {g:?}"), gpu, cpu, &ds, g.c * n)?;
+        Ok(())
+    });
+}
+
 // ---- patch transforms ---------------------------------------------------------------------------
 
 #[test]

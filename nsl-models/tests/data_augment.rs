@@ -1,7 +1,7 @@
 //! Augmentation and normalisation against hand-computed examples.
 
 use nsl_core::Rng;
-use nsl_models::data::augment::{crop, flip_horizontal, pad_symmetric, Augment, Normalize};
+use nsl_models::data::augment::{centre_crop, crop, flip_horizontal, pad_symmetric, Augment, Normalize};
 use nsl_models::data::Dataset;
 
 #[test]
@@ -104,4 +104,23 @@ fn normalisations() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn crop_flip_takes_a_random_window_and_evaluates_the_centre() {
+    let x: Vec<u8> = (0..16).collect(); // 4×4 grey, value = 4y + x
+    let aug = Augment::CropFlip { size: 2 };
+    assert_eq!(aug.output_shape([4, 4, 1]), Some([2, 2, 1]));
+    assert_eq!(Augment::CropFlip { size: 5 }.output_shape([4, 4, 1]), None);
+    let mut candidates = Vec::new();
+    for (oy, ox) in (0..3).flat_map(|oy| (0..3).map(move |ox| (oy, ox))) {
+        let c = crop(&x, [4, 4, 1], oy, ox, 2, 2);
+        let mut f = c.clone();
+        flip_horizontal(&mut f, [2, 2, 1]);
+        candidates.extend([c, f]);
+    }
+    let outs: Vec<Vec<u8>> = (0..200).map(|s| aug.apply(&x, [4, 4, 1], &mut Rng::new(s))).collect();
+    assert!(outs.iter().all(|o| candidates.contains(o)));
+    assert!(candidates.iter().all(|c| outs.contains(c)), "every window and flip occurs");
+    assert_eq!(centre_crop(&x, [4, 4, 1], 2), [5, 6, 9, 10]);
 }

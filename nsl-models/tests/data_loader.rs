@@ -85,11 +85,11 @@ fn too_few_images_for_a_batch() {
 fn eval_batches_are_in_order_with_the_partial_last_one() {
     let data = indexed(10);
     let norm = Normalize::Centered;
-    let batches: Vec<Batch> = eval_batches(&data, 4, &norm).collect();
+    let batches: Vec<Batch> = eval_batches(&*data, 4, &norm).map(Result::unwrap).collect();
     assert_eq!(batches.iter().map(|b| b.shape[0]).collect::<Vec<_>>(), [4, 4, 2]);
     assert_eq!(batches[2].labels, [1, 2]);
     assert_eq!(batches[2].images, [(8.0 - 127.5) / 128.0, (9.0 - 127.5) / 128.0]);
-    assert_eq!(eval_batches(&data, 5, &norm).len(), 2);
+    assert_eq!(eval_batches(&*data, 5, &norm).len(), 2);
     assert_eq!(
         batches.iter().flat_map(|b| b.labels.clone()).collect::<Vec<_>>(),
         data.labels.iter().map(|&l| usize::from(l)).collect::<Vec<_>>()

@@ -134,16 +134,16 @@ fn folded_static_network_has_identical_accuracy() {
     let mut net = build_network(&be, &cfg, 10, 32, &mut Rng::new(0)).unwrap();
     checkpoint::load(&be, &dir.join("checkpoint.safetensors"), &mut net, None).unwrap();
     let norm = nsl_models::data::augment::Normalize::Raw;
-    let before = nsl_models::train::evaluate(&be, &mut net, &test, &norm, 16);
+    let before = nsl_models::train::evaluate(&be, &mut net, &test, &norm, 16).unwrap();
     net.fold(&be).unwrap();
-    let after = nsl_models::train::evaluate(&be, &mut net, &test, &norm, 16);
+    let after = nsl_models::train::evaluate(&be, &mut net, &test, &norm, 16).unwrap();
     assert_eq!(before, after);
     // and the folded network is a plain CNN: it loads into one
     let path = dir.join("folded.safetensors");
     checkpoint::save(&be, &path, &mut net, None, &checkpoint::Meta::default()).unwrap();
     let mut plain = build_network(&be, &tiny("conv"), 10, 32, &mut Rng::new(5)).unwrap();
     checkpoint::load(&be, &path, &mut plain, None).unwrap();
-    assert_eq!(nsl_models::train::evaluate(&be, &mut plain, &test, &norm, 16), before);
+    assert_eq!(nsl_models::train::evaluate(&be, &mut plain, &test, &norm, 16).unwrap(), before);
 }
 
 #[test]
@@ -163,6 +163,7 @@ fn debiased_evaluation_restores_the_shadows() {
     let mut net = build_network(&be, &cfg, 10, 32, &mut Rng::new(0)).unwrap();
     let batch = nsl_models::data::loader::eval_batches(&train_set, 32, &nsl_models::data::augment::Normalize::Raw)
         .next()
+        .unwrap()
         .unwrap();
     let x = nsl_core::Tensor::from_vec(&be, &batch.shape, &batch.images);
     net.forward(&be, &x, Mode::Train); // one EMA update: shadows hold 0.1% of the batch statistics
@@ -173,8 +174,8 @@ fn debiased_evaluation_restores_the_shadows() {
     };
     let before = snapshot(&mut net);
     let norm = nsl_models::data::augment::Normalize::Raw;
-    let raw = nsl_models::train::evaluate(&be, &mut net, &test, &norm, 16);
-    let debiased = nsl_models::train::evaluate_debiased(&be, &mut net, &test, &norm, 16, true);
+    let raw = nsl_models::train::evaluate(&be, &mut net, &test, &norm, 16).unwrap();
+    let debiased = nsl_models::train::evaluate_debiased(&be, &mut net, &test, &norm, 16, true).unwrap();
     assert_eq!(before, snapshot(&mut net), "evaluation must leave every tensor as it was");
     let counts: Vec<f32> = {
         let mut c = vec![];

@@ -32,7 +32,9 @@ enum Command {
         /// paper: the spec's exact settings on real data from --data.
         #[arg(long, default_value = "smoke")]
         scale: String,
-        /// Data root for --scale paper (cifar-10/ and cifar-100/ from `cargo xtask fetch-data`).
+        /// Data root for --scale paper: cifar-10/ and cifar-100/ (`cargo xtask fetch-data`),
+        /// imagenet/{train,val}/<wnid>/*.JPEG (Table 5) and mini-imagenet/{train,val,test}.csv with
+        /// mini-imagenet/images/ (Table 6); a missing file is reported with how to get it.
         #[arg(long, default_value = "data")]
         data: PathBuf,
         /// Output folder (runs/, plots/, report.md).

@@ -1,6 +1,9 @@
-use super::{patches_times_kernel, patches_times_kernel_backward, unfold, unfold_backward, Similarity};
+use super::{
+    conv_scaled, conv_scaled_backward, patches_times_kernel, patches_times_kernel_backward, unfold, unfold_backward,
+    Similarity,
+};
 use crate::nn::{Cache, Layer, Mode};
-use crate::{Backend, Param, Tensor, Window};
+use crate::{Backend, Map, Param, Tensor, Window};
 
 /// Which structure the predicted similarity has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,8 +19,8 @@ pub enum DynamicKind {
 ///
 /// `y[p,o] = Σ_c w_cᵀ M_p x_{p,c}`,
 ///
-/// computed as im2col, the patch transform `x̃_p[:,c] = M_p x_p[:,c]` (a per-row scale for DNS),
-/// then one GEMM with `w`. The predictor is any [`Layer`] from `[B,H,W,C_in]` to
+/// For DNS (`M_p = diag(s_p)`) one fused [`Backend::conv2d`] with the patch scale `s`; for UNS
+/// im2col, the patch transform `x̃_p[:,c] = M_p x_p[:,c]`, then one GEMM with `w`. The predictor is any [`Layer`] from `[B,H,W,C_in]` to
 /// `[B,H,W,k²]` (DNS) or `[B,H,W,k⁴]` (UNS); see [`crate::similarity::predictor`].
 /// Requires stride 1 and SAME padding (one prediction per input pixel).
 pub struct Dynamic<B: Backend> {
@@ -29,12 +32,11 @@ pub struct Dynamic<B: Backend> {
     cache: Cache<DynCache<B>>,
 }
 
-struct DynCache<B: Backend> {
-    g: Window,
-    cols: Tensor<B>,
-    m: Tensor<B>,
-    xt: Tensor<B>,
-    w: Tensor<B>,
+enum DynCache<B: Backend> {
+    /// DNS: the input and the patch scale `s = m (+ 1)`.
+    Scaled { g: Window, x: Tensor<B>, s: Tensor<B>, w: Tensor<B> },
+    /// UNS: the patches, the prediction and the transformed patches.
+    Patches { g: Window, cols: Tensor<B>, m: Tensor<B>, xt: Tensor<B>, w: Tensor<B> },
 }
 
 impl<B: Backend> Dynamic<B> {
@@ -56,14 +58,60 @@ impl<B: Backend> Dynamic<B> {
             DynamicKind::Unconstrained => taps * taps,
         }
     }
-    /// `x̃ = M x` per row (without the residual).
-    fn transform(&self, be: &B, g: &Window, cols: &Tensor<B>, m: &Tensor<B>) -> Tensor<B> {
-        let mut xt = cols.empty_like(be);
-        match self.kind {
-            DynamicKind::Diagonal => be.patch_scale(g.rows(), g.taps(), g.c, cols.buf(), m.buf(), xt.buf_mut()),
-            DynamicKind::Unconstrained => be.patch_matmul(g.rows(), g.taps(), g.c, cols.buf(), m.buf(), xt.buf_mut()),
+    /// DNS forward: `y = (s ⊙ im2col(x))·w` with `s = m + 1` (identity residual) or `m`.
+    fn forward_dns(&mut self, be: &B, g: &Window, x: &Tensor<B>, w: &Tensor<B>, m: Tensor<B>, mode: Mode) -> Tensor<B> {
+        let s = if self.identity_residual {
+            let mut s = m.empty_like(be);
+            be.map(Map::Affine(1.0, 1.0), m.buf(), s.buf_mut()); // diag(m) + I = diag(m + 1)
+            s
+        } else {
+            m
+        };
+        let y = conv_scaled(be, g, x, w, Some(&s));
+        if mode == Mode::Train {
+            self.cache.push(DynCache::Scaled { g: *g, x: x.clone(), s, w: w.clone() });
         }
-        xt
+        y
+    }
+    /// UNS forward: `x̃ = M x (+ x)` per row, then `y = x̃·w`.
+    fn forward_uns(&mut self, be: &B, g: &Window, x: &Tensor<B>, w: &Tensor<B>, m: Tensor<B>, mode: Mode) -> Tensor<B> {
+        let cols = unfold(be, g, x);
+        let mut xt = cols.empty_like(be);
+        be.patch_matmul(g.rows(), g.taps(), g.c, cols.buf(), m.buf(), xt.buf_mut());
+        if self.identity_residual {
+            be.axpy(1.0, cols.buf(), xt.buf_mut()); // (M + I) x = M x + x
+        }
+        let y = patches_times_kernel(be, &xt, w);
+        if mode == Mode::Train {
+            self.cache.push(DynCache::Patches { g: *g, cols, m, xt, w: w.clone() });
+        }
+        y
+    }
+    /// UNS backward: `∂L/∂x` through the patches (without the predictor's share) and `∂L/∂M`.
+    fn backward_uns(
+        &self,
+        be: &B,
+        (g, cols, m, xt, w): (Window, Tensor<B>, Tensor<B>, Tensor<B>, Tensor<B>),
+        dy: &Tensor<B>,
+        dw: &mut Tensor<B>,
+    ) -> (Tensor<B>, Tensor<B>) {
+        let dxt = patches_times_kernel_backward(be, &xt, &w, dy, dw);
+        let mut dcols = cols.empty_like(be);
+        let mut dm = m.empty_like(be);
+        be.patch_matmul_backward(
+            g.rows(),
+            g.taps(),
+            g.c,
+            cols.buf(),
+            m.buf(),
+            dxt.buf(),
+            dcols.buf_mut(),
+            dm.buf_mut(),
+        );
+        if self.identity_residual {
+            be.axpy(1.0, dxt.buf(), dcols.buf_mut());
+        }
+        (unfold_backward(be, &g, &dcols), dm)
     }
 }
 
@@ -80,7 +128,6 @@ impl<B: Backend> Similarity<B> for Dynamic<B> {
             g.stride == 1 && g.ho == g.h && g.wo == g.w,
             "dynamic similarity needs a stride-1 SAME convolution (one prediction per pixel), got {g:?}"
         );
-        let cols = unfold(be, g, x);
         let m = self.predictor.forward(be, x, mode);
         let per = Self::outputs_per_position(self.kind, g.taps());
         assert_eq!(
@@ -90,34 +137,19 @@ impl<B: Backend> Similarity<B> for Dynamic<B> {
             self.predictor.name(),
             m.shape()
         );
-        let mut xt = self.transform(be, g, &cols, &m);
-        if self.identity_residual {
-            be.axpy(1.0, cols.buf(), xt.buf_mut()); // (M + I) x = M x + x
+        match self.kind {
+            DynamicKind::Diagonal => self.forward_dns(be, g, x, w, m, mode),
+            DynamicKind::Unconstrained => self.forward_uns(be, g, x, w, m, mode),
         }
-        let y = patches_times_kernel(be, &xt, w);
-        if mode == Mode::Train {
-            self.cache.push(DynCache { g: *g, cols, m, xt, w: w.clone() });
-        }
-        y
     }
     fn backward(&mut self, be: &B, dy: &Tensor<B>, dw: &mut Tensor<B>) -> Tensor<B> {
-        let DynCache { g, cols, m, xt, w } = self.cache.pop("dynamic similarity");
-        let dxt = patches_times_kernel_backward(be, &xt, &w, dy, dw);
-        let mut dcols = cols.empty_like(be);
-        let mut dm = m.empty_like(be);
-        let (rows, taps) = (g.rows(), g.taps());
-        match self.kind {
-            DynamicKind::Diagonal => {
-                be.patch_scale_backward(rows, taps, g.c, cols.buf(), m.buf(), dxt.buf(), dcols.buf_mut(), dm.buf_mut())
+        let (mut dx, dm) = match self.cache.pop("dynamic similarity") {
+            DynCache::Scaled { g, x, s, w } => {
+                let (dx, ds) = conv_scaled_backward(be, &g, &x, &w, Some(&s), dy, dw);
+                (dx, ds.expect("a scaled convolution returns ds")) // ∂s/∂m = 1
             }
-            DynamicKind::Unconstrained => {
-                be.patch_matmul_backward(rows, taps, g.c, cols.buf(), m.buf(), dxt.buf(), dcols.buf_mut(), dm.buf_mut())
-            }
-        }
-        if self.identity_residual {
-            be.axpy(1.0, dxt.buf(), dcols.buf_mut());
-        }
-        let mut dx = unfold_backward(be, &g, &dcols);
+            DynCache::Patches { g, cols, m, xt, w } => self.backward_uns(be, (g, cols, m, xt, w), dy, dw),
+        };
         let dx_pred = self.predictor.backward(be, &dm);
         be.axpy(1.0, dx_pred.buf(), dx.buf_mut());
         dx

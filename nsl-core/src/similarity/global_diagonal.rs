@@ -15,7 +15,8 @@ pub struct GlobalDiagonal<B: Backend> {
 struct GCache<B: Backend> {
     g: Window,
     x: Tensor<B>,
-    cols: Tensor<B>,
+    /// `x` with the mask applied (the convolution's input).
+    xm: Tensor<B>,
     w: Tensor<B>,
     tiled: Tensor<B>,
 }
@@ -52,16 +53,16 @@ impl<B: Backend> Similarity<B> for GlobalDiagonal<B> {
         let tiled = self.tiled(be, g.batch);
         let mut xm = x.empty_like(be);
         be.mul_rows(x.buf(), tiled.buf(), g.batch * g.h * g.w, g.c, xm.buf_mut());
-        let (cols, y) = conv(be, g, &xm, w);
+        let y = conv(be, g, &xm, w);
         if mode == Mode::Train {
-            self.cache.push(GCache { g: *g, x: x.clone(), cols, w: w.clone(), tiled });
+            self.cache.push(GCache { g: *g, x: x.clone(), xm, w: w.clone(), tiled });
         }
         y
     }
     fn backward(&mut self, be: &B, dy: &Tensor<B>, dw: &mut Tensor<B>) -> Tensor<B> {
-        let GCache { g, x, cols, w, tiled } = self.cache.pop("global DNS");
+        let GCache { g, x, xm, w, tiled } = self.cache.pop("global DNS");
         let pixels = g.batch * g.h * g.w;
-        let dxm = conv_backward(be, &g, &cols, &w, dy, dw);
+        let dxm = conv_backward(be, &g, &xm, &w, dy, dw);
         let mut dx = x.empty_like(be);
         be.mul_rows(dxm.buf(), tiled.buf(), pixels, g.c, dx.buf_mut());
         let mut per_pixel = be.zeros(pixels);

@@ -28,15 +28,15 @@ impl<B: Backend> Similarity<B> for InnerProduct<B> {
         "conv".into()
     }
     fn forward(&mut self, be: &B, g: &Window, x: &Tensor<B>, w: &Tensor<B>, mode: Mode) -> Tensor<B> {
-        let (cols, y) = conv(be, g, x, w);
+        let y = conv(be, g, x, w);
         if mode == Mode::Train {
-            self.cache.push((*g, cols, w.clone()));
+            self.cache.push((*g, x.clone(), w.clone()));
         }
         y
     }
     fn backward(&mut self, be: &B, dy: &Tensor<B>, dw: &mut Tensor<B>) -> Tensor<B> {
-        let (g, cols, w) = self.cache.pop("conv");
-        conv_backward(be, &g, &cols, &w, dy, dw)
+        let (g, x, w) = self.cache.pop("conv");
+        conv_backward(be, &g, &x, &w, dy, dw)
     }
     fn fold(&self, be: &B, w: &Tensor<B>) -> Option<Tensor<B>> {
         Some(w.duplicate(be))

@@ -117,22 +117,67 @@ pub fn patches_times_kernel_backward<B: Backend>(
     dcols
 }
 
-/// Plain convolution `y = im2col(x)·w`, returning the patches for the backward pass.
-pub fn conv<B: Backend>(be: &B, g: &Window, x: &Tensor<B>, w: &Tensor<B>) -> (Tensor<B>, Tensor<B>) {
-    let cols = unfold(be, g, x);
-    let y = patches_times_kernel(be, &cols, w);
-    (cols, y)
+/// Plain convolution `y = im2col(x)·w` ([`Backend::conv2d`]), `[rows, C_out]`.
+pub fn conv<B: Backend>(be: &B, g: &Window, x: &Tensor<B>, w: &Tensor<B>) -> Tensor<B> {
+    conv_scaled(be, g, x, w, None)
 }
 
-/// Backward of [`conv`]: `dw += colsᵀ·dy`, returns `dx = col2im(dy·wᵀ)`.
+/// Backward of [`conv`]: `dw += im2col(x)ᵀ·dy`, returns `dx = col2im(dy·wᵀ)`.
 pub fn conv_backward<B: Backend>(
     be: &B,
     g: &Window,
-    cols: &Tensor<B>,
+    x: &Tensor<B>,
     w: &Tensor<B>,
     dy: &Tensor<B>,
     dw: &mut Tensor<B>,
 ) -> Tensor<B> {
-    let dcols = patches_times_kernel_backward(be, cols, w, dy, dw);
-    unfold_backward(be, g, &dcols)
+    conv_scaled_backward(be, g, x, w, None, dy, dw).0
+}
+
+/// Convolution of patches scaled per position and tap, `y = (s ⊙ im2col(x))·w` (the dynamic
+/// DNS transform, [`Backend::conv2d`]); `s` is `[rows, k²]`.
+pub fn conv_scaled<B: Backend>(be: &B, g: &Window, x: &Tensor<B>, w: &Tensor<B>, s: Option<&Tensor<B>>) -> Tensor<B> {
+    assert_eq!(x.numel(), g.input_len(), "input {:?} does not match window {g:?}", x.shape());
+    assert_eq!(
+        w.shape()[0],
+        g.patch_len(),
+        "kernel {:?} does not match patches of length {}",
+        w.shape(),
+        g.patch_len()
+    );
+    if let Some(s) = s {
+        assert_eq!(s.numel(), g.rows() * g.taps(), "patch scale {:?} is not rows × taps", s.shape());
+    }
+    let n = w.shape()[1];
+    let mut y = Tensor::empty(be, &[g.rows(), n]);
+    be.conv2d(g, n, x.buf(), w.buf(), s.map(|s| s.buf()), y.buf_mut());
+    y
+}
+
+/// Backward of [`conv_scaled`]: `dw += (s ⊙ P)ᵀ·dy`; returns `dx = col2im(s ⊙ dy·wᵀ)` and, with
+/// a scale, `ds[r,t] = Σ_c P[r,t,c]·(dy·wᵀ)[r,t,c]` (`P = im2col(x)`).
+pub fn conv_scaled_backward<B: Backend>(
+    be: &B,
+    g: &Window,
+    x: &Tensor<B>,
+    w: &Tensor<B>,
+    s: Option<&Tensor<B>>,
+    dy: &Tensor<B>,
+    dw: &mut Tensor<B>,
+) -> (Tensor<B>, Option<Tensor<B>>) {
+    let n = w.shape()[1];
+    let mut dx = Tensor::empty(be, &[g.batch, g.h, g.w, g.c]);
+    let mut ds = s.map(|s| s.empty_like(be));
+    be.conv2d_backward(
+        g,
+        n,
+        x.buf(),
+        w.buf(),
+        s.map(|s| s.buf()),
+        dy.buf(),
+        dx.buf_mut(),
+        dw.buf_mut(),
+        ds.as_mut().map(|d| d.buf_mut()),
+    );
+    (dx, ds)
 }

@@ -16,7 +16,6 @@ pub struct Sphere<B: Backend> {
 struct SphereCache<B: Backend> {
     g: Window,
     x: Tensor<B>,
-    cols: Tensor<B>,
     w: Tensor<B>,
     out: Tensor<B>,
     nx: Tensor<B>,
@@ -47,7 +46,7 @@ impl<B: Backend> Similarity<B> for Sphere<B> {
     }
     fn forward(&mut self, be: &B, g: &Window, x: &Tensor<B>, w: &Tensor<B>, mode: Mode) -> Tensor<B> {
         let (rows, o) = (g.rows(), w.shape()[1]);
-        let (cols, y) = conv(be, g, x, w);
+        let y = conv(be, g, x, w);
         let mut nx = Tensor::zeros(be, &[rows]);
         be.window_norm(g, x.buf(), self.eps, nx.buf_mut());
         let inv_nx = recip(be, &nx);
@@ -65,21 +64,12 @@ impl<B: Backend> Similarity<B> for Sphere<B> {
             inv
         });
         if mode == Mode::Train {
-            self.cache.push(SphereCache {
-                g: *g,
-                x: x.clone(),
-                cols,
-                w: w.clone(),
-                out: out.clone(),
-                nx,
-                inv_nx,
-                inv_nw,
-            });
+            self.cache.push(SphereCache { g: *g, x: x.clone(), w: w.clone(), out: out.clone(), nx, inv_nx, inv_nw });
         }
         out
     }
     fn backward(&mut self, be: &B, dout: &Tensor<B>, dw: &mut Tensor<B>) -> Tensor<B> {
-        let SphereCache { g, x, cols, w, out, nx, inv_nx, inv_nw } = self.cache.pop("sphere conv");
+        let SphereCache { g, x, w, out, nx, inv_nx, inv_nw } = self.cache.pop("sphere conv");
         let (rows, o) = (g.rows(), w.shape()[1]);
         // ∂out/∂‖x_r‖ = −out/‖x_r‖  →  d‖x_r‖ = −Σ_o dout·out / ‖x_r‖
         let mut t = Tensor::zeros(be, &[rows]);
@@ -106,7 +96,7 @@ impl<B: Backend> Similarity<B> for Sphere<B> {
             be.mul_cols(w.buf(), coef2.buf(), w.shape()[0], o, dw_norm.buf_mut());
             be.axpy(1.0, dw_norm.buf(), dw.buf_mut());
         }
-        let mut dx = conv_backward(be, &g, &cols, &w, &dy, dw);
+        let mut dx = conv_backward(be, &g, &x, &w, &dy, dw);
         be.window_norm_backward(&g, x.buf(), nx.buf(), dnx.buf(), dx.buf_mut());
         dx
     }

@@ -36,7 +36,7 @@ pub struct Static<B: Backend, P: SimilarityMatrix> {
 
 struct StaticCache<B: Backend> {
     g: Window,
-    cols: Tensor<B>,
+    x: Tensor<B>,
     w: Tensor<B>,
     w_eff: Tensor<B>,
     m: Tensor<B>,
@@ -78,18 +78,18 @@ impl<B: Backend, P: SimilarityMatrix> Similarity<B> for Static<B, P> {
         assert_eq!(g.taps(), self.taps, "similarity built for {} taps used on a {}x{} window", self.taps, g.k, g.k);
         let m = self.current_matrix(be);
         let w_eff = self.effective_kernel(be, &m, w);
-        let (cols, y) = conv(be, g, x, &w_eff);
+        let y = conv(be, g, x, &w_eff);
         if mode == Mode::Train {
-            self.cache.push(StaticCache { g: *g, cols, w: w.clone(), w_eff, m });
+            self.cache.push(StaticCache { g: *g, x: x.clone(), w: w.clone(), w_eff, m });
         }
         y
     }
     fn backward(&mut self, be: &B, dy: &Tensor<B>, dw: &mut Tensor<B>) -> Tensor<B> {
-        let StaticCache { g, cols, w, w_eff, m } = self.cache.pop("static similarity");
+        let StaticCache { g, x, w, w_eff, m } = self.cache.pop("static similarity");
         let n = self.taps;
         let rest = w.numel() / n;
         let mut dw_eff = w.zeros_like(be);
-        let dx = conv_backward(be, &g, &cols, &w_eff, dy, &mut dw_eff);
+        let dx = conv_backward(be, &g, &x, &w_eff, dy, &mut dw_eff);
         // dW += M_s · dŵ
         be.gemm(&Gemm::new(n, rest, n).accumulate(), m.buf(), dw_eff.buf(), dw.buf_mut());
         // dM_s = W · dŵᵀ  → dθ

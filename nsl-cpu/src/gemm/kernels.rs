@@ -303,7 +303,7 @@ isa_module!(avx2, feature: "avx2,fma");
 isa_module!(portable);
 
 /// The tile functions compiled for one instruction set.
-pub(super) struct Kernels {
+pub(crate) struct Kernels {
     pub name: &'static str,
     /// Tile widths `W` (ascending) with the row count `R` of their main tile. Tiles of 4, 2
     /// and 1 rows (those below `R`) exist too, for the last rows.
@@ -314,11 +314,11 @@ pub(super) struct Kernels {
 
 impl Kernels {
     /// The `r × w` tile (`w` from `menu`, `r` its main row count or 4, 2, 1).
-    pub fn nn(&self, r: usize, w: usize) -> NnFn {
+    pub(super) fn nn(&self, r: usize, w: usize) -> NnFn {
         (self.nn)(r, w).unwrap_or_else(|| panic!("gemm: no {} tile {r}x{w}", self.name))
     }
     /// The accumulating `r × w` tile.
-    pub fn acc(&self, r: usize, w: usize) -> AccFn {
+    pub(super) fn acc(&self, r: usize, w: usize) -> AccFn {
         (self.acc)(r, w).unwrap_or_else(|| panic!("gemm: no {} tile {r}x{w}", self.name))
     }
 }
@@ -365,7 +365,7 @@ static PORTABLE: Kernels = kernels!("portable", portable, menu: &[(4, 8), (8, 4)
 ]);
 
 /// What the skinny-product paths of [`super::gemm`] run on.
-pub(super) enum Mode {
+pub(crate) enum Mode {
     /// Tiles for the detected (or requested) instruction set.
     Tiles(&'static Kernels),
     /// Fast paths off: every product goes to matrixmultiply.
@@ -376,7 +376,7 @@ pub(super) enum Mode {
 /// paths turned off) with `NSL_CPU_GEMM` = `avx512` | `avx2` | `portable` | `matrixmultiply`,
 /// for tests and benchmarks. A request above what the CPU supports falls back to the best
 /// supported set.
-pub(super) fn mode() -> &'static Mode {
+pub(crate) fn mode() -> &'static Mode {
     static MODE: OnceLock<Mode> = OnceLock::new();
     MODE.get_or_init(|| {
         let want = std::env::var("NSL_CPU_GEMM").unwrap_or_default();

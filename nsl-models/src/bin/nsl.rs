@@ -9,7 +9,9 @@ use nsl_core::Rng;
 use nsl_cpu::Cpu;
 use nsl_models::checkpoint::{self, Meta};
 use nsl_models::nets::SimilarityChoice;
-use nsl_models::train::{build_network, evaluate, load_data, train, RunConfig, RunOptions, TrainError};
+use nsl_models::train::{
+    build_network, evaluate, load_sources, parse_normalize, train, RunConfig, RunOptions, Source, TrainError,
+};
 
 #[derive(Parser)]
 #[command(name = "nsl", version, about = "Neural similarity learning (Liu et al., NeurIPS 2019) in Rust")]
@@ -71,10 +73,10 @@ struct TrainArgs {
     /// Scale every layer width (1.0 = the paper's networks).
     #[arg(long)]
     width: Option<f32>,
-    /// synthetic (embedded, 10 classes, no download) | synthetic100 | cifar10 | cifar100.
+    /// synthetic (embedded, 10 classes, no download) | synthetic100 | cifar10 | cifar100 | imagenet.
     #[arg(long)]
     dataset: Option<String>,
-    /// Folder with cifar-10/ and cifar-100/ (see `cargo xtask fetch-data`).
+    /// Folder with cifar-10/ and cifar-100/ (see `cargo xtask fetch-data`) and imagenet/{train,val}/<wnid>/.
     #[arg(long)]
     data_dir: Option<String>,
     /// Training iterations (code: 42500).
@@ -94,10 +96,10 @@ struct TrainArgs {
     /// Use the paper's schedule (÷10 at 34K and 54K, stop at 64K) instead of the code's.
     #[arg(long)]
     paper_schedule: bool,
-    /// pad-crop-flip | flip | none.
+    /// pad-crop-flip | flip | crop-flip (ImageNet: random 224 crop of the 256×256 image, flip) | none.
     #[arg(long)]
     augment: Option<String>,
-    /// raw (0..255, NSL code) | centered ((x-127.5)/128, SphereNet code).
+    /// raw (0..255, NSL code) | centered ((x-127.5)/128, SphereNet code) | imagenet-mean (minus the channel mean).
     #[arg(long)]
     normalize: Option<String>,
     /// Evaluate on the test set every N iterations.
@@ -186,16 +188,17 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Eval { checkpoint, data_dir } => {
             let (cfg, mut net, test, _) = restore(&be, &checkpoint, data_dir)?;
-            let acc = evaluate(&be, &mut net, &test, &normalize_of(&cfg)?, cfg.eval_batch);
+            let acc =
+                evaluate(&be, &mut net, &*test, &normalize_of(&cfg)?, cfg.eval_batch).map_err(|e| e.to_string())?;
             println!("{}: test accuracy {:.2}% on {} images", checkpoint.display(), 100.0 * acc, test.len());
             Ok(())
         }
         Command::Fold { checkpoint, out } => {
             let (cfg, mut net, test, meta) = restore(&be, &checkpoint, None)?;
             let norm = normalize_of(&cfg)?;
-            let before = evaluate(&be, &mut net, &test, &norm, cfg.eval_batch);
+            let before = evaluate(&be, &mut net, &*test, &norm, cfg.eval_batch).map_err(|e| e.to_string())?;
             net.fold(&be).map_err(|e| format!("{}: cannot fold: {e}", checkpoint.display()))?;
-            let after = evaluate(&be, &mut net, &test, &norm, cfg.eval_batch);
+            let after = evaluate(&be, &mut net, &*test, &norm, cfg.eval_batch).map_err(|e| e.to_string())?;
             let plain = RunConfig { similarity: SimilarityChoice::Conv.to_string(), ..cfg };
             let mut meta = Meta { step: meta.step, extra: meta.extra };
             meta.extra.insert("config".into(), plain.to_toml());
@@ -215,15 +218,10 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn normalize_of(cfg: &RunConfig) -> Result<nsl_models::data::augment::Normalize, String> {
-    use nsl_models::data::augment::Normalize;
-    match cfg.normalize.as_str() {
-        "raw" => Ok(Normalize::Raw),
-        "centered" => Ok(Normalize::Centered),
-        o => Err(format!("unknown normalize `{o}`")),
-    }
+    parse_normalize(&cfg.normalize).map_err(|e| e.to_string())
 }
 
-type Restored = (RunConfig, nsl_models::nets::Network<Cpu>, nsl_models::data::Dataset, Meta);
+type Restored = (RunConfig, nsl_models::nets::Network<Cpu>, Source, Meta);
 
 /// Rebuild a run's network from the config inside its checkpoint and load the weights.
 fn restore(be: &Cpu, path: &PathBuf, data_dir: Option<String>) -> Result<Restored, String> {
@@ -237,8 +235,8 @@ fn restore(be: &Cpu, path: &PathBuf, data_dir: Option<String>) -> Result<Restore
     if let Some(d) = data_dir {
         cfg.data_dir = d;
     }
-    let (train_set, test) = load_data(&cfg).map_err(|e| e.to_string())?;
-    let mut net = build_network(be, &cfg, train_set.classes, train_set.shape[0], &mut Rng::new(cfg.seed))
+    let (train_set, test) = load_sources(&cfg).map_err(|e| e.to_string())?;
+    let mut net = build_network(be, &cfg, train_set.classes(), train_set.shape()[0], &mut Rng::new(cfg.seed))
         .map_err(|e| e.to_string())?;
     let meta = checkpoint::load(be, path, &mut net, None).map_err(|e| e.to_string())?;
     Ok((cfg, net, test, meta))

@@ -5,6 +5,9 @@
 //!   `padded[-1] = x[0]`, `padded[-2] = x[1]`, …, `padded[h] = x[h-1]`), take a uniformly random
 //!   `h×w` crop at offsets `(oy, ox) ∈ {0..=2p}²`, then flip horizontally with probability ½.
 //! * [`Augment::Flip`] (the "mild" augmentation of the self-attention runs, spec §7).
+//! * [`Augment::CropFlip`] (ImageNet training, spec §5.5): a uniformly random `size×size` window
+//!   at offsets `(oy, ox) ∈ {0..=h−size} × {0..=w−size}` of the (resized, larger) image, then a
+//!   flip with probability ½. Its test-time counterpart is [`centre_crop`].
 //! * [`Augment::None`] (test).
 //!
 //! All randomness comes from the [`Rng`] passed in, so a seed fixes the augmentation.
@@ -25,28 +28,59 @@ pub enum Augment {
         /// Pixels padded on each side (4 in the reference code).
         pad: usize,
     },
+    /// A random `size×size` crop, then a random flip; the output is `size×size`.
+    CropFlip {
+        /// Side of the crop (224 on ImageNet).
+        size: usize,
+    },
 }
 
 impl Augment {
     /// The CIFAR training augmentation of the reference code: pad 4, crop, flip.
     pub const CIFAR: Augment = Augment::PadCropFlip { pad: 4 };
+    /// The ImageNet training augmentation (spec §5.5): a random 224 crop of the 256×256 image, flip.
+    pub const IMAGENET: Augment = Augment::CropFlip { size: 224 };
+
+    /// The shape of what [`Augment::apply`] makes of an image of `shape`, or `None` if the crop
+    /// does not fit in it.
+    pub fn output_shape(&self, shape: [usize; 3]) -> Option<[usize; 3]> {
+        let [h, w, c] = shape;
+        match *self {
+            Augment::CropFlip { size } if size > h.min(w) => None,
+            Augment::CropFlip { size } => Some([size, size, c]),
+            _ => Some(shape),
+        }
+    }
 
     /// Augment one HWC image of `shape`, drawing `(oy, ox)` and then the flip from `rng`.
+    ///
+    /// # Panics
+    /// If [`Augment::output_shape`] is `None`.
     pub fn apply(&self, image: &[u8], shape: [usize; 3], rng: &mut Rng) -> Vec<u8> {
         let [h, w, c] = shape;
-        let mut out = match *self {
-            Augment::None | Augment::Flip => image.to_vec(),
+        let (mut out, out_shape) = match *self {
+            Augment::None | Augment::Flip => (image.to_vec(), shape),
             Augment::PadCropFlip { pad } => {
                 let padded = pad_symmetric(image, shape, pad);
                 let (oy, ox) = (rng.below(2 * pad + 1), rng.below(2 * pad + 1));
-                crop(&padded, [h + 2 * pad, w + 2 * pad, c], oy, ox, h, w)
+                (crop(&padded, [h + 2 * pad, w + 2 * pad, c], oy, ox, h, w), shape)
+            }
+            Augment::CropFlip { size } => {
+                let (oy, ox) = (rng.below(h + 1 - size), rng.below(w + 1 - size));
+                (crop(image, shape, oy, ox, size, size), [size, size, c])
             }
         };
         if *self != Augment::None && rng.uniform() < 0.5 {
-            flip_horizontal(&mut out, shape);
+            flip_horizontal(&mut out, out_shape);
         }
         out
     }
+}
+
+/// The central `size×size` window of an HWC image, at offsets `(⌊(h−size)/2⌋, ⌊(w−size)/2⌋)`.
+pub fn centre_crop(image: &[u8], shape: [usize; 3], size: usize) -> Vec<u8> {
+    let [h, w, _] = shape;
+    crop(image, shape, (h - size) / 2, (w - size) / 2, size, size)
 }
 
 /// Pad an HWC image by `pad` on every side in numpy `symmetric` mode: padded index `i ∈ [-pad, h+pad)`
@@ -102,6 +136,12 @@ pub enum Normalize {
 }
 
 impl Normalize {
+    /// Subtract the ImageNet per-channel mean `(121.6, 116.6, 102.7)` from 0..255 RGB and keep
+    /// the scale (the DCNets pipeline, spec §5.5).
+    pub fn imagenet_mean() -> Normalize {
+        Normalize::MeanStd(super::imagenet::MEAN.to_vec(), vec![1.0; 3])
+    }
+
     /// Per-channel mean and (population) standard deviation of every pixel of `data`.
     pub fn mean_std_of(data: &Dataset) -> Normalize {
         let c = data.shape[2];

@@ -6,18 +6,24 @@
 //! in epoch `e` is augmented with `Rng(seed) → fork(AUG) → fork(e) → fork(i)`. Both are pure
 //! functions of `(seed, e, i)`, so batch `b` of epoch `e` is the same whether the run started at
 //! 0 or resumed at `(e, b)`, and whichever thread builds it. A worker thread builds the batches
-//! ahead into a bounded channel; dropping the loader stops and joins it.
+//! ahead into a bounded channel; dropping the loader stops and joins it. For sources that read
+//! files ([`ImageSource::reads_files`], e.g. ImageNet) the images of a batch are loaded in
+//! parallel on the rayon pool; being pure functions of `(seed, e, i)`, they do not depend on
+//! which thread loads them. A load error ends the stream and is returned by
+//! [`TrainLoader::try_next`].
 //!
-//! Evaluation ([`eval_batches`]): the images in order, no augmentation, last partial batch kept.
+//! Evaluation ([`eval_batches`]): the images in order, unaugmented ([`ImageSource::eval_image`]),
+//! last partial batch kept.
 
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use nsl_core::Rng;
+use rayon::prelude::*;
 
 use super::augment::{Augment, Normalize};
-use super::Dataset;
+use super::{DataError, ImageSource};
 
 /// Stream labels separating the permutation and augmentation randomness of one seed.
 const PERM: u64 = 0x7065_726d;
@@ -80,9 +86,11 @@ pub fn epoch_permutation(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
     perm
 }
 
-/// An endless, prefetched stream of training batches. Iterate it; drop it to stop the worker.
+/// An endless, prefetched stream of training batches. Iterate it (or call
+/// [`TrainLoader::try_next`] to see load errors); drop it to stop the worker.
 pub struct TrainLoader {
-    rx: Option<Receiver<Batch>>,
+    name: String,
+    rx: Option<Receiver<Result<Batch, DataError>>>,
     worker: Option<JoinHandle<()>>,
     next: Position,
     batches_per_epoch: usize,
@@ -93,9 +101,10 @@ impl TrainLoader {
     ///
     /// # Panics
     /// If `data` holds fewer than `batch_size` images or `start.batch` is past the epoch.
-    pub fn new(data: Arc<Dataset>, config: TrainConfig, start: Position) -> TrainLoader {
+    pub fn new<S: ImageSource + ?Sized + 'static>(data: Arc<S>, config: TrainConfig, start: Position) -> TrainLoader {
+        let name = data.name().to_string();
         let batches_per_epoch = data.len() / config.batch_size.max(1);
-        assert!(batches_per_epoch > 0, "{}: {} images make no batch of {}", data.name, data.len(), config.batch_size);
+        assert!(batches_per_epoch > 0, "{name}: {} images make no batch of {}", data.len(), config.batch_size);
         assert!(start.batch < batches_per_epoch, "start batch {} ≥ {batches_per_epoch} per epoch", start.batch);
         let (tx, rx) = sync_channel(config.prefetch.max(1));
         let worker = std::thread::Builder::new()
@@ -105,8 +114,10 @@ impl TrainLoader {
                 loop {
                     let perm = epoch_permutation(data.len(), config.seed, epoch);
                     for chunk in perm.chunks_exact(config.batch_size).skip(batch) {
-                        if tx.send(train_batch(&data, &config, epoch, chunk)).is_err() {
-                            return; // the loader was dropped
+                        let built = train_batch(&*data, &config, epoch, chunk);
+                        let failed = built.is_err();
+                        if tx.send(built).is_err() || failed {
+                            return; // the loader was dropped, or the stream ends at a load error
                         }
                     }
                     epoch += 1;
@@ -114,7 +125,23 @@ impl TrainLoader {
                 }
             })
             .expect("spawn the data loader thread");
-        TrainLoader { rx: Some(rx), worker: Some(worker), next: start, batches_per_epoch }
+        TrainLoader { name, rx: Some(rx), worker: Some(worker), next: start, batches_per_epoch }
+    }
+    /// The next batch, or why it could not be built (an image failed to load); the stream ends
+    /// after an error.
+    pub fn try_next(&mut self) -> Result<Batch, DataError> {
+        let received = self.rx.as_ref().and_then(|rx| rx.recv().ok());
+        let batch = received.unwrap_or_else(|| {
+            Err(DataError::Invalid {
+                data: self.name.clone(),
+                problem: "the training stream has ended after a load error".into(),
+            })
+        })?;
+        self.next.batch += 1;
+        if self.next.batch == self.batches_per_epoch {
+            self.next = Position { epoch: self.next.epoch + 1, batch: 0 };
+        }
+        Ok(batch)
     }
     /// Full batches per epoch, `⌊n/B⌋`.
     pub fn batches_per_epoch(&self) -> usize {
@@ -126,15 +153,11 @@ impl TrainLoader {
     }
 }
 
+/// Endless for in-memory data; ends at the first load error ([`TrainLoader::try_next`] returns it).
 impl Iterator for TrainLoader {
     type Item = Batch;
     fn next(&mut self) -> Option<Batch> {
-        let batch = self.rx.as_ref()?.recv().ok()?;
-        self.next.batch += 1;
-        if self.next.batch == self.batches_per_epoch {
-            self.next = Position { epoch: self.next.epoch + 1, batch: 0 };
-        }
-        Some(batch)
+        self.try_next().ok()
     }
 }
 
@@ -148,34 +171,48 @@ impl Drop for TrainLoader {
 }
 
 /// Augment and normalise the images `indices` of epoch `epoch`.
-fn train_batch(data: &Dataset, config: &TrainConfig, epoch: u64, indices: &[usize]) -> Batch {
+fn train_batch<S: ImageSource + ?Sized>(
+    data: &S,
+    config: &TrainConfig,
+    epoch: u64,
+    indices: &[usize],
+) -> Result<Batch, DataError> {
     let stream = Rng::new(config.seed).fork(AUG).fork(epoch);
-    assemble(data, indices, &config.normalize, |i, image| {
-        config.augment.apply(image, data.shape, &mut stream.clone().fork(i as u64))
+    assemble(data, indices, &config.normalize, |i| {
+        data.train_image(i, &config.augment, &mut stream.clone().fork(i as u64))
     })
 }
 
-/// Normalise `f(i, image_i)` for each index into one NHWC batch.
-fn assemble(data: &Dataset, indices: &[usize], normalize: &Normalize, f: impl Fn(usize, &[u8]) -> Vec<u8>) -> Batch {
-    let n = data.image_len();
-    let [h, w, c] = data.shape;
+/// Normalise `load(i)` for each index into one NHWC batch, in parallel for file-backed sources.
+fn assemble<S: ImageSource + ?Sized>(
+    data: &S,
+    indices: &[usize],
+    normalize: &Normalize,
+    load: impl Fn(usize) -> Result<Vec<u8>, DataError> + Sync,
+) -> Result<Batch, DataError> {
+    let [h, w, c] = data.shape();
+    let n = h * w * c;
     let mut images = vec![0f32; indices.len() * n];
-    for (out, &i) in images.chunks_exact_mut(n).zip(indices) {
-        normalize.apply(&f(i, data.image(i)), c, out);
+    let fill = |(out, &i): (&mut [f32], &usize)| load(i).map(|image| normalize.apply(&image, c, out));
+    if data.reads_files() {
+        images.par_chunks_exact_mut(n).zip(indices).try_for_each(fill)?;
+    } else {
+        images.chunks_exact_mut(n).zip(indices).try_for_each(fill)?;
     }
-    Batch { images, labels: indices.iter().map(|&i| data.label(i)).collect(), shape: [indices.len(), h, w, c] }
+    let labels = indices.iter().map(|&i| data.label(i)).collect();
+    Ok(Batch { images, labels, shape: [indices.len(), h, w, c] })
 }
 
 /// The test-time batches of `data`: in order, unaugmented, the last one possibly smaller.
-pub fn eval_batches<'a>(
-    data: &'a Dataset,
+pub fn eval_batches<'a, S: ImageSource + ?Sized>(
+    data: &'a S,
     batch_size: usize,
     normalize: &'a Normalize,
-) -> impl ExactSizeIterator<Item = Batch> + 'a {
+) -> impl ExactSizeIterator<Item = Result<Batch, DataError>> + 'a {
     assert!(batch_size > 0, "batch size 0");
     let starts = (0..data.len()).step_by(batch_size);
     starts.map(move |s| {
         let indices: Vec<usize> = (s..(s + batch_size).min(data.len())).collect();
-        assemble(data, &indices, normalize, |_, image| image.to_vec())
+        assemble(data, &indices, normalize, |i| data.eval_image(i))
     })
 }

@@ -1,15 +1,23 @@
-//! Image data: the CIFAR-10/100 binary loaders, the embedded synthetic default data set, the
-//! training augmentation of the reference code, the prefetching batch loader and the download
+//! Image data: the CIFAR-10/100 binary loaders, the embedded synthetic default data set,
+//! mini-ImageNet (CSV splits of JPEGs, decoded once into memory) and ImageNet (class folders of
+//! JPEGs, streamed), the training augmentations, the prefetching batch loader and the download
 //! logic behind `cargo xtask fetch-data`.
 //!
 //! Images are kept as `u8` in HWC order (row-major, channels last), exactly as decoded; the
-//! [`loader`] turns them into `f32` NHWC batches with one of the [`augment::Normalize`] options.
+//! [`loader`] turns any [`ImageSource`] into `f32` NHWC batches with one of the
+//! [`augment::Normalize`] options.
 
 pub mod augment;
 pub mod cifar;
+pub mod decode;
 pub mod fetch;
+pub mod imagenet;
 pub mod loader;
+pub mod mini_imagenet;
+pub mod source;
 pub mod synthetic;
+
+pub use source::ImageSource;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -129,6 +137,41 @@ pub enum DataError {
         /// The HTTP client's message.
         message: String,
     },
+    /// An image file does not decode (truncated, corrupt, or neither JPEG nor PNG).
+    BadImage {
+        /// Data set name.
+        dataset: &'static str,
+        /// The image file.
+        path: PathBuf,
+        /// The decoder's message.
+        problem: String,
+    },
+    /// A row of a CSV split file is malformed.
+    BadCsv {
+        /// Data set name.
+        dataset: &'static str,
+        /// The CSV file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A class folder holds no image.
+    EmptyClass {
+        /// Data set name.
+        dataset: &'static str,
+        /// The class folder.
+        path: PathBuf,
+    },
+    /// The data and the requested processing do not fit together (e.g. an augmentation whose
+    /// output is not the network's input size).
+    Invalid {
+        /// Data set name, e.g. `"imagenet/train"`.
+        data: String,
+        /// What does not fit.
+        problem: String,
+    },
     /// Any other I/O failure on a file.
     Io {
         /// The file.
@@ -143,12 +186,9 @@ const REFETCH: &str = "re-run `cargo xtask fetch-data`";
 impl fmt::Display for DataError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DataError::Missing { dataset, path } => write!(
-                f,
-                "{dataset} file {} not found. Download the data with `cargo xtask fetch-data` (or use the embedded \
-                 synthetic data set, which needs no files).",
-                path.display()
-            ),
+            DataError::Missing { dataset, path } => {
+                write!(f, "{dataset} file {} not found. {}", path.display(), how_to_get(dataset))
+            }
             DataError::BadSize { dataset, path, bytes, records, record_bytes } => {
                 let expected = records * record_bytes;
                 write!(
@@ -181,6 +221,26 @@ impl fmt::Display for DataError {
                 "download of {url} failed: {message}. Check the network connection and {REFETCH}, or download the file \
                  by hand into the data folder."
             ),
+            DataError::BadImage { dataset, path, problem } => write!(
+                f,
+                "{dataset} image {} does not decode ({problem}): the file is truncated or corrupt. Replace it \
+                 from the original download. {}",
+                path.display(),
+                how_to_get(dataset)
+            ),
+            DataError::BadCsv { dataset, path, line, problem } => write!(
+                f,
+                "{dataset} split file {} line {line}: {problem}. Rows must be `filename,label`. {}",
+                path.display(),
+                how_to_get(dataset)
+            ),
+            DataError::EmptyClass { dataset, path } => write!(
+                f,
+                "{dataset} class folder {} holds no .JPEG/.jpg/.png image; the extraction is incomplete. {}",
+                path.display(),
+                how_to_get(dataset)
+            ),
+            DataError::Invalid { data, problem } => write!(f, "{data}: {problem}"),
             DataError::Io { path, source } => write!(f, "{}: {source}", path.display()),
         }
     }
@@ -191,6 +251,18 @@ impl std::error::Error for DataError {
         match self {
             DataError::Io { source, .. } => Some(source),
             _ => None,
+        }
+    }
+}
+
+/// Where the files of `dataset` come from and where they go.
+fn how_to_get(dataset: &str) -> &'static str {
+    match dataset {
+        "mini-imagenet" => mini_imagenet::HOW_TO_GET,
+        "imagenet" => imagenet::HOW_TO_GET,
+        _ => {
+            "Download the data with `cargo xtask fetch-data` (or use the embedded synthetic data set, which needs no \
+             files)."
         }
     }
 }

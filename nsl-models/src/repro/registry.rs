@@ -87,6 +87,14 @@ pub struct Row {
 }
 
 impl Row {
+    /// The row with its run reading data from `dir` (the data folder is not part of the run id).
+    pub fn with_data_dir(&self, dir: &str) -> Row {
+        let mut row = self.clone();
+        match &mut row.job {
+            Job::Train(c) | Job::FewShot { pretrain: c, .. } => c.data_dir = dir.to_string(),
+        }
+        row
+    }
     /// Folder of the run: readable fields plus a hash of the whole job, so rows that share a
     /// run (the baseline of Tables 1–4) share its folder and any change makes a new one.
     pub fn run_id(&self, seed: u64) -> String {
@@ -197,12 +205,15 @@ pub fn experiments(scale: Scale) -> Vec<Row> {
         rows.push(train_row("table4", "CIFAR-100", label, Some(p100), c100(net, sim)));
     }
 
-    // Table 5: ImageNet CNN-10 (smoke: the same network, narrow, on the synthetic set)
+    // Table 5: ImageNet CNN-10, class folders of JPEGs streamed from `data/imagenet` (smoke: the
+    // same network, narrow, on the synthetic set)
     let imagenet = |sim: &str, width: f32| match scale {
         Scale::Paper => RunConfig {
             network: "cnn10".into(),
             similarity: sim.into(),
             dataset: "imagenet".into(),
+            augment: "crop-flip".into(),
+            normalize: "imagenet-mean".into(),
             width,
             iterations: 600_000,
             milestones: vec![200_000, 375_000, 550_000],
@@ -228,7 +239,7 @@ pub fn experiments(scale: Scale) -> Vec<Row> {
         });
     }
 
-    // Table 6: few-shot (smoke: many-class synthetic set)
+    // Table 6: few-shot on mini-ImageNet from `data/mini-imagenet` (smoke: many-class synthetic set)
     let pretrain = |sim: &str| RunConfig {
         network: "cnn4".into(),
         similarity: sim.into(),

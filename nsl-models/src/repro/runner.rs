@@ -111,7 +111,8 @@ pub fn run_all<B: Backend>(
                 }
                 (Job::FewShot { .. }, None) => {
                     eprintln!("[{}/{total}] {} {} (seed {seed}) → {}", i + 1, row.table, row.label, dir.display());
-                    fewshot(row, seed, &dir).map(|(s, ci)| (s, Some(ci)))
+                    fewshot(&row.with_data_dir(&opts.data.display().to_string()), seed, &dir)
+                        .map(|(s, ci)| (s, Some(ci)))
                 }
             };
             result.wall_seconds += started.elapsed().as_secs_f64();

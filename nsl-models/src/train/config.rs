@@ -14,16 +14,20 @@ pub struct RunConfig {
     pub similarity: String,
     /// Every layer width times this (1.0 = the paper's networks; smoke runs use less).
     pub width: f32,
-    /// `synthetic` (embedded, no download), `synthetic100` (100 classes), `cifar10`, `cifar100`.
+    /// `synthetic` (embedded, no download), `synthetic100` (100 classes), `cifar10`, `cifar100`,
+    /// `imagenet` (class folders of JPEGs, streamed).
     pub dataset: String,
-    /// Folder holding `cifar-10/` and `cifar-100/` (from `cargo xtask fetch-data`).
+    /// Folder holding `cifar-10/` and `cifar-100/` (from `cargo xtask fetch-data`) and
+    /// `imagenet/{train,val}/<wnid>/`.
     pub data_dir: String,
     /// Training / test images of the synthetic set.
     pub synthetic_train: usize,
     pub synthetic_test: usize,
-    /// `pad-crop-flip` (CIFAR recipe), `flip` (self-attention recipe), `none`.
+    /// `pad-crop-flip` (CIFAR recipe), `flip` (self-attention recipe), `crop-flip` (ImageNet
+    /// recipe: random 224 crop of the 256² image, flip), `none`.
     pub augment: String,
-    /// `raw` (0..255, NSL code), `centered` ((x−127.5)/128, SphereNet code).
+    /// `raw` (0..255, NSL code), `centered` ((x−127.5)/128, SphereNet code), `imagenet-mean`
+    /// (0..255 minus the ImageNet channel mean).
     pub normalize: String,
     pub iterations: u64,
     pub batch_size: usize,

@@ -6,4 +6,7 @@ mod run;
 
 pub use config::RunConfig;
 pub use error::TrainError;
-pub use run::{build_network, evaluate, evaluate_debiased, load_data, train, RunOptions, RunSummary};
+pub use run::{
+    build_network, evaluate, evaluate_debiased, load_data, load_sources, parse_normalize, train, RunOptions,
+    RunSummary, Source,
+};

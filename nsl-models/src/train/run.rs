@@ -16,8 +16,9 @@ use serde::Serialize;
 use super::{RunConfig, TrainError};
 use crate::checkpoint::{self, Meta};
 use crate::data::augment::{Augment, Normalize};
+use crate::data::imagenet::load_imagenet;
 use crate::data::loader::{eval_batches, Position, TrainConfig, TrainLoader};
-use crate::data::{cifar, synthetic, Dataset};
+use crate::data::{cifar, synthetic, DataError, Dataset, ImageSource};
 use crate::nets::{
     cnn10, cnn4, cnn9, cnn9_plus_plus, spherenet9, Cnn9Config, Network, SimilarityChoice, SphereNetConfig,
 };
@@ -53,7 +54,8 @@ pub struct RunSummary {
     pub resumed_from: Option<u64>,
 }
 
-/// Load the run's dataset: `(train, test)`.
+/// Load the run's in-memory dataset: `(train, test)`. ImageNet is streamed from disk instead:
+/// [`load_sources`] opens every dataset.
 pub fn load_data(cfg: &RunConfig) -> Result<(Dataset, Dataset), TrainError> {
     let dir = Path::new(&cfg.data_dir);
     match cfg.dataset.as_str() {
@@ -68,10 +70,27 @@ pub fn load_data(cfg: &RunConfig) -> Result<(Dataset, Dataset), TrainError> {
         }
         "cifar10" => Ok(cifar::load_cifar10(dir.join("cifar-10"))?),
         "cifar100" => Ok(cifar::load_cifar100(dir.join("cifar-100"))?),
+        "imagenet" => Err(TrainError::Config(
+            "imagenet is streamed from disk, not held in memory: open it with train::load_sources".into(),
+        )),
         other => Err(TrainError::Config(format!(
-            "unknown dataset `{other}`; expected synthetic, synthetic100, cifar10 or cifar100"
+            "unknown dataset `{other}`; expected synthetic, synthetic100, cifar10, cifar100 or imagenet"
         ))),
     }
+}
+
+/// A training or test set, in memory or streamed from files.
+pub type Source = Arc<dyn ImageSource>;
+
+/// Open the run's dataset, `(train, test)`: ImageNet's class folders under
+/// `data_dir/imagenet/{train,val}` (streamed), anything else as [`load_data`] loads it.
+pub fn load_sources(cfg: &RunConfig) -> Result<(Source, Source), TrainError> {
+    if cfg.dataset == "imagenet" {
+        let (train, val) = load_imagenet(Path::new(&cfg.data_dir).join("imagenet"))?;
+        return Ok((Arc::new(train), Arc::new(val)));
+    }
+    let (train, test) = load_data(cfg)?;
+    Ok((Arc::new(train), Arc::new(test)))
 }
 
 /// Build the run's network for `classes` classes and square inputs of side `input_hw`.
@@ -115,16 +134,19 @@ fn parse_augment(s: &str) -> Result<Augment, TrainError> {
     match s {
         "pad-crop-flip" => Ok(Augment::CIFAR),
         "flip" => Ok(Augment::Flip),
+        "crop-flip" => Ok(Augment::IMAGENET),
         "none" => Ok(Augment::None),
-        o => Err(TrainError::Config(format!("unknown augment `{o}`; expected pad-crop-flip, flip or none"))),
+        o => Err(TrainError::Config(format!("unknown augment `{o}`; expected pad-crop-flip, flip, crop-flip or none"))),
     }
 }
 
-fn parse_normalize(s: &str) -> Result<Normalize, TrainError> {
+/// The input normalisation named by a run config's `normalize`.
+pub fn parse_normalize(s: &str) -> Result<Normalize, TrainError> {
     match s {
         "raw" => Ok(Normalize::Raw),
         "centered" => Ok(Normalize::Centered),
-        o => Err(TrainError::Config(format!("unknown normalize `{o}`; expected raw or centered"))),
+        "imagenet-mean" => Ok(Normalize::imagenet_mean()),
+        o => Err(TrainError::Config(format!("unknown normalize `{o}`; expected raw, centered or imagenet-mean"))),
     }
 }
 
@@ -139,14 +161,14 @@ fn make_optimizer<B: Backend>(cfg: &RunConfig) -> Result<Optimizer<B>, TrainErro
 /// Test accuracy of `net` on `data` (BN in inference mode), in batches of `batch`.
 /// With `debias`, the BN statistics are debiased ([`crate::fewshot::debias_bn_statistics`]) on
 /// copies for the evaluation, and the originals are put back afterwards.
-pub fn evaluate_debiased<B: Backend>(
+pub fn evaluate_debiased<B: Backend, S: ImageSource + ?Sized>(
     be: &B,
     net: &mut Network<B>,
-    data: &Dataset,
+    data: &S,
     normalize: &Normalize,
     batch: usize,
     debias: bool,
-) -> f32 {
+) -> Result<f32, DataError> {
     if !debias {
         return evaluate(be, net, data, normalize, batch);
     }
@@ -170,14 +192,24 @@ pub fn evaluate_debiased<B: Backend>(
 }
 
 /// Test accuracy of `net` on `data` (BN in inference mode), in batches of `batch`.
-pub fn evaluate<B: Backend>(be: &B, net: &mut Network<B>, data: &Dataset, normalize: &Normalize, batch: usize) -> f32 {
+///
+/// # Errors
+/// If an image of `data` cannot be loaded.
+pub fn evaluate<B: Backend, S: ImageSource + ?Sized>(
+    be: &B,
+    net: &mut Network<B>,
+    data: &S,
+    normalize: &Normalize,
+    batch: usize,
+) -> Result<f32, DataError> {
     let mut correct = 0usize;
     for b in eval_batches(data, batch, normalize) {
+        let b = b?;
         let x = Tensor::from_vec(be, &b.shape, &b.images);
         let logits = net.forward(be, &x, Mode::Eval).to_vec(be);
         correct += count_correct(&logits, &b.labels, net.classes);
     }
-    correct as f32 / data.len().max(1) as f32
+    Ok(correct as f32 / data.len().max(1) as f32)
 }
 
 fn count_correct(logits: &[f32], labels: &[usize], classes: usize) -> usize {
@@ -232,9 +264,9 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
     };
     let augment = parse_augment(&cfg.augment)?;
     let normalize = parse_normalize(&cfg.normalize)?;
-    let (train_set, test_set) = load_data(cfg)?;
+    let (train_set, test_set) = load_sources(cfg)?;
     let mut rng = Rng::new(cfg.seed);
-    let mut net = build_network(be, cfg, train_set.classes, train_set.shape[0], &mut rng)?;
+    let mut net = build_network(be, cfg, train_set.classes(), train_set.shape()[0], &mut rng)?;
     let mut opt = make_optimizer::<B>(cfg)?;
     let params = net.param_count();
 
@@ -267,7 +299,6 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
         std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(io(&metrics_path))?,
     );
 
-    let train_set = Arc::new(train_set);
     let loader_cfg =
         TrainConfig { batch_size: cfg.batch_size, augment, normalize: normalize.clone(), seed: cfg.seed, prefetch: 3 };
     let batches_per_epoch = (train_set.len() / cfg.batch_size.max(1)).max(1);
@@ -305,7 +336,7 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
     };
 
     while step < stop {
-        let batch = loader.next().expect("the training stream is endless");
+        let batch = loader.try_next()?;
         let x = Tensor::from_vec(be, &batch.shape, &batch.images);
         let logits = net.forward(be, &x, Mode::Train);
         let (loss, dlogits) = cross_entropy(be, &logits, &batch.labels, cfg.smoothing, cfg.log_floor);
@@ -332,7 +363,7 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
         writeln!(metrics, "{}", serde_json::to_string(&line).expect("json")).map_err(io(&metrics_path))?;
 
         if step % cfg.eval_every.max(1) == 0 || step == cfg.iterations {
-            final_acc = evaluate_debiased(be, &mut net, &test_set, &normalize, cfg.eval_batch, cfg.bn_debias);
+            final_acc = evaluate_debiased(be, &mut net, &*test_set, &normalize, cfg.eval_batch, cfg.bn_debias)?;
             if final_acc > best.0 {
                 best = (final_acc, step);
             }

@@ -1,0 +1,185 @@
+//! Direct convolution, [`nsl_core::Backend::conv2d`] and its backward, without a whole-batch
+//! patch matrix: output rows are cut into tiles of about [`TILE_ELEMS`] patch values; a
+//! tile's patches are gathered (and scaled, for dynamic DNS) into a per-thread scratch buffer
+//! that stays in L2 and go straight through the skinny-GEMM tiles of `gemm` (single-threaded
+//! there: the parallelism is over tiles, never nested).
+//!
+//! **Backward.** Tasks own whole images (a count fixed by the batch size, never by the thread
+//! count). Per tile of rows: patches `P`, `dP = dy·wᵀ`, `ds[r,t] = Σ_c P[r,t,c]·dP[r,t,c]`, then
+//! `P ← s⊙P` and `dP ← s⊙dP`; `P` is accumulated into the task's private copy of `dw`
+//! ([`OuterPlan`]) and `dP` added into the task's images of `dx`, rows in order. The copies of
+//! `dw` are summed in task order, so results are bitwise reproducible and independent of the
+//! number of threads. The forward's and `dP`'s elements are each one sequential chain over
+//! the inner dimension, so they equal the unfused path's bit for bit.
+
+use std::cell::RefCell;
+
+use nsl_core::Window;
+use rayon::prelude::*;
+
+use crate::conv::{col2im_add_rows, im2col_rows};
+use crate::gemm::kernels::Kernels;
+use crate::gemm::{OuterPlan, PackedB};
+use crate::par::dot_f32;
+use crate::{Cpu, CpuBuf};
+
+/// Patch values per tile (128 KiB: the tile, its gradient and a panel of `w` stay in L2).
+const TILE_ELEMS: usize = 1 << 15;
+/// Bounds on the rows of a tile.
+const TILE_ROWS: (usize, usize) = (16, 1024);
+/// Most backward tasks (each holds a private copy of `dw`).
+const MAX_BACKWARD_TASKS: usize = 8;
+/// Flops (rows·k²c·n) below which a call stays on the calling thread.
+const PAR_MIN_FLOPS: usize = 1 << 20;
+
+thread_local! {
+    /// Per-thread scratch for tiles, grown on demand and kept (rayon's workers live on).
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `f` on `len` values of this thread's scratch (stale contents).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < len {
+            s.resize(len, 0.0);
+        }
+        f(&mut s[..len])
+    })
+}
+
+/// Rows per tile for patches of `pl` values.
+fn tile_rows(pl: usize) -> usize {
+    (TILE_ELEMS / pl.max(1)).clamp(TILE_ROWS.0, TILE_ROWS.1)
+}
+
+/// See [`nsl_core::Backend::conv2d`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv2d(
+    cpu: &Cpu,
+    ks: &Kernels,
+    g: &Window,
+    n: usize,
+    x: &[f32],
+    w: &[f32],
+    scale: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    let (rows, pl) = (g.rows(), g.patch_len());
+    let y = &mut y[..rows * n];
+    if pl == 0 || n == 0 {
+        y.fill(0.0);
+        return;
+    }
+    let (x, w) = (&x[..g.input_len()], &w[..pl * n]);
+    let scale = scale.map(|s| &s[..rows * g.taps()]);
+    let wp = PackedB::new(ks, w, pl, n, false);
+    let tile = tile_rows(pl);
+    let run = |i: usize, yt: &mut [f32]| {
+        let tr = yt.len() / n;
+        with_scratch(tr * pl, |p| {
+            im2col_rows(g, x, i * tile, p, scale);
+            // SAFETY: `yt` is this tile's `tr × n` block of y, borrowed mutably.
+            unsafe { wp.times(ks, p, tr, yt.as_mut_ptr(), 1.0, 0.0) }
+        })
+    };
+    if rows * pl * n < PAR_MIN_FLOPS {
+        y.chunks_mut(tile * n).enumerate().for_each(|(i, yt)| run(i, yt));
+    } else {
+        cpu.install(|| y.par_chunks_mut(tile * n).enumerate().for_each(|(i, yt)| run(i, yt)));
+    }
+}
+
+/// What one backward task owns: its images `b0..` of `dx`, its copy of `dw`, its rows of `ds`.
+struct Task<'a> {
+    b0: usize,
+    dx: &'a mut [f32],
+    part: &'a mut [f32],
+    ds: Option<&'a mut [f32]>,
+}
+
+/// See [`nsl_core::Backend::conv2d_backward`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv2d_backward(
+    cpu: &Cpu,
+    ks: &Kernels,
+    g: &Window,
+    n: usize,
+    x: &[f32],
+    w: &[f32],
+    scale: Option<&[f32]>,
+    dy: &[f32],
+    dx: &mut [f32],
+    dw: &mut [f32],
+    dscale: Option<&mut [f32]>,
+) {
+    let (rows, pl, taps) = (g.rows(), g.patch_len(), g.taps());
+    let dx = &mut dx[..g.input_len()];
+    let mut dscale = dscale.map(|d| &mut d[..rows * taps]);
+    if pl == 0 || n == 0 {
+        dx.fill(0.0);
+        dscale.iter_mut().for_each(|d| d.fill(0.0));
+        return;
+    }
+    let (x, w, dy) = (&x[..g.input_len()], &w[..pl * n], &dy[..rows * n]);
+    let scale = scale.map(|s| &s[..rows * taps]);
+    let dscale = if scale.is_some() { dscale } else { None };
+    let wt = PackedB::new(ks, w, n, pl, true);
+    let plan = OuterPlan::new(ks, pl, n);
+    let flops = rows * pl * n;
+    let tasks = g.batch.min(MAX_BACKWARD_TASKS).min(flops.div_ceil(PAR_MIN_FLOPS)).max(1);
+    let imgs = g.batch.div_ceil(tasks);
+    let (per_img_out, per_img_in) = (g.ho * g.wo, g.h * g.w * g.c);
+    let mut parts = CpuBuf::zeros(g.batch.div_ceil(imgs) * plan.part_len());
+    let ds_chunks: Vec<Option<&mut [f32]>> = match dscale {
+        Some(d) => d.chunks_mut(imgs * per_img_out * taps).map(Some).collect(),
+        None => std::iter::repeat_with(|| None).take(g.batch.div_ceil(imgs)).collect(),
+    };
+    let jobs: Vec<Task> = dx
+        .chunks_mut(imgs * per_img_in)
+        .zip(parts.chunks_mut(plan.part_len()))
+        .zip(ds_chunks)
+        .enumerate()
+        .map(|(t, ((dx, part), ds))| Task { b0: t * imgs, dx, part, ds })
+        .collect();
+
+    let tile = tile_rows(pl);
+    let run = |job: Task| {
+        let Task { b0, dx, part, mut ds } = job;
+        let (r0, r1) = (b0 * per_img_out, (b0 * per_img_out + dx.len() / per_img_in * per_img_out).min(rows));
+        dx.fill(0.0);
+        with_scratch(2 * tile * pl + plan.tail_len(), |buf| {
+            let (p_all, rest) = buf.split_at_mut(tile * pl);
+            let (dp_all, tail) = rest.split_at_mut(tile * pl);
+            for t0 in (r0..r1).step_by(tile) {
+                let tr = tile.min(r1 - t0);
+                let (p, dp) = (&mut p_all[..tr * pl], &mut dp_all[..tr * pl]);
+                let dyt = &dy[t0 * n..(t0 + tr) * n];
+                im2col_rows(g, x, t0, p, None);
+                // SAFETY: `dp` is a `tr × pl` slice borrowed mutably.
+                unsafe { wt.times(ks, dyt, tr, dp.as_mut_ptr(), 1.0, 0.0) };
+                if let Some(s) = scale {
+                    let s = &s[t0 * taps..(t0 + tr) * taps];
+                    if let Some(ds) = ds.as_deref_mut() {
+                        let ds = &mut ds[(t0 - r0) * taps..(t0 - r0 + tr) * taps];
+                        for ((d, pv), gv) in ds.iter_mut().zip(p.chunks_exact(g.c)).zip(dp.chunks_exact(g.c)) {
+                            *d = dot_f32(pv, gv);
+                        }
+                    }
+                    for ((pv, gv), &s) in p.chunks_exact_mut(g.c).zip(dp.chunks_exact_mut(g.c)).zip(s) {
+                        pv.iter_mut().for_each(|v| *v *= s);
+                        gv.iter_mut().for_each(|v| *v *= s);
+                    }
+                }
+                plan.accumulate(ks, p, dyt, tr, part, tail);
+                col2im_add_rows(g, dp, t0, b0, dx);
+            }
+        });
+    };
+    if jobs.len() == 1 || flops < PAR_MIN_FLOPS {
+        jobs.into_iter().for_each(run);
+    } else {
+        cpu.install(|| jobs.into_par_iter().for_each(run));
+    }
+    plan.finish(cpu, &mut parts, 1.0, 1.0, dw);
+}

@@ -1,0 +1,191 @@
+//! The fused convolution (`Backend::conv2d`, `conv2d_backward`, with and without a patch
+//! scale) against a naive reference and against the unfused composition of im2col,
+//! patch_scale, gemm and col2im, on random shapes; and its gradients by finite differences.
+
+mod common;
+
+use common::{assert_close, be, rand_vec};
+use nsl_core::backend::{conv2d_backward_unfused, conv2d_unfused};
+use nsl_core::{Backend, Rng, Window};
+use nsl_cpu::Cpu;
+use proptest::prelude::*;
+
+/// Inputs of one convolution: `x`, `w` (`k²c × n`), optional scale `s` (`rows × k²`), `dy`.
+struct Case {
+    g: Window,
+    n: usize,
+    x: Vec<f32>,
+    w: Vec<f32>,
+    s: Option<Vec<f32>>,
+    dy: Vec<f32>,
+}
+
+impl Case {
+    fn new(g: Window, n: usize, scaled: bool, seed: u64) -> Self {
+        let mut rng = Rng::new(seed);
+        let x = rand_vec(&mut rng, g.input_len());
+        let w = rand_vec(&mut rng, g.patch_len() * n);
+        let s = scaled.then(|| rand_vec(&mut rng, g.rows() * g.taps()));
+        let dy = rand_vec(&mut rng, g.rows() * n);
+        Case { g, n, x, w, s, dy }
+    }
+
+    /// Naive f64 `(y, dx, dw, ds)`.
+    fn reference(&self) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+        let Case { g, n, .. } = *self;
+        let (pl, taps, c) = (g.patch_len(), g.taps(), g.c);
+        let cols = common::im2col(&g, &self.x);
+        let s = |r: usize, t: usize| self.s.as_ref().map_or(1.0, |s| s[r * taps + t] as f64);
+        let (mut y, mut dw) = (vec![0f64; g.rows() * n], vec![0f64; pl * n]);
+        let (mut dcols, mut ds) = (vec![0f32; g.rows() * pl], vec![0f64; g.rows() * taps]);
+        for r in 0..g.rows() {
+            for t in 0..taps {
+                for ch in 0..c {
+                    let (i, p) = (t * c + ch, cols[r * pl + t * c + ch]);
+                    let mut dp = 0f64;
+                    for o in 0..n {
+                        y[r * n + o] += s(r, t) * p * self.w[i * n + o] as f64;
+                        dw[i * n + o] += s(r, t) * p * self.dy[r * n + o] as f64;
+                        dp += self.dy[r * n + o] as f64 * self.w[i * n + o] as f64;
+                    }
+                    ds[r * taps + t] += p * dp;
+                    dcols[r * pl + i] = (s(r, t) * dp) as f32;
+                }
+            }
+        }
+        (y, common::col2im(&g, &dcols), dw, ds)
+    }
+
+    /// `(y, dx, dw, ds)` from `conv2d` (fused) or `conv2d_unfused`; `dw` starts at `dw0`.
+    fn run(&self, be: &Cpu, fused: bool, dw0: &[f32]) -> [Vec<f32>; 4] {
+        let Case { g, n, .. } = *self;
+        let (x, w, dy) = (be.upload(&self.x), be.upload(&self.w), be.upload(&self.dy));
+        let s = self.s.as_ref().map(|s| be.upload(s));
+        let nan = |len| be.upload(&vec![f32::NAN; len]); // outputs must be overwritten
+        let (mut y, mut dx, mut ds) = (nan(g.rows() * n), nan(g.input_len()), nan(g.rows() * g.taps()));
+        let mut dw = be.upload(dw0);
+        if fused {
+            be.conv2d(&g, n, &x, &w, s.as_ref(), &mut y);
+            be.conv2d_backward(&g, n, &x, &w, s.as_ref(), &dy, &mut dx, &mut dw, s.as_ref().map(|_| &mut ds));
+        } else {
+            conv2d_unfused(be, &g, n, &x, &w, s.as_ref(), &mut y);
+            conv2d_backward_unfused(be, &g, n, &x, &w, s.as_ref(), &dy, &mut dx, &mut dw, s.as_ref().map(|_| &mut ds));
+        }
+        [be.download(&y), be.download(&dx), be.download(&dw), if s.is_some() { be.download(&ds) } else { vec![] }]
+    }
+
+    /// Fused ≡ reference and ≡ unfused to f32 rounding; with `bitwise`, `y` and `ds` equal the
+    /// unfused path's bit for bit (true when the unfused products take the same streaming
+    /// kernels, i.e. at least 128 rows).
+    fn check(&self, be: &Cpu, bitwise: bool) {
+        let what = format!("{:?} n={} scaled={}", self.g, self.n, self.s.is_some());
+        let dw0 = rand_vec(&mut Rng::new(99), self.w.len());
+        let [y, dx, dw, ds] = self.run(be, true, &dw0);
+        let (ry, rdx, rdw, rds) = self.reference();
+        let k = self.g.patch_len().max(self.n) as f64;
+        let tol = |name: &str, a: &[f32], e: &[f64]| assert_close(&format!("{name} {what}"), a, e, 1e-4, 1e-5 * k);
+        tol("y", &y, &ry);
+        tol("dx", &dx, &rdx);
+        let rdw: Vec<f64> = rdw.iter().zip(&dw0).map(|(d, &w0)| d + w0 as f64).collect();
+        tol("dw", &dw, &rdw);
+        if self.s.is_some() {
+            tol("ds", &ds, &rds);
+        }
+        let [uy, udx, udw, uds] = self.run(be, false, &dw0);
+        if bitwise {
+            assert_eq!(y, uy, "y fused vs unfused {what}");
+            assert_eq!(ds, uds, "ds fused vs unfused {what}");
+        }
+        let close = |name: &str, a: &[f32], b: &[f32]| {
+            assert_close(&format!("{name} fused vs unfused {what}"), a, &common::to64(b), 1e-4, 1e-5 * k)
+        };
+        close("y", &y, &uy);
+        close("ds", &ds, &uds);
+        close("dx", &dx, &udx);
+        close("dw", &dw, &udw);
+    }
+}
+
+fn scale_and_width() -> impl Strategy<Value = (bool, usize)> {
+    (any::<bool>(), 1usize..=20)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn conv2d_matches_reference_and_unfused(g in common::window(), (scaled, n) in scale_and_width(), seed in any::<u64>()) {
+        Case::new(g, n, scaled, seed).check(be(), false);
+    }
+
+    #[test]
+    fn conv2d_grad(g in small_window(), (scaled, n) in (any::<bool>(), 1usize..=3), seed in any::<u64>()) {
+        let case = Case::new(g, n, scaled, seed);
+        let be = be();
+        // L = Σ y·dy, so ∂L/∂(x, w, s) are exactly what the backward returns (dw from 0).
+        let loss = |x: &[f32], w: &[f32], s: Option<&[f32]>| {
+            let mut y = be.zeros(g.rows() * n);
+            be.conv2d(&g, n, &be.upload(x), &be.upload(w), s.map(|s| be.upload(s)).as_ref(), &mut y);
+            be.download(&y).iter().zip(&case.dy).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>()
+        };
+        let [_, dx, dw, ds] = case.run(be, true, &vec![0.0; case.w.len()]);
+        let s = case.s.as_deref();
+        fd_check("conv2d dx", &case.x, &dx, |x| loss(x, &case.w, s));
+        fd_check("conv2d dw", &case.w, &dw, |w| loss(&case.x, w, s));
+        if let Some(s) = s {
+            fd_check("conv2d ds", s, &ds, |s| loss(&case.x, &case.w, Some(s)));
+        }
+    }
+}
+
+/// Small windows for the finite-difference checks (stride up to 2, SAME or VALID).
+fn small_window() -> impl Strategy<Value = Window> {
+    (1usize..=2, 1usize..=5, 1usize..=5, 1usize..=3, 1usize..=3, 1usize..=2, any::<bool>()).prop_map(
+        |(b, h, w, c, k, s, same)| {
+            if same {
+                Window::same(b, h, w, c, k, s)
+            } else {
+                Window::valid(b, h.max(k), w.max(k), c, k, s)
+            }
+        },
+    )
+}
+
+/// Central differences (step 1e-2) of the loss, which is linear in each input, against `analytic`.
+fn fd_check(what: &str, v: &[f32], analytic: &[f32], f: impl Fn(&[f32]) -> f64) {
+    let mut vp = v.to_vec();
+    for i in 0..v.len() {
+        vp[i] = v[i] + 1e-2;
+        let (hi, lp) = (vp[i], f(&vp));
+        vp[i] = v[i] - 1e-2;
+        let (lo, lm) = (vp[i], f(&vp));
+        vp[i] = v[i];
+        let num = (lp - lm) / (hi as f64 - lo as f64);
+        let ana = analytic[i] as f64;
+        assert!(
+            (num - ana).abs() <= 1e-4 + 1e-3 * num.abs().max(ana.abs()),
+            "{what}[{i}]: analytic {ana}, numeric {num}"
+        );
+    }
+}
+
+/// CNN-shaped and odd shapes that take the tiled, parallel paths (several tiles per image,
+/// tiles across images, more images than backward tasks, batch 1, stride 2).
+#[test]
+fn conv2d_large_shapes() {
+    let be = Cpu::with_threads(3);
+    for (i, (g, n)) in [
+        (Window::same(4, 32, 32, 16, 3, 1), 32),
+        (Window::same(19, 8, 8, 24, 3, 1), 40),
+        (Window::same(1, 31, 29, 5, 3, 2), 9),
+        (Window::valid(3, 17, 20, 7, 4, 1), 70),
+        (Window::same(2, 12, 12, 130, 3, 1), 3),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for scaled in [false, true] {
+            Case::new(g, n, scaled, 50 + i as u64).check(&be, true);
+        }
+    }
+}
