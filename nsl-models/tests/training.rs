@@ -189,3 +189,38 @@ fn debiased_evaluation_restores_the_shadows() {
     assert!(counts.iter().all(|&n| n == 1.0), "{counts:?}");
     assert!(raw.is_finite() && debiased.is_finite());
 }
+
+#[test]
+fn zero_predictor_gamma_makes_every_dynamic_layer_start_as_plain_conv() {
+    use nsl_core::nn::Mode;
+    use nsl_core::Tensor;
+    let be = Cpu::with_threads(2);
+    let x: Vec<f32> = (0..2 * 32 * 32 * 3).map(|i| ((i * 37) % 251) as f32).collect();
+    let x = Tensor::from_vec(&be, &[2, 32, 32, 3], &x);
+    for (network, similarity, predictors) in
+        [("cnn9", "dynamic-dns", 9), ("cnn9", "shared-dns", 1), ("cnn4", "dynamic-dns-full-sphere", 4)]
+    {
+        let cfg = RunConfig { network: network.into(), predictor_gamma: 0.0, width: 0.25, ..tiny(similarity) };
+        let mut net = build_network(&be, &cfg, 10, 32, &mut Rng::new(1)).unwrap();
+        let mut set = 0;
+        net.visit_params(&mut |p| {
+            if p.name.ends_with("pred.bn2.gamma") {
+                assert!(p.value.to_vec(&be).iter().all(|&g| g == 0.0), "{}", p.name);
+                set += 1;
+            }
+        });
+        assert_eq!(set, predictors, "{network} {similarity}");
+        // with γ = 0 the predictor's output is ignored (M = I): scrambling m2 changes nothing
+        let before = net.forward(&be, &x, Mode::Train).to_vec(&be);
+        net.visit_params(&mut |p| {
+            if p.name.contains("pred.m2") {
+                let v: Vec<f32> = (0..p.value.numel()).map(|i| (i % 7) as f32 - 3.0).collect();
+                p.value = Tensor::from_vec(&be, p.value.shape(), &v);
+            }
+        });
+        assert_eq!(before, net.forward(&be, &x, Mode::Train).to_vec(&be), "{network} {similarity}");
+        // and with the code's γ = 1 it does not
+        net.set_predictor_output_gamma(&be, 1.0);
+        assert_ne!(before, net.forward(&be, &x, Mode::Train).to_vec(&be), "{network} {similarity}");
+    }
+}

@@ -46,7 +46,8 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Train the baseline CNN-9 and the dynamic-DNS NSN on the embedded data and print a comparison table.
+    /// Train the baseline CNN-9 and the dynamic-DNS NSN on the embedded data with the smoke recipe of
+    /// `cargo xtask repro` (width ×0.25, batch 32, SGD 0.01, zero-init predictor γ) and print a table.
     Quickstart {
         /// Training iterations per network.
         #[arg(long, default_value_t = 300)]
@@ -113,6 +114,10 @@ struct TrainArgs {
     /// ℓ1 sparsity on static similarity parameters (paper §3.4).
     #[arg(long)]
     l1: Option<f32>,
+    /// Initial γ of the dynamic DNS predictor's output BN: 1 = reference code (M = I + unit-variance
+    /// noise after the first step), 0 = zero-init residual (M starts at exactly I).
+    #[arg(long)]
+    predictor_gamma: Option<f32>,
     /// Seed of init, data order and augmentation.
     #[arg(long)]
     seed: Option<u64>,
@@ -146,7 +151,7 @@ impl TrainArgs {
             ($($field:ident),*) => { $( if let Some(v) = &self.$field { cfg.$field = v.clone(); } )* };
         }
         set!(network, similarity, width, dataset, data_dir, iterations, batch_size, optimizer, lr, milestones);
-        set!(augment, normalize, eval_every, checkpoint_every, l1, seed);
+        set!(augment, normalize, eval_every, checkpoint_every, l1, predictor_gamma, seed);
         Ok(cfg)
     }
 }
@@ -241,13 +246,11 @@ fn quickstart(be: &Cpu, iterations: u64, out: &std::path::Path) -> Result<(), St
     let mut rows = Vec::new();
     for similarity in ["conv", "dynamic-dns"] {
         let cfg = RunConfig {
-            dataset: "synthetic".into(),
-            similarity: similarity.into(),
             iterations,
             milestones: vec![iterations * 2 / 3],
             eval_every: (iterations / 3).max(1),
             checkpoint_every: (iterations / 3).max(1),
-            ..RunConfig::default()
+            ..nsl_models::repro::smoke_cifar("cnn9", similarity)
         };
         let opts = RunOptions { out_dir: out.join(similarity), resume: true, progress: true, stop_at: None };
         let s = train(be, &cfg, &opts).map_err(|e: TrainError| e.to_string())?;

@@ -55,6 +55,26 @@ impl<B: Backend> Network<B> {
         self.visit_params(&mut |p| v.push((p.name.clone(), p.value.shape().to_vec(), p.trainable)));
         v
     }
+    /// Set γ of every similarity predictor's output batch norm (parameters named `…pred.bn2.gamma`:
+    /// the disjoint, full-sphere, plain-CNN and shared DNS predictors) to `gamma`; returns how many
+    /// tensors were set.
+    ///
+    /// The dynamic similarity is `M_p = I + γ ⊙ x̂_p + β` with `x̂` the BN-normalised output of the
+    /// predictor's last conv. The reference code starts γ at 1: m2's output variance (~1e-7) is far
+    /// below BN's ε = 1e-3, so `M ≈ I ± 0.01` at init, but one SGD step raises that variance past ε
+    /// and `M` becomes `I` plus unit-variance noise (measured: the per-channel spread of `M − I`
+    /// goes from 0.01 to 0.98 in the first layer after step 1). `gamma = 0` is the zero-init
+    /// residual of Goyal et al. (2017): `M` starts at exactly `I` and moves away only as γ learns.
+    pub fn set_predictor_output_gamma(&mut self, be: &B, gamma: f32) -> usize {
+        let mut set = 0;
+        self.visit_params(&mut |p| {
+            if p.name.ends_with("pred.bn2.gamma") {
+                p.value = Tensor::from_vec(be, p.value.shape(), &vec![gamma; p.value.numel()]);
+                set += 1;
+            }
+        });
+        set
+    }
     /// Forward that names the first layer producing a non-finite value.
     pub fn forward_checked(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Result<Tensor<B>, String> {
         let y = self.body.forward_checked(be, x, mode)?;

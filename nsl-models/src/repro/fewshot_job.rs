@@ -69,6 +69,9 @@ pub fn run_fewshot_row<B: Backend>(be: &B, row: &Row, seed: u64, dir: &Path) -> 
     let similarity: SimilarityChoice = cfg.similarity.parse()?;
     let normalize = Normalize::Centered;
     let mut net = cnn4(be, &mut Rng::new(seed), base.len(), similarity, data.shape[0], 0.0);
+    if cfg.predictor_gamma != 1.0 {
+        net.set_predictor_output_gamma(be, cfg.predictor_gamma);
+    }
     let params = net.param_count();
     let report =
         pretrain(be, &mut net, &data, &base, &normalize, (cfg.iterations as usize, cfg.batch_size, cfg.lr), seed)?;

@@ -153,9 +153,17 @@ fn cifar(scale: Scale, dataset_paper: &str, network: &str, similarity: &str) -> 
             eval_every: 50,
             checkpoint_every: 50,
             bn_debias: true,
+            predictor_gamma: 0.0,
             ..paper
         },
     }
+}
+
+/// The smoke-scale CIFAR-backbone run on the embedded data (what `cargo xtask repro` trains for
+/// the CIFAR-10 tables and `nsl quickstart` trains): width ×0.25, batch 32, SGD 0.01 for 100
+/// iterations, debiased BN evaluation, zero-init predictor output γ.
+pub fn smoke_cifar(network: &str, similarity: &str) -> RunConfig {
+    cifar(Scale::Smoke, "cifar10", network, similarity)
 }
 
 fn train_row(table: &'static str, column: &'static str, label: &str, paper: Option<f64>, cfg: RunConfig) -> Row {

@@ -75,7 +75,10 @@ pub fn write_report(out: &Path, header: &ReportHeader, results: &[RowResult]) ->
             md,
             "Smoke scale trains narrow networks for a few hundred iterations on the embedded synthetic \
              images (no downloads), so the numbers show the pipeline working end to end, not the \
-             paper's accuracy; `--scale paper --data DIR` runs the spec's exact settings on real data.\n"
+             paper's accuracy; `--scale paper --data DIR` runs the spec's exact settings on real data. \
+             The CIFAR-backbone smoke runs start the dynamic predictors' output BN at γ = 0 (M = I at \
+             init, `predictor_gamma`); the code's γ = 1 turns M into identity plus unit-variance noise \
+             after the first step and leaves 100-iteration runs near chance.\n"
         );
     }
     for (table, title) in TABLES {

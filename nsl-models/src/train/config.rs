@@ -51,6 +51,10 @@ pub struct RunConfig {
     pub bn_debias: bool,
     /// ℓ1 on static similarity parameters (paper §3.4; 0 = off).
     pub l1: f32,
+    /// Initial γ of the dynamic DNS predictor's output BN: 1 = the reference code, 0 = zero-init
+    /// residual (`M` starts at exactly `I`; see `Network::set_predictor_output_gamma`). Smoke runs
+    /// use 0: with 1 the dynamic networks sit near chance for their first few hundred iterations.
+    pub predictor_gamma: f32,
     pub seed: u64,
 }
 
@@ -80,6 +84,7 @@ impl Default for RunConfig {
             log_floor: 1e-4,
             bn_debias: false,
             l1: 0.0,
+            predictor_gamma: 1.0,
             seed: 0,
         }
     }

@@ -106,7 +106,7 @@ pub fn build_network<B: Backend>(
         let c = SphereNetConfig { input_hw, ..SphereNetConfig::paper(classes, sphere, attention) }.scaled(cfg.width);
         spherenet9(be, rng, &c)
     };
-    Ok(match cfg.network.as_str() {
+    let mut net = match cfg.network.as_str() {
         "cnn9" => {
             cnn9(be, rng, &Cnn9Config { input_hw, l1: cfg.l1, ..Cnn9Config::paper(classes, sim) }.scaled(cfg.width))
         }
@@ -123,7 +123,11 @@ pub fn build_network<B: Backend>(
                  cnn9-wide-attention, cnn10 or cnn4"
             )))
         }
-    })
+    };
+    if cfg.predictor_gamma != 1.0 {
+        net.set_predictor_output_gamma(be, cfg.predictor_gamma);
+    }
+    Ok(net)
 }
 
 fn parse_augment(s: &str) -> Result<Augment, TrainError> {
