@@ -1,6 +1,6 @@
 //! The experiment registry and the report writer.
 
-use nsl_models::repro::{experiments, line_chart, Job, Scale, TABLES};
+use nsl_models::repro::{experiments, line_chart, summary_table, Job, RowResult, Scale, TABLES};
 
 #[test]
 fn every_table_has_rows_at_both_scales_and_ids_are_consistent() {
@@ -43,4 +43,27 @@ fn svg_chart_is_well_formed() {
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert!(svg.contains("t &lt;1&gt;"), "titles are escaped");
     assert_eq!(svg.matches("<polyline").count(), 2);
+}
+
+#[test]
+fn terminal_summary_lists_every_row_aligned() {
+    let rows = experiments(Scale::Smoke);
+    let result = |i: usize, values: Vec<f64>, note: Option<&str>| RowResult {
+        row: rows[i].clone(),
+        values,
+        ci95: None,
+        params: Some(10),
+        wall_seconds: 1.0,
+        runs: vec![],
+        note: note.map(String::from),
+    };
+    let text =
+        summary_table(&[result(0, vec![76.4], None), result(1, vec![70.0, 72.0], None), result(2, vec![], Some("x"))]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(lines[0].starts_with("table") && lines[0].ends_with("ours"), "{text}");
+    assert!(lines[2].ends_with("76.40"), "{text}");
+    assert!(lines[3].ends_with("71.00 ± 1.41"), "{text}");
+    assert!(lines[4].ends_with("not run (see report)"), "{text}");
+    assert!(lines[2].contains(&rows[0].label), "{text}");
 }

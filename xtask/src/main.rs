@@ -9,7 +9,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use nsl_models::data::fetch::{fetch, ARCHIVES};
 use nsl_models::repro::{
-    experiments, run_all, run_fewshot_row, write_report, ReportHeader, RunnerOptions, Scale, TABLES,
+    experiments, run_all, run_fewshot_row, summary_table, write_report, ReportHeader, RunnerOptions, Scale, TABLES,
 };
 
 #[derive(Parser)]
@@ -155,6 +155,7 @@ fn repro<B: nsl_core::Backend>(
     };
     let path = write_report(&out, &header, &results).map_err(|e| format!("{}: {e}", out.display()))?;
     let missing = results.iter().filter(|r| r.note.is_some()).count();
+    println!("\n{}", summary_table(&results));
     eprintln!(
         "\nreport: {} ({} rows, {} without a number, {:.0} s)",
         path.display(),

@@ -9,6 +9,6 @@ mod svg;
 
 pub use fewshot_job::run_fewshot_row;
 pub use registry::{experiments, smoke_cifar, FewShotMethod, Job, Metric, Row, Scale, TABLES};
-pub use report::{write_report, ReportHeader};
+pub use report::{summary_table, write_report, ReportHeader};
 pub use runner::{finished, run_all, RowResult, RunnerOptions};
 pub use svg::line_chart;

@@ -59,6 +59,37 @@ fn fmt_value(r: &RowResult) -> String {
     }
 }
 
+/// The results as an aligned plain-text table for the terminal: table, method, data, metric,
+/// the paper's number and ours (mean ± std over seeds, or ± the 95% interval for one seed).
+pub fn summary_table(results: &[RowResult]) -> String {
+    let head = ["table", "method", "data", "metric", "paper", "ours"].map(String::from);
+    let mut lines = vec![head];
+    for r in results {
+        let data = match &r.row.job {
+            Job::Train(c) => c.dataset.clone(),
+            Job::FewShot { pretrain, .. } => pretrain.dataset.clone(),
+        };
+        let paper = r.row.paper.map(|p| format!("{p:.2}")).unwrap_or_else(|| "—".into());
+        let ours = if r.note.is_some() { "not run (see report)".into() } else { fmt_value(r) };
+        lines.push([r.row.table.into(), r.row.label.clone(), data, r.row.metric.header().into(), paper, ours]);
+    }
+    let widths: Vec<usize> = (0..6).map(|i| lines.iter().map(|l| l[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for (n, line) in lines.iter().enumerate() {
+        let cells: Vec<String> = line
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (c, &w))| if i >= 4 { format!("{c:>w$}") } else { format!("{c:<w$}") })
+            .collect();
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+        if n == 0 {
+            let _ = writeln!(out, "{}", widths.iter().map(|&w| "-".repeat(w)).collect::<Vec<_>>().join("  "));
+        }
+    }
+    out
+}
+
 /// Write `report.md` and `plots/*.svg` under `out`. Returns the report's path.
 pub fn write_report(out: &Path, header: &ReportHeader, results: &[RowResult]) -> std::io::Result<std::path::PathBuf> {
     let plots = out.join("plots");
