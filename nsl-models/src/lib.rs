@@ -1,5 +1,6 @@
 //! Networks, training, data and checkpoints of the NSL paper.
 
+pub mod backend_choice;
 pub mod checkpoint;
 pub mod data;
 pub mod fewshot;

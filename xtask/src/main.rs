@@ -1,12 +1,17 @@
 //! `cargo xtask`: project tasks.
 //! - `repro`: rerun every experiment of the paper and write a report with plots.
+//! - `bench`: throughput table of the CPU backend.
+//! - `compare-backends`: CPU vs CUDA training-loss curves of one run.
 //! - `fetch-data`: download and verify CIFAR-10/100.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+mod compare;
+
 use clap::{Parser, Subcommand};
+use nsl_models::backend_choice::{cpu, run_on_backend, BackendJob};
 use nsl_models::data::fetch::{fetch, ARCHIVES};
 use nsl_models::repro::{
     experiments, run_all, run_fewshot_row, summary_table, write_report, ReportHeader, RunnerOptions, Scale, TABLES,
@@ -67,6 +72,25 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         threads: usize,
     },
+    /// Train the same smoke CNN-9 run (embedded data, same seed) on the CPU and on CUDA and print
+    /// both training-loss curves with their relative difference; fails if the first steps disagree.
+    /// Needs `cargo xtask --features cuda` and an NVIDIA GPU.
+    CompareBackends {
+        /// The two backends to compare (`cpu,cpu` checks the comparison itself without a GPU).
+        #[arg(long, value_delimiter = ',', default_value = "cpu,cuda")]
+        backends: Vec<String>,
+        /// Similarity of the NSL slots (see `nsl train --help`).
+        #[arg(long, default_value = "dynamic-dns")]
+        similarity: String,
+        #[arg(long, default_value_t = 100)]
+        iterations: u64,
+        /// Run folders <out>/cpu and <out>/cuda.
+        #[arg(long, default_value = "compare-out")]
+        out: PathBuf,
+        /// Largest relative loss difference allowed over the first 3 steps.
+        #[arg(long, default_value_t = 1e-3)]
+        tolerance: f64,
+    },
     /// Download CIFAR-10 and CIFAR-100 (binary versions) from their canonical location at the
     /// University of Toronto, verify their MD5 checksums and unpack them into <data>/cifar-10 and
     /// <data>/cifar-100. Files already in place are not fetched again.
@@ -99,16 +123,6 @@ fn git_revision() -> String {
     }
 }
 
-#[cfg(feature = "cuda")]
-fn cuda_backend() -> Result<nsl_cuda::Cuda, String> {
-    nsl_cuda::Cuda::new().map_err(|e| e.to_string())
-}
-
-#[cfg(not(feature = "cuda"))]
-fn cuda_backend() -> Result<nsl_cpu::Cpu, String> {
-    Err(nsl_cuda::available().expect_err("the cuda feature is off"))
-}
-
 /// One `cargo xtask repro` invocation.
 struct Repro {
     only: Vec<String>,
@@ -119,7 +133,8 @@ struct Repro {
     progress: bool,
 }
 
-impl Repro {
+impl BackendJob for Repro {
+    type Output = ();
     fn run<B: nsl_core::Backend>(self, be: &B) -> Result<(), String> {
         let Repro { only, scale, data, out, seeds, progress } = self;
         repro(be, only, scale, data, out, seeds, progress)
@@ -169,18 +184,16 @@ fn repro<B: nsl_core::Backend>(
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Repro { only, scale, data, out, seeds, threads, backend, progress } => {
-            let job = Repro { only, scale, data, out, seeds, progress };
-            match backend.as_str() {
-                "cpu" => job.run(&if threads == 0 { nsl_cpu::Cpu::new() } else { nsl_cpu::Cpu::with_threads(threads) }),
-                "cuda" => cuda_backend().and_then(|be| job.run(&be)),
-                o => Err(format!("unknown backend `{o}`; expected cpu or cuda")),
-            }
+            run_on_backend(&backend, threads, Repro { only, scale, data, out, seeds, progress })
         }
         Command::Bench { batch, reps, threads } => {
-            let be = if threads == 0 { nsl_cpu::Cpu::new() } else { nsl_cpu::Cpu::with_threads(threads) };
-            println!("{}", nsl_bench::throughput_report(&be, batch, reps));
+            println!("{}", nsl_bench::throughput_report(&cpu(threads), batch, reps));
             Ok(())
         }
+        Command::CompareBackends { backends, similarity, iterations, out, tolerance } => match backends.as_slice() {
+            [a, b] => compare::compare_backends([a, b], &similarity, iterations, &out, tolerance),
+            _ => Err(format!("--backends takes two names (e.g. cpu,cuda), got {}", backends.join(","))),
+        },
         Command::FetchData { data } => ARCHIVES.iter().try_for_each(|archive| {
             eprintln!("fetching {} …", archive.url);
             let dir = fetch(archive, &data).map_err(|e| e.to_string())?;

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use nsl_core::nn::Layer;
-use nsl_core::Rng;
-use nsl_cpu::Cpu;
+use nsl_core::{Backend, Rng};
+use nsl_models::backend_choice::{run_on_backend, BackendJob};
 use nsl_models::checkpoint::{self, Meta};
 use nsl_models::nets::SimilarityChoice;
 use nsl_models::train::{
@@ -16,9 +16,12 @@ use nsl_models::train::{
 #[derive(Parser)]
 #[command(name = "nsl", version, about = "Neural similarity learning (Liu et al., NeurIPS 2019) in Rust")]
 #[command(long_about = "Train, evaluate and fold neural similarity networks.\n\n\
-Runs on the CPU backend. Without downloads, `--dataset synthetic` uses the embedded procedural \
+Runs on the CPU backend, or on CUDA with `--backend cuda` when built with `--features cuda`. Without downloads, `--dataset synthetic` uses the embedded procedural \
 32x32 10-class image set; `cargo xtask fetch-data` gets CIFAR-10/100 for `--dataset cifar10|cifar100`.")]
 struct Cli {
+    /// cpu, or cuda when nsl is built with `--features cuda` (needs the CUDA toolkit and a GPU).
+    #[arg(long, global = true, default_value = "cpu")]
+    backend: String,
     /// Worker threads for the CPU backend (0 = all cores). Results are bit-identical for a fixed count.
     #[arg(long, global = true, default_value_t = 0)]
     threads: usize,
@@ -156,22 +159,20 @@ impl TrainArgs {
     }
 }
 
-fn backend(threads: usize) -> Cpu {
-    if threads == 0 {
-        Cpu::new()
-    } else {
-        Cpu::with_threads(threads)
+impl BackendJob for Command {
+    type Output = ();
+    fn run<B: Backend>(self, be: &B) -> Result<(), String> {
+        run(be, self)
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
-    let be = backend(cli.threads);
-    match cli.command {
+fn run<B: Backend>(be: &B, command: Command) -> Result<(), String> {
+    match command {
         Command::Train(args) => {
             let cfg = args.config()?;
             let opts =
                 RunOptions { out_dir: args.out.clone(), resume: args.resume, progress: !args.quiet, stop_at: None };
-            let s = train(&be, &cfg, &opts).map_err(|e| e.to_string())?;
+            let s = train(be, &cfg, &opts).map_err(|e| e.to_string())?;
             println!(
                 "{} {}: final test accuracy {:.2}%, best {:.2}% (step {}), {} parameters, {:.0} img/s, {:.0} s. Run folder: {}",
                 s.network,
@@ -187,23 +188,23 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Eval { checkpoint, data_dir } => {
-            let (cfg, mut net, test, _) = restore(&be, &checkpoint, data_dir)?;
+            let (cfg, mut net, test, _) = restore(be, &checkpoint, data_dir)?;
             let acc =
-                evaluate(&be, &mut net, &*test, &normalize_of(&cfg)?, cfg.eval_batch).map_err(|e| e.to_string())?;
+                evaluate(be, &mut net, &*test, &normalize_of(&cfg)?, cfg.eval_batch).map_err(|e| e.to_string())?;
             println!("{}: test accuracy {:.2}% on {} images", checkpoint.display(), 100.0 * acc, test.len());
             Ok(())
         }
         Command::Fold { checkpoint, out } => {
-            let (cfg, mut net, test, meta) = restore(&be, &checkpoint, None)?;
+            let (cfg, mut net, test, meta) = restore(be, &checkpoint, None)?;
             let norm = normalize_of(&cfg)?;
-            let before = evaluate(&be, &mut net, &*test, &norm, cfg.eval_batch).map_err(|e| e.to_string())?;
-            net.fold(&be).map_err(|e| format!("{}: cannot fold: {e}", checkpoint.display()))?;
-            let after = evaluate(&be, &mut net, &*test, &norm, cfg.eval_batch).map_err(|e| e.to_string())?;
+            let before = evaluate(be, &mut net, &*test, &norm, cfg.eval_batch).map_err(|e| e.to_string())?;
+            net.fold(be).map_err(|e| format!("{}: cannot fold: {e}", checkpoint.display()))?;
+            let after = evaluate(be, &mut net, &*test, &norm, cfg.eval_batch).map_err(|e| e.to_string())?;
             let plain = RunConfig { similarity: SimilarityChoice::Conv.to_string(), ..cfg };
             let mut meta = Meta { step: meta.step, extra: meta.extra };
             meta.extra.insert("config".into(), plain.to_toml());
             meta.extra.insert("folded_from".into(), checkpoint.display().to_string());
-            checkpoint::save(&be, &out, &mut net, None, &meta).map_err(|e| e.to_string())?;
+            checkpoint::save(be, &out, &mut net, None, &meta).map_err(|e| e.to_string())?;
             println!(
                 "folded {} into plain CNN {}: test accuracy {:.2}% before, {:.2}% after",
                 checkpoint.display(),
@@ -213,7 +214,7 @@ fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
-        Command::Quickstart { iterations, out } => quickstart(&be, iterations, &out),
+        Command::Quickstart { iterations, out } => quickstart(be, iterations, &out),
     }
 }
 
@@ -221,10 +222,10 @@ fn normalize_of(cfg: &RunConfig) -> Result<nsl_models::data::augment::Normalize,
     parse_normalize(&cfg.normalize).map_err(|e| e.to_string())
 }
 
-type Restored = (RunConfig, nsl_models::nets::Network<Cpu>, Source, Meta);
+type Restored<B> = (RunConfig, nsl_models::nets::Network<B>, Source, Meta);
 
 /// Rebuild a run's network from the config inside its checkpoint and load the weights.
-fn restore(be: &Cpu, path: &PathBuf, data_dir: Option<String>) -> Result<Restored, String> {
+fn restore<B: Backend>(be: &B, path: &PathBuf, data_dir: Option<String>) -> Result<Restored<B>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("checkpoint {}: {e}", path.display()))?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| format!("checkpoint {} is truncated or not a safetensors file ({e})", path.display()))?;
@@ -242,7 +243,7 @@ fn restore(be: &Cpu, path: &PathBuf, data_dir: Option<String>) -> Result<Restore
     Ok((cfg, net, test, meta))
 }
 
-fn quickstart(be: &Cpu, iterations: u64, out: &std::path::Path) -> Result<(), String> {
+fn quickstart<B: Backend>(be: &B, iterations: u64, out: &std::path::Path) -> Result<(), String> {
     let mut rows = Vec::new();
     for similarity in ["conv", "dynamic-dns"] {
         let cfg = RunConfig {
@@ -287,7 +288,8 @@ fn main() -> ExitCode {
             "error: internal error: {msg}{location}\nThis is a bug in nsl; please report it with the command you ran."
         );
     }));
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    match run_on_backend(&cli.backend, cli.threads, cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
