@@ -6,7 +6,7 @@
 
 use nsl_core::Window;
 
-use crate::par::{self, axpy_slice};
+use crate::par::{self, axpy_slice, dot_f32};
 use crate::Cpu;
 
 /// Valid `kx` range `lo..hi` for output column `ox` (taps inside the map).
@@ -82,11 +82,12 @@ pub(crate) fn im2col_rows(g: &Window, x: &[f32], r0: usize, out: &mut [f32], sca
     }
 }
 
-/// `dx += col2im` of rows `r0..r0 + dcols.len()/k²c` of a patch-matrix gradient, where `dx`
+/// `dx += col2im` of rows `r0..r0 + dcols.len()/k²c` of a patch-matrix gradient, each tap's
+/// `c` values times `scale[r·k² + t]` when a scale (`rows × k²`, whole batch) is given; `dx`
 /// holds the images from `b0` on (every row's image must be in it). Rows are added in order.
-pub(crate) fn col2im_add_rows(g: &Window, dcols: &[f32], r0: usize, b0: usize, dx: &mut [f32]) {
+pub(crate) fn col2im_add_rows(g: &Window, dcols: &[f32], r0: usize, b0: usize, scale: Option<&[f32]>, dx: &mut [f32]) {
     let (c, k, pl) = (g.c, g.k, g.patch_len());
-    for (row, (b, oy, ox)) in dcols.chunks_exact(pl).zip(positions(g, r0)) {
+    for (i, (row, (b, oy, ox))) in dcols.chunks_exact(pl).zip(positions(g, r0)).enumerate() {
         let (lo, hi) = tap_range(g, ox);
         if hi <= lo {
             continue;
@@ -95,7 +96,37 @@ pub(crate) fn col2im_add_rows(g: &Window, dcols: &[f32], r0: usize, b0: usize, d
         for ky in 0..k {
             if let Some(y) = src_row(g, oy, ky) {
                 let dst = &mut dx[(((b - b0) * g.h + y) * g.w + x0) * c..][..(hi - lo) * c];
-                axpy_slice(1.0, &row[(ky * k + lo) * c..(ky * k + hi) * c], dst);
+                let src = &row[(ky * k + lo) * c..(ky * k + hi) * c];
+                match scale {
+                    None => axpy_slice(1.0, src, dst),
+                    Some(s) => {
+                        let s = &s[(r0 + i) * k * k + ky * k..][lo..hi];
+                        for ((d, v), &s) in dst.chunks_exact_mut(c).zip(src.chunks_exact(c)).zip(s) {
+                            axpy_slice(s, v, d);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `out[i·k² + t] = Σ_ch x[src(r,t), ch] · dcols[r, t·c + ch]` for rows `r = r0 + i` (0 for taps
+/// in the padding): the patch-scale gradient, read from `x` without an im2col copy.
+pub(crate) fn patch_dots_rows(g: &Window, x: &[f32], dcols: &[f32], r0: usize, out: &mut [f32]) {
+    let (c, k, pl) = (g.c, g.k, g.patch_len());
+    let rows = out.chunks_exact_mut(k * k).zip(dcols.chunks_exact(pl));
+    for ((o, row), (b, oy, ox)) in rows.zip(positions(g, r0)) {
+        let (lo, hi) = tap_range(g, ox);
+        o.fill(0.0);
+        for ky in 0..k {
+            if let Some(y) = src_row(g, oy, ky).filter(|_| hi > lo) {
+                let x0 = ox * g.stride + lo - g.pad_left;
+                let src = &x[((b * g.h + y) * g.w + x0) * c..][..(hi - lo) * c];
+                let taps = row[(ky * k + lo) * c..(ky * k + hi) * c].chunks_exact(c);
+                for ((o, d), xs) in o[ky * k + lo..ky * k + hi].iter_mut().zip(taps).zip(src.chunks_exact(c)) {
+                    *o = dot_f32(xs, d);
+                }
             }
         }
     }
