@@ -59,6 +59,14 @@ fn fmt_value(r: &RowResult) -> String {
     }
 }
 
+/// ` (top-5 error)` after a Table 5 value: the mean over seeds, when every seed recorded one.
+fn fmt_top5(r: &RowResult) -> String {
+    if r.top5_errors.is_empty() || r.top5_errors.len() != r.values.len() {
+        return String::new();
+    }
+    format!(" ({:.2})", r.top5_errors.iter().sum::<f64>() / r.top5_errors.len() as f64)
+}
+
 /// Write `report.md` and `plots/*.svg` under `out`. Returns the report's path.
 pub fn write_report(out: &Path, header: &ReportHeader, results: &[RowResult]) -> std::io::Result<std::path::PathBuf> {
     let plots = out.join("plots");
@@ -96,7 +104,10 @@ pub fn write_report(out: &Path, header: &ReportHeader, results: &[RowResult]) ->
         let _ = writeln!(md, "|---|---|---|---:|---:|---:|---:|---:|---:|---|");
         let mut acc_series = Vec::new();
         for r in &rows {
-            let paper = r.row.paper.map(|p| format!("{p:.2}")).unwrap_or_else(|| "—".into());
+            let mut paper = r.row.paper.map(|p| format!("{p:.2}")).unwrap_or_else(|| "—".into());
+            if let Some(top5) = r.row.paper_top5 {
+                paper.push_str(&format!(" ({top5:.2})"));
+            }
             let diff = match (r.mean_std(), r.row.paper) {
                 (Some((m, _)), Some(p)) => format!("{:+.2}", m - p),
                 _ => "—".into(),
@@ -132,7 +143,7 @@ pub fn write_report(out: &Path, header: &ReportHeader, results: &[RowResult]) ->
             }
             let ours = match &r.note {
                 Some(note) => format!("not run: {}", note.replace('|', "/").replace('\n', " ")),
-                None => fmt_value(r),
+                None => fmt_value(r) + &fmt_top5(r),
             };
             let data = match &r.row.job {
                 Job::Train(c) => &c.dataset,
