@@ -6,7 +6,7 @@
 
 use nsl_core::Window;
 
-use crate::par::{self, axpy_slice};
+use crate::par::{self, axpy_slice, dot_f32};
 use crate::Cpu;
 
 /// Valid `kx` range `lo..hi` for output column `ox` (taps inside the map).
@@ -32,14 +32,28 @@ pub(crate) fn reader(i: usize, pad: usize, kk: usize, stride: usize, n_out: usiz
     (v % stride == 0 && v / stride < n_out).then_some(v / stride)
 }
 
+/// `(b, oy, ox)` of output rows `r0, r0 + 1, …` (one division up front, then increments).
+fn positions(g: &Window, r0: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+    let (ho, wo) = (g.ho, g.wo);
+    let (mut b, mut oy, mut ox) = (r0 / (ho * wo), (r0 % (ho * wo)) / wo, r0 % wo);
+    std::iter::from_fn(move || {
+        let here = (b, oy, ox);
+        ox += 1;
+        if ox == wo {
+            (ox, oy) = (0, oy + 1);
+            if oy == ho {
+                (oy, b) = (0, b + 1);
+            }
+        }
+        Some(here)
+    })
+}
+
 /// Rows `r0..r0 + out.len()/k²c` of the im2col matrix of `x` into `out`, each tap's `c`
 /// values times `scale[r·k² + t]` when a scale (`rows × k²`, whole batch) is given.
 pub(crate) fn im2col_rows(g: &Window, x: &[f32], r0: usize, out: &mut [f32], scale: Option<&[f32]>) {
     let (c, k, pl) = (g.c, g.k, g.patch_len());
-    let hw = g.ho * g.wo;
-    for (i, row) in out.chunks_exact_mut(pl).enumerate() {
-        let r = r0 + i;
-        let (b, oy, ox) = (r / hw, (r % hw) / g.wo, r % g.wo);
+    for (i, (row, (b, oy, ox))) in out.chunks_exact_mut(pl).zip(positions(g, r0)).enumerate() {
         let (lo, hi) = tap_range(g, ox);
         for ky in 0..k {
             let dst = &mut row[ky * k * c..(ky + 1) * k * c];
@@ -51,7 +65,7 @@ pub(crate) fn im2col_rows(g: &Window, x: &[f32], r0: usize, out: &mut [f32], sca
                     match scale {
                         None => dst[lo * c..hi * c].copy_from_slice(src),
                         Some(s) => {
-                            let s = &s[r * k * k + ky * k + lo..r * k * k + ky * k + hi];
+                            let s = &s[(r0 + i) * k * k + ky * k..][lo..hi];
                             for ((d, xs), &s) in dst[lo * c..hi * c].chunks_exact_mut(c).zip(src.chunks_exact(c)).zip(s)
                             {
                                 for (d, &v) in d.iter_mut().zip(xs) {
@@ -68,23 +82,51 @@ pub(crate) fn im2col_rows(g: &Window, x: &[f32], r0: usize, out: &mut [f32], sca
     }
 }
 
-/// `dx += col2im` of rows `r0..r0 + dcols.len()/k²c` of a patch-matrix gradient, where `dx`
+/// `dx += col2im` of rows `r0..r0 + dcols.len()/k²c` of a patch-matrix gradient, each tap's
+/// `c` values times `scale[r·k² + t]` when a scale (`rows × k²`, whole batch) is given; `dx`
 /// holds the images from `b0` on (every row's image must be in it). Rows are added in order.
-pub(crate) fn col2im_add_rows(g: &Window, dcols: &[f32], r0: usize, b0: usize, dx: &mut [f32]) {
+pub(crate) fn col2im_add_rows(g: &Window, dcols: &[f32], r0: usize, b0: usize, scale: Option<&[f32]>, dx: &mut [f32]) {
     let (c, k, pl) = (g.c, g.k, g.patch_len());
-    let hw = g.ho * g.wo;
-    for (i, row) in dcols.chunks_exact(pl).enumerate() {
-        let r = r0 + i;
-        let (b, oy, ox) = (r / hw - b0, (r % hw) / g.wo, r % g.wo);
+    for (i, (row, (b, oy, ox))) in dcols.chunks_exact(pl).zip(positions(g, r0)).enumerate() {
         let (lo, hi) = tap_range(g, ox);
         if hi <= lo {
             continue;
         }
+        let x0 = ox * g.stride + lo - g.pad_left;
         for ky in 0..k {
             if let Some(y) = src_row(g, oy, ky) {
+                let dst = &mut dx[(((b - b0) * g.h + y) * g.w + x0) * c..][..(hi - lo) * c];
+                let src = &row[(ky * k + lo) * c..(ky * k + hi) * c];
+                match scale {
+                    None => axpy_slice(1.0, src, dst),
+                    Some(s) => {
+                        let s = &s[(r0 + i) * k * k + ky * k..][lo..hi];
+                        for ((d, v), &s) in dst.chunks_exact_mut(c).zip(src.chunks_exact(c)).zip(s) {
+                            axpy_slice(s, v, d);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `out[i·k² + t] = Σ_ch x[src(r,t), ch] · dcols[r, t·c + ch]` for rows `r = r0 + i` (0 for taps
+/// in the padding): the patch-scale gradient, read from `x` without an im2col copy.
+pub(crate) fn patch_dots_rows(g: &Window, x: &[f32], dcols: &[f32], r0: usize, out: &mut [f32]) {
+    let (c, k, pl) = (g.c, g.k, g.patch_len());
+    let rows = out.chunks_exact_mut(k * k).zip(dcols.chunks_exact(pl));
+    for ((o, row), (b, oy, ox)) in rows.zip(positions(g, r0)) {
+        let (lo, hi) = tap_range(g, ox);
+        o.fill(0.0);
+        for ky in 0..k {
+            if let Some(y) = src_row(g, oy, ky).filter(|_| hi > lo) {
                 let x0 = ox * g.stride + lo - g.pad_left;
-                let dst = &mut dx[((b * g.h + y) * g.w + x0) * c..][..(hi - lo) * c];
-                axpy_slice(1.0, &row[(ky * k + lo) * c..(ky * k + hi) * c], dst);
+                let src = &x[((b * g.h + y) * g.w + x0) * c..][..(hi - lo) * c];
+                let taps = row[(ky * k + lo) * c..(ky * k + hi) * c].chunks_exact(c);
+                for ((o, d), xs) in o[ky * k + lo..ky * k + hi].iter_mut().zip(taps).zip(src.chunks_exact(c)) {
+                    *o = dot_f32(xs, d);
+                }
             }
         }
     }

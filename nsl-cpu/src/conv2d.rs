@@ -5,9 +5,9 @@
 //! there: the parallelism is over tiles, never nested).
 //!
 //! **Backward.** Tasks own whole images (a count fixed by the batch size, never by the thread
-//! count). Per tile of rows: patches `P`, `dP = dy·wᵀ`, `ds[r,t] = Σ_c P[r,t,c]·dP[r,t,c]`, then
-//! `P ← s⊙P` and `dP ← s⊙dP`; `P` is accumulated into the task's private copy of `dw`
-//! ([`OuterPlan`]) and `dP` added into the task's images of `dx`, rows in order. The copies of
+//! count). Per tile of rows: scaled patches `s⊙P`, `dP = dy·wᵀ`, `ds[r,t] = Σ_c x[src(r,t),c]·dP[r,t,c]`
+//! (read from `x`); `s⊙P` is accumulated into the task's private copy of `dw` ([`OuterPlan`])
+//! and `s⊙dP` added into the task's images of `dx`, rows in order. The copies of
 //! `dw` are summed in task order, so results are bitwise reproducible and independent of the
 //! number of threads. The forward's and `dP`'s elements are each one sequential chain over
 //! the inner dimension, so they equal the unfused path's bit for bit.
@@ -17,10 +17,9 @@ use std::cell::RefCell;
 use nsl_core::Window;
 use rayon::prelude::*;
 
-use crate::conv::{col2im_add_rows, im2col_rows};
+use crate::conv::{col2im_add_rows, im2col_rows, patch_dots_rows};
 use crate::gemm::kernels::Kernels;
 use crate::gemm::{OuterPlan, PackedB};
-use crate::par::dot_f32;
 use crate::{Cpu, CpuBuf};
 
 /// Patch values per tile (128 KiB: the tile, its gradient and a panel of `w` stay in L2).
@@ -155,24 +154,14 @@ pub(crate) fn conv2d_backward(
                 let tr = tile.min(r1 - t0);
                 let (p, dp) = (&mut p_all[..tr * pl], &mut dp_all[..tr * pl]);
                 let dyt = &dy[t0 * n..(t0 + tr) * n];
-                im2col_rows(g, x, t0, p, None);
+                im2col_rows(g, x, t0, p, scale);
                 // SAFETY: `dp` is a `tr × pl` slice borrowed mutably.
                 unsafe { wt.times(ks, dyt, tr, dp.as_mut_ptr(), 1.0, 0.0) };
-                if let Some(s) = scale {
-                    let s = &s[t0 * taps..(t0 + tr) * taps];
-                    if let Some(ds) = ds.as_deref_mut() {
-                        let ds = &mut ds[(t0 - r0) * taps..(t0 - r0 + tr) * taps];
-                        for ((d, pv), gv) in ds.iter_mut().zip(p.chunks_exact(g.c)).zip(dp.chunks_exact(g.c)) {
-                            *d = dot_f32(pv, gv);
-                        }
-                    }
-                    for ((pv, gv), &s) in p.chunks_exact_mut(g.c).zip(dp.chunks_exact_mut(g.c)).zip(s) {
-                        pv.iter_mut().for_each(|v| *v *= s);
-                        gv.iter_mut().for_each(|v| *v *= s);
-                    }
+                if let Some(ds) = ds.as_deref_mut() {
+                    patch_dots_rows(g, x, dp, t0, &mut ds[(t0 - r0) * taps..(t0 - r0 + tr) * taps]);
                 }
                 plan.accumulate(ks, p, dyt, tr, part, tail);
-                col2im_add_rows(g, dp, t0, b0, dx);
+                col2im_add_rows(g, dp, t0, b0, scale, dx);
             }
         });
     };

@@ -331,6 +331,7 @@ fn few_shot_rows_run_on_mini_imagenet_files() {
         dataset: "mini-imagenet".into(),
         optimizer: "adam".into(),
         lr: 1e-3,
+        normalize: "mean-std".into(),
         iterations: 2,
         batch_size: 4,
         ..RunConfig::default()
@@ -340,6 +341,7 @@ fn few_shot_rows_run_on_mini_imagenet_files() {
         label: "MAML on files".into(),
         column: "mini-ImageNet",
         paper: None,
+        paper_top5: None,
         metric: Metric::FewShotAccuracy,
         job: Job::FewShot {
             pretrain,
@@ -348,6 +350,8 @@ fn few_shot_rows_run_on_mini_imagenet_files() {
             shot: 1,
             queries: 1,
             episodes: 2,
+            meta_steps: 2,
+            meta_batch: 2,
         },
     }
     .with_data_dir(&dir.display().to_string());
@@ -362,4 +366,11 @@ fn few_shot_rows_run_on_mini_imagenet_files() {
     };
     assert_eq!(summary.params, cnn4(5));
     assert_ne!(summary.params, cnn4(3));
+    // the row's own MAML schedule ran, and its state was kept for a resume
+    let order = std::fs::read_to_string(dir.join("run/maml_order.txt")).unwrap();
+    assert!(order.contains("outer steps 2 x 2 tasks"), "{order}");
+    assert!(dir.join("run/pretrained.safetensors").exists() && dir.join("run/maml.safetensors").exists());
+    // run again (as after a kill before `summary.json`): pretraining and meta-training are loaded, not redone
+    let (again, _) = run_fewshot_row(&nsl_cpu::Cpu::with_threads(1), &row, 0, &dir.join("run")).unwrap();
+    assert_eq!((again.final_test_acc, again.final_train_loss), (summary.final_test_acc, summary.final_train_loss));
 }

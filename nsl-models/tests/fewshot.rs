@@ -10,8 +10,9 @@ use nsl_models::data::synthetic::synthetic_many;
 use nsl_models::data::Dataset;
 use nsl_models::fewshot::{
     evaluate_episodes, finetune_head, finetune_similarity_and_head, freeze_all_but, inner_loop, loss_grad, mean_ci95,
-    meta_train, new_head, outer_gradient, pretrain, sgd_update, swap_head, EpisodeSampler, EpisodeSpec, FineTune,
-    FlatParams, Maml, MamlOrder, MetaTrain, Method, RunningStatsNet, HEAD_WEIGHT, SIMILARITY_SUFFIX,
+    meta_train, meta_train_with, new_head, outer_gradient, pretrain, sgd_update, swap_head, EpisodeSampler,
+    EpisodeSpec, FineTune, FlatParams, Maml, MamlOrder, MetaTrain, MetaTrainOptions, Method, RunningStatsNet,
+    HEAD_WEIGHT, SIMILARITY_SUFFIX,
 };
 use nsl_models::nets::{cnn4, Network, PredictorKind, SimilarityChoice};
 
@@ -323,4 +324,58 @@ fn episode_evaluation_and_meta_training_run_end_to_end() {
     assert_eq!(stats.method, "maml");
     let theta_eval = FlatParams::select(&mut net, |n| n.ends_with(SIMILARITY_SUFFIX)).get(&be, &mut net);
     assert_eq!(theta_after, theta_eval, "evaluation must not keep the adapted similarity");
+}
+
+#[test]
+fn maml_honours_its_step_count_and_resumes_from_a_checkpoint_exactly() {
+    let be = Cpu::with_threads(1);
+    let data = tiny_data(6, 10, 16);
+    let norm = Normalize::mean_std_of(&data);
+    let base = [0, 1, 2, 3];
+    let spec = EpisodeSpec { way: 2, shot: 1, queries: 2 };
+    let cfg =
+        MetaTrain { maml: Maml { inner_steps: 2, ..Maml::PAPER }, spec, outer_lr: 1e-2, meta_batch: 3, iterations: 5 };
+    let fresh = || pretrained(&be, small_cnn4(&be, SimilarityChoice::StaticDns { code_init: false }, 4), &data, &base);
+    let theta = |net: &mut Network<Cpu>| FlatParams::similarity_and_head(net).get(&be, net);
+
+    // uninterrupted: exactly `iterations` outer steps, second order
+    let mut whole = fresh();
+    let report = meta_train(&be, &mut whole, (&data, &base, &norm), &cfg, 7).unwrap();
+    assert_eq!((report.query_loss.len(), report.order, report.resumed_from), (5, MamlOrder::Second, None));
+
+    // killed after 2 steps (checkpoint every 100: only the stop saves), then resumed to 5
+    let dir = std::env::temp_dir().join(format!("nsl-test-maml-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = MetaTrainOptions {
+        checkpoint: Some(dir.join("maml.safetensors")),
+        checkpoint_every: 100,
+        progress: false,
+        stop_at: Some(2),
+        key: "job-a".into(),
+    };
+    let mut first = fresh();
+    let part = meta_train_with(&be, &mut first, (&data, &base, &norm), &cfg, 7, &opts).unwrap();
+    assert_eq!(part.query_loss, report.query_loss[..2]);
+    assert!(dir.join("maml.safetensors").exists());
+    let mut second = fresh();
+    let rest = meta_train_with(
+        &be,
+        &mut second,
+        (&data, &base, &norm),
+        &cfg,
+        7,
+        &MetaTrainOptions { stop_at: None, ..opts.clone() },
+    )
+    .unwrap();
+    assert_eq!(rest.resumed_from, Some(2));
+    assert_eq!(rest.query_loss, report.query_loss, "the resumed run continues the same episodes and Adam state");
+    assert_eq!(theta(&mut second), theta(&mut whole), "resumed θ_0 equals the uninterrupted one bit for bit");
+
+    // a checkpoint of another job (or another schedule) is refused, not silently resumed
+    let other = MetaTrainOptions { key: "job-b".into(), ..opts.clone() };
+    let err = meta_train_with(&be, &mut fresh(), (&data, &base, &norm), &cfg, 7, &other).unwrap_err();
+    assert!(err.contains("another MAML job"), "{err}");
+    let longer = MetaTrain { iterations: 6, ..cfg };
+    assert!(meta_train_with(&be, &mut fresh(), (&data, &base, &norm), &longer, 7, &opts).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
 }

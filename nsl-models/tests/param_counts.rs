@@ -48,9 +48,10 @@ fn cnn9_plus_plus_matches_spec_section_5_4() {
 #[test]
 fn cnn10_matches_table_5() {
     let be = Cpu::new();
-    let mut plain = cnn10(&be, &mut Rng::new(0), 1000, SimilarityChoice::Conv, 224, 1.0);
+    let mut plain = cnn10(&be, &mut Rng::new(0), 1000, SimilarityChoice::Conv, 224, 1.0, 1e-4);
     assert_eq!(plain.weight_count(), 8_897_728);
-    let mut dynamic = cnn10(&be, &mut Rng::new(0), 1000, SimilarityChoice::DynamicDns(PredictorKind::Sphere), 224, 1.0);
+    let mut dynamic =
+        cnn10(&be, &mut Rng::new(0), 1000, SimilarityChoice::DynamicDns(PredictorKind::Sphere), 224, 1.0, 1e-4);
     assert_eq!(dynamic.weight_count(), 9_607_936);
 }
 

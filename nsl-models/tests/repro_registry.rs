@@ -51,6 +51,7 @@ fn terminal_summary_lists_every_row_aligned() {
     let result = |i: usize, values: Vec<f64>, note: Option<&str>| RowResult {
         row: rows[i].clone(),
         values,
+        top5_errors: vec![],
         ci95: None,
         params: Some(10),
         wall_seconds: 1.0,

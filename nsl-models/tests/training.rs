@@ -56,6 +56,11 @@ fn resume_equals_uninterrupted_run_bitwise() {
         let b = train(&be, &cfg, &opts(&killed, true, None)).unwrap();
         assert_eq!(b.resumed_from, Some(3));
         assert_eq!(a.final_test_acc, b.final_test_acc);
+        // top-5 is recorded next to top-1 (10 classes: at least as high)
+        let top5 = a.final_test_top5.expect("training runs record top-5");
+        assert!(top5 >= a.final_test_acc && top5 <= 1.0 && b.final_test_top5 == Some(top5));
+        let metrics = std::fs::read_to_string(straight.join("metrics.jsonl")).unwrap();
+        assert!(metrics.lines().filter(|l| l.contains("test_acc")).all(|l| l.contains("\"test_top5\"")));
         let (ta, tb) =
             (tensors(&straight.join("checkpoint.safetensors")), tensors(&killed.join("checkpoint.safetensors")));
         assert_eq!(ta.len(), tb.len());

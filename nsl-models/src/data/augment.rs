@@ -144,16 +144,27 @@ impl Normalize {
 
     /// Per-channel mean and (population) standard deviation of every pixel of `data`.
     pub fn mean_std_of(data: &Dataset) -> Normalize {
+        Normalize::mean_std_of_images(data, 0..data.len())
+    }
+
+    /// Per-channel mean and (population) standard deviation of every pixel of the images
+    /// `indices` of `data` (e.g. a training split), summed in `f64` in the order given, so the
+    /// statistics are a pure function of the images. A constant channel gets std `1e-3`.
+    pub fn mean_std_of_images(data: &Dataset, indices: impl IntoIterator<Item = usize>) -> Normalize {
         let c = data.shape[2];
         let (mut sum, mut sq) = (vec![0f64; c], vec![0f64; c]);
-        for px in data.images.chunks_exact(c) {
-            for k in 0..c {
-                let v = f64::from(px[k]);
-                sum[k] += v;
-                sq[k] += v * v;
+        let mut pixels = 0usize;
+        for i in indices {
+            for px in data.image(i).chunks_exact(c) {
+                for k in 0..c {
+                    let v = f64::from(px[k]);
+                    sum[k] += v;
+                    sq[k] += v * v;
+                }
+                pixels += 1;
             }
         }
-        let n = (data.images.len() / c).max(1) as f64;
+        let n = pixels.max(1) as f64;
         let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
         let std = sq.iter().zip(&mean).map(|(q, m)| ((q / n - m * m).max(0.0).sqrt().max(1e-3)) as f32).collect();
         Normalize::MeanStd(mean.into_iter().map(|m| m as f32).collect(), std)

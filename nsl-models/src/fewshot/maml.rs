@@ -15,7 +15,16 @@
 //!   drops the `H_k` terms: `g = ∇L_Q(θ_K)`.
 //! * **Outer optimiser**: Adam (lr 1e-3) on `θ_0`, the gradient averaged over a meta-batch of tasks.
 //! * **Test**: `K` inner steps on `θ`, then 20 more on the head only (same `α`).
+//!
+//! Long meta-trainings (the spec's ~60k second-order outer steps are hours) can checkpoint and
+//! resume ([`meta_train_with`], [`MetaTrainOptions`]): the state after outer step `i` is the
+//! network (θ_0 and the frozen rest), the Adam moments and the loss history, and task `t` of
+//! step `i` is episode `i·meta_batch + t` of the seed, so a resumed run continues exactly where
+//! the killed one stopped.
 
+use std::path::PathBuf;
+
+use indicatif::{ProgressBar, ProgressStyle};
 use nsl_core::nn::{Layer, Mode};
 use nsl_core::optim::{zero_grads, Optimizer, OptimizerKind};
 use nsl_core::{Backend, Rng, Tensor};
@@ -25,6 +34,7 @@ use super::model::{
     accuracy, debias_bn_statistics, feature_shape, freeze_all_but, new_head, restore_frozen, swap_head, FlatParams,
     RunningStatsNet, HEAD_WEIGHT, SIMILARITY_SUFFIX,
 };
+use crate::checkpoint::{self, Meta};
 use crate::data::augment::Normalize;
 use crate::data::Dataset;
 use crate::nets::Network;
@@ -183,13 +193,34 @@ impl MetaTrain {
     }
 }
 
+/// Checkpointing and progress of [`meta_train_with`].
+#[derive(Clone, Debug, Default)]
+pub struct MetaTrainOptions {
+    /// Checkpoint file (safetensors, written atomically): the network, the Adam state and the
+    /// loss history. When it exists, meta-training resumes from it.
+    pub checkpoint: Option<PathBuf>,
+    /// Save every this many outer steps, and after the last one (0: after the last only).
+    pub checkpoint_every: usize,
+    /// Show a progress bar (it stays hidden when stderr is not a terminal; a line per
+    /// checkpoint is printed instead).
+    pub progress: bool,
+    /// Stop after this many outer steps in total (saving a checkpoint), as if killed; for tests.
+    pub stop_at: Option<usize>,
+    /// Identifies the job: a checkpoint written under another key (or another [`MetaTrain`] or
+    /// seed) is refused rather than resumed.
+    pub key: String,
+}
+
 /// What meta-training did.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetaTrainReport {
     /// The outer-gradient order that ran.
     pub order: MamlOrder,
-    /// Per outer step: the mean post-adaptation query loss `L_Q(θ_K)` of its tasks.
+    /// Per outer step done so far (including steps before a resume): the mean post-adaptation
+    /// query loss `L_Q(θ_K)` of its tasks.
     pub query_loss: Vec<f32>,
+    /// The outer step the run resumed from, if it did.
+    pub resumed_from: Option<usize>,
 }
 
 /// Meta-learn the similarity and a new `way`-way head initialisation of a pretrained static NSN
@@ -206,13 +237,29 @@ pub fn meta_train<B: Backend>(
     cfg: &MetaTrain,
     seed: u64,
 ) -> Result<MetaTrainReport, String> {
+    meta_train_with(be, net, (data, classes, normalize), cfg, seed, &MetaTrainOptions::default())
+}
+
+/// [`meta_train`] with checkpoints, resume and progress as `opts` says. Stopped early by
+/// `opts.stop_at`, it returns the report so far and leaves `net` at the last `θ_0`.
+///
+/// # Errors
+/// As [`meta_train`], and if the checkpoint cannot be written, read, or was written by another job.
+pub fn meta_train_with<B: Backend>(
+    be: &B,
+    net: &mut Network<B>,
+    (data, classes, normalize): (&Dataset, &[usize], &Normalize),
+    cfg: &MetaTrain,
+    seed: u64,
+    opts: &MetaTrainOptions,
+) -> Result<MetaTrainReport, String> {
     let sampler = EpisodeSampler::new(data, classes)?;
     debias_bn_statistics(be, net);
     let mut rng = Rng::new(seed).fork(super::HEAD_STREAM);
     let head = new_head(be, &mut rng, &feature_shape(be, net), cfg.spec.way, 0.0);
     swap_head(net, Box::new(head), cfg.spec.way);
     let frozen = freeze_all_but(net, |n| n.ends_with(SIMILARITY_SUFFIX) || n == HEAD_WEIGHT);
-    let result = run_meta_train(be, net, (&sampler, data, normalize), cfg, seed);
+    let result = run_meta_train(be, net, (&sampler, data, normalize), cfg, seed, opts);
     restore_frozen(net, &frozen);
     result
 }
@@ -223,12 +270,58 @@ fn run_meta_train<B: Backend>(
     (sampler, data, normalize): (&EpisodeSampler, &Dataset, &Normalize),
     cfg: &MetaTrain,
     seed: u64,
+    opts: &MetaTrainOptions,
 ) -> Result<MetaTrainReport, String> {
+    let mut opt = Optimizer::<B>::new(OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 });
+    let mut report =
+        MetaTrainReport { order: cfg.maml.order, query_loss: Vec::with_capacity(cfg.iterations), resumed_from: None };
+    let fingerprint = format!("{cfg:?} seed {seed} {}", opts.key);
+    if let Some(path) = opts.checkpoint.as_ref().filter(|p| p.exists()) {
+        // into the network before it is wrapped: the wrapper reads the BN statistics once
+        let meta = checkpoint::load(be, path, net, Some(&mut opt)).map_err(|e| e.to_string())?;
+        if meta.extra.get("maml") != Some(&fingerprint) {
+            return Err(format!(
+                "{} was written by another MAML job; delete it to start this one afresh",
+                path.display()
+            ));
+        }
+        report.query_loss = meta
+            .extra
+            .get("query_loss")
+            .and_then(|t| t.split_whitespace().map(|v| v.parse().ok()).collect::<Option<Vec<f32>>>())
+            .ok_or_else(|| format!("{}: no loss history in the metadata", path.display()))?;
+        if report.query_loss.len() as u64 != meta.step {
+            return Err(format!("{}: the loss history does not match step {}", path.display(), meta.step));
+        }
+        report.resumed_from = Some(meta.step as usize);
+    }
     let mut model = RunningStatsNet::new(be, net)?;
     let params = FlatParams::similarity_and_head(&mut model);
-    let mut opt = Optimizer::<B>::new(OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 });
-    let mut report = MetaTrainReport { order: cfg.maml.order, query_loss: Vec::with_capacity(cfg.iterations) };
-    for it in 0..cfg.iterations {
+    let start = report.query_loss.len();
+    let stop = opts.stop_at.unwrap_or(cfg.iterations).min(cfg.iterations);
+    let bar = if opts.progress { ProgressBar::new(cfg.iterations as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("MAML ({:?} order)", cfg.maml.order).to_lowercase());
+    bar.set_position(start as u64);
+    let save = |model: &mut RunningStatsNet<'_, B>, opt: &mut Optimizer<B>, report: &MetaTrainReport| {
+        let Some(path) = &opts.checkpoint else { return Ok(()) };
+        let mut meta = Meta { step: report.query_loss.len() as u64, ..Meta::default() };
+        meta.extra.insert("maml".into(), fingerprint.clone());
+        // space-separated shortest round-trip decimals (NaN included, which JSON cannot hold)
+        let history: Vec<String> = report.query_loss.iter().map(f32::to_string).collect();
+        meta.extra.insert("query_loss".into(), history.join(" "));
+        checkpoint::save(be, path, model, Some(opt), &meta).map_err(|e| e.to_string())?;
+        if opts.progress && bar.is_hidden() {
+            let loss = report.query_loss.last().copied().unwrap_or(f32::NAN);
+            eprintln!("MAML outer step {}/{}: query loss {loss:.4}", report.query_loss.len(), cfg.iterations);
+        }
+        Ok::<(), String>(())
+    };
+    for it in start..stop {
         let theta0 = params.get(be, &mut model);
         let mut meta_grad = vec![0f32; params.len()];
         let mut loss = 0.0;
@@ -244,7 +337,13 @@ fn run_meta_train<B: Backend>(
         params.set_grad(be, &mut model, &meta_grad);
         opt.step(be, cfg.outer_lr, &mut model);
         report.query_loss.push(loss);
+        bar.set_position(it as u64 + 1);
+        bar.set_message(format!("query loss {loss:.4}"));
+        if it + 1 == stop || (opts.checkpoint_every > 0 && (it + 1) % opts.checkpoint_every == 0) {
+            save(&mut model, &mut opt, &report)?;
+        }
     }
+    bar.finish();
     Ok(report)
 }
 

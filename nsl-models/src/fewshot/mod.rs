@@ -22,8 +22,8 @@ mod model;
 pub use episode::{mean_ci95, Episode, EpisodeSampler, EpisodeSpec, HostBatch};
 pub use finetune::{finetune_head, finetune_similarity_and_head, FineTune, FineTuneResult};
 pub use maml::{
-    hessian_vector, inner_loop, loss_grad, maml_evaluate, meta_train, outer_gradient, sgd_update, Maml, MamlOrder,
-    MetaTrain, MetaTrainReport, OuterGradient,
+    hessian_vector, inner_loop, loss_grad, maml_evaluate, meta_train, meta_train_with, outer_gradient, sgd_update,
+    Maml, MamlOrder, MetaTrain, MetaTrainOptions, MetaTrainReport, OuterGradient,
 };
 pub use model::{
     accuracy, debias_bn_statistics, feature_shape, features, freeze_all_but, new_head, plain_cross_entropy,

@@ -53,6 +53,16 @@ impl Cnn9Config {
             l1: 0.0,
         }
     }
+    /// CNN-9++'s layout (spec §5.4 \[ASSUMPTION\]): plain convs, root 64, stages 64/128/256 with
+    /// 4/3/3 convs.
+    pub fn plus_plus(classes: usize) -> Self {
+        Cnn9Config {
+            root: 64,
+            widths: [64, 128, 256],
+            convs_per_stage: [4, 3, 3],
+            ..Cnn9Config::paper(classes, SimilarityChoice::Conv)
+        }
+    }
 }
 
 /// CNN-9 with any similarity in its nine NSL slots:
@@ -122,14 +132,12 @@ pub fn cnn9<B: Backend>(be: &B, rng: &mut Rng, cfg: &Cnn9Config) -> Network<B> {
 /// 4/3/3 convs; 2.04M parameters on CIFAR-10 (2.40M on CIFAR-100), more than every NSN.
 /// `width` scales every layer (1.0 = the spec's network).
 pub fn cnn9_plus_plus<B: Backend>(be: &B, rng: &mut Rng, classes: usize, width: f32) -> Network<B> {
-    let cfg = Cnn9Config {
-        root: 64,
-        widths: [64, 128, 256],
-        convs_per_stage: [4, 3, 3],
-        ..Cnn9Config::paper(classes, SimilarityChoice::Conv)
-    }
-    .scaled(width);
-    let mut net = cnn9(be, rng, &cfg);
+    cnn9_plus_plus_of(be, rng, &Cnn9Config::plus_plus(classes).scaled(width))
+}
+
+/// CNN-9++ from its config (e.g. [`Cnn9Config::plus_plus`] with another weight decay).
+pub fn cnn9_plus_plus_of<B: Backend>(be: &B, rng: &mut Rng, cfg: &Cnn9Config) -> Network<B> {
+    let mut net = cnn9(be, rng, cfg);
     net.name = "cnn9++".into();
     net
 }

@@ -8,9 +8,9 @@ mod shared;
 mod spherenet9;
 
 pub use choice::{PredictorKind, SimilarityChoice};
-pub use cnn10::cnn10;
+pub use cnn10::{cnn10, CNN10_WEIGHT_DECAY};
 pub use cnn4::cnn4;
-pub use cnn9::{cnn9, cnn9_plus_plus, Cnn9Config};
+pub use cnn9::{cnn9, cnn9_plus_plus, cnn9_plus_plus_of, Cnn9Config};
 pub use shared::{shared_trunk, SharedPredictor, SharedTrunk};
 pub use spherenet9::{spherenet9, SphereNetConfig};
 

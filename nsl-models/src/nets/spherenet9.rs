@@ -16,12 +16,15 @@ pub struct SphereNetConfig {
     pub attention: bool,
     pub widths: [usize; 3],
     pub input_hw: usize,
+    /// L2 on the plain convs, the attention blocks, the score layer and every BN γ/β (code:
+    /// 5e-4); SphereConv filters never get any.
+    pub weight_decay: f32,
 }
 
 impl SphereNetConfig {
     /// The `nsl_global_ns` layout: widths 128/192/256 on 32×32 inputs.
     pub fn paper(classes: usize, sphere: bool, attention: bool) -> Self {
-        SphereNetConfig { classes, sphere, attention, widths: [128, 192, 256], input_hw: 32 }
+        SphereNetConfig { classes, sphere, attention, widths: [128, 192, 256], input_hw: 32, weight_decay: 5e-4 }
     }
     /// Every width times `factor` (at least 8, so the attention's C/8 stays ≥ 1).
     pub fn scaled(mut self, factor: f32) -> Self {
@@ -33,7 +36,8 @@ impl SphereNetConfig {
 /// SphereNet-9: 3 stages of 3 × [conv + BN + ReLU] + 2×2 max-pool (attention after pools 1
 /// and 2), `fc6` a 4×4 VALID conv to 256 (the last stage's width) (no BN, no ReLU) and a 1×1 plain `score` conv.
 pub fn spherenet9<B: Backend>(be: &B, rng: &mut Rng, cfg: &SphereNetConfig) -> Network<B> {
-    let (wd, orth) = if cfg.sphere { (0.0, 2e-4) } else { (5e-4, 0.0) };
+    let l2 = cfg.weight_decay;
+    let (wd, orth) = if cfg.sphere { (0.0, 2e-4) } else { (l2, 0.0) };
     let sim = || -> Box<dyn Similarity<B>> {
         if cfg.sphere {
             Box::new(Sphere::cosine())
@@ -54,7 +58,7 @@ pub fn spherenet9<B: Backend>(be: &B, rng: &mut Rng, cfg: &SphereNetConfig) -> N
             let name = format!("conv{}_{i}", stage + 1);
             body = body
                 .push(conv(rng, &name, (c_in, width), (3, 1, Padding::Same)))
-                .push(BatchNorm::new(be, &format!("{name}.bn"), width, 1e-3, 5e-4))
+                .push(BatchNorm::new(be, &format!("{name}.bn"), width, 1e-3, l2))
                 .push(Relu::new());
             c_in = width;
         }
@@ -62,7 +66,7 @@ pub fn spherenet9<B: Backend>(be: &B, rng: &mut Rng, cfg: &SphereNetConfig) -> N
         side = side.div_ceil(2);
         if cfg.attention && stage < 2 {
             let name = format!("att{}", stage + 1);
-            let att = SelfAttention::new(be, rng, &name, width, cfg.sphere, 5e-4, orth);
+            let att = SelfAttention::new(be, rng, &name, width, cfg.sphere, l2, orth);
             let mut v = NslConv::new(
                 be,
                 rng,
@@ -70,7 +74,7 @@ pub fn spherenet9<B: Backend>(be: &B, rng: &mut Rng, cfg: &SphereNetConfig) -> N
                 (width, width),
                 (1, 1, Padding::Same),
                 1.0,
-                5e-4,
+                l2,
                 Box::new(att),
             );
             v.weight.orthogonality = orth;
@@ -85,7 +89,7 @@ pub fn spherenet9<B: Backend>(be: &B, rng: &mut Rng, cfg: &SphereNetConfig) -> N
         (fc6, cfg.classes),
         (1, 1, Padding::Valid),
         1.0,
-        5e-4,
+        l2,
         InnerProduct::boxed(),
     ));
     let name = match (cfg.sphere, cfg.attention) {

@@ -3,6 +3,14 @@
 //!
 //! On mini-ImageNet the non-MAML networks pretrain as 80-way classifiers on train + val, MAML
 //! meta-trains on the 64 train classes, and episodes come from the 20 test classes.
+//!
+//! Inputs are normalised as the pretraining config's `normalize` says: `centered` (smoke) or
+//! `mean-std`, the per-channel mean and standard deviation of the training split's pixels (the
+//! spec's per-channel normalisation, §5.6 \[ASSUMPTION\]; paper scale).
+//!
+//! A row survives being killed: the pretrained network is saved to `pretrained.safetensors` and
+//! reused, and MAML checkpoints its meta-training to `maml.safetensors` every
+//! [`MAML_CHECKPOINT_EVERY`] outer steps and resumes from there.
 
 use std::path::Path;
 use std::time::Instant;
@@ -10,28 +18,32 @@ use std::time::Instant;
 use nsl_core::{Backend, Rng};
 
 use super::registry::{FewShotMethod, Job, Row};
+use crate::checkpoint::{self, Meta};
 use crate::data::augment::Normalize;
 use crate::data::mini_imagenet::load_mini_imagenet;
 use crate::data::synthetic::synthetic_many;
 use crate::data::Dataset;
-use crate::fewshot::{evaluate_episodes, meta_train, pretrain, EpisodeSpec, FineTune, Maml, MetaTrain, Method};
-use crate::nets::{cnn4, SimilarityChoice};
-use crate::train::{RunConfig, RunSummary};
+use crate::fewshot::{
+    evaluate_episodes, meta_train_with, pretrain, EpisodeSpec, FineTune, Maml, MetaTrain, MetaTrainOptions, Method,
+};
+use crate::nets::{cnn4, Network, SimilarityChoice};
+use crate::train::{parse_normalize, RunConfig, RunSummary};
 
 /// Base (pretraining) and novel (episode) classes of the smoke few-shot set: 30 + 10 synthetic
 /// classes of 60 images, the shape of mini-ImageNet's 64 (+16) / 20 split at small scale.
 const SMOKE_BASE: usize = 30;
 const SMOKE_NOVEL: usize = 10;
 const SMOKE_PER_CLASS: usize = 60;
-/// Outer MAML steps at smoke scale (spec [ASSUMPTION] for paper scale: about 60k).
-const SMOKE_META_STEPS: usize = 10;
+/// MAML saves its state every this many outer steps (and after the last).
+pub const MAML_CHECKPOINT_EVERY: usize = 100;
 
 /// A few-shot data set and its class roles.
 struct FewShotData {
     data: Dataset,
     /// Classes of the pretrained classifier.
     pretrain: Vec<usize>,
-    /// Classes MAML meta-trains on.
+    /// Classes MAML meta-trains on: the training split, whose pixels also give the `mean-std`
+    /// statistics.
     meta: Vec<usize>,
     /// Classes episodes are drawn from.
     novel: Vec<usize>,
@@ -61,29 +73,43 @@ fn few_shot_data(cfg: &RunConfig) -> Result<FewShotData, String> {
 /// Run one Table 6 row for `seed` into `dir`; returns the summary (accuracy as a fraction) and
 /// the 95% interval half-width in percent.
 pub fn run_fewshot_row<B: Backend>(be: &B, row: &Row, seed: u64, dir: &Path) -> Result<(RunSummary, f64), String> {
-    let Job::FewShot { pretrain: cfg, method, way, shot, queries, episodes } = &row.job else {
+    let Job::FewShot { pretrain: cfg, method, way, shot, queries, episodes, meta_steps, meta_batch } = &row.job else {
         return Err(format!("{} is not a few-shot row", row.label));
     };
     let started = Instant::now();
     let FewShotData { data, pretrain: base, meta: meta_classes, novel } = few_shot_data(cfg)?;
     let similarity: SimilarityChoice = cfg.similarity.parse()?;
-    let normalize = Normalize::Centered;
-    let mut net = cnn4(be, &mut Rng::new(seed), base.len(), similarity, data.shape[0], 0.0);
+    let normalize = few_shot_normalize(&cfg.normalize, &data, &meta_classes)?;
+    let wd = cfg.weight_decay.unwrap_or(0.0);
+    let mut net = cnn4(be, &mut Rng::new(seed), base.len(), similarity, data.shape[0], wd);
     if cfg.predictor_gamma != 1.0 {
         net.set_predictor_output_gamma(be, cfg.predictor_gamma);
     }
     let params = net.param_count();
-    let report =
-        pretrain(be, &mut net, &data, &base, &normalize, (cfg.iterations as usize, cfg.batch_size, cfg.lr), seed)?;
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let key = row.run_id(seed);
+    let final_loss = pretrained(be, &mut net, &dir.join("pretrained.safetensors"), &key, |net| {
+        let schedule = (cfg.iterations as usize, cfg.batch_size, cfg.lr);
+        pretrain(be, net, &data, &base, &normalize, schedule, seed).map(|r| r.final_loss)
+    })?;
     let spec = EpisodeSpec { way: *way, shot: *shot, queries: *queries };
     let adapt = match method {
         FewShotMethod::FineTuneBaseline | FewShotMethod::DynamicNsn => Method::FineTuneHead(FineTune::PAPER),
         FewShotMethod::StaticNsn => Method::FineTuneSimilarityAndHead(FineTune::PAPER),
         FewShotMethod::MetaLearnedStaticNsn => {
-            let meta = MetaTrain { spec, ..MetaTrain::paper(*shot, SMOKE_META_STEPS) };
-            let m = meta_train(be, &mut net, (&data, &meta_classes, &normalize), &meta, seed)?;
-            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-            let _ = std::fs::write(dir.join("maml_order.txt"), format!("{:?}\n", m.order));
+            let meta = MetaTrain { spec, meta_batch: *meta_batch, ..MetaTrain::paper(*shot, *meta_steps) };
+            let opts = MetaTrainOptions {
+                checkpoint: Some(dir.join("maml.safetensors")),
+                checkpoint_every: MAML_CHECKPOINT_EVERY,
+                progress: true,
+                stop_at: None,
+                key: key.clone(),
+            };
+            let m = meta_train_with(be, &mut net, (&data, &meta_classes, &normalize), &meta, seed, &opts)?;
+            let _ = std::fs::write(
+                dir.join("maml_order.txt"),
+                format!("{:?}\nouter steps {} x {} tasks\n", m.order, m.query_loss.len(), meta.meta_batch),
+            );
             Method::MamlAdapted(Maml::PAPER)
         }
     };
@@ -95,15 +121,15 @@ pub fn run_fewshot_row<B: Backend>(be: &B, row: &Row, seed: u64, dir: &Path) -> 
         params,
         steps: cfg.iterations,
         final_test_acc: stats.mean as f32,
+        final_test_top5: None,
         best_test_acc: stats.mean as f32,
         best_step: cfg.iterations,
-        final_train_loss: report.final_loss,
+        final_train_loss: final_loss,
         wall_seconds: started.elapsed().as_secs_f64(),
         train_images_per_second: 0.0,
         backend: be.name(),
         resumed_from: None,
     };
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let ci = 100.0 * stats.ci95;
     let write = |name: &str, text: String| {
         crate::checkpoint::write_atomic(&dir.join(name), text.as_bytes()).map_err(|e| e.to_string())
@@ -112,4 +138,43 @@ pub fn run_fewshot_row<B: Backend>(be: &B, row: &Row, seed: u64, dir: &Path) -> 
     write("episodes.json", serde_json::to_string(&stats.accuracies).expect("json"))?;
     write("summary.json", serde_json::to_string_pretty(&summary).expect("json"))?;
     Ok((summary, ci))
+}
+
+/// The input normalisation of a few-shot row: `mean-std` is computed from the pixels of the
+/// training split (`train_classes`), anything else as [`parse_normalize`] reads it.
+fn few_shot_normalize(name: &str, data: &Dataset, train_classes: &[usize]) -> Result<Normalize, String> {
+    if name == "mean-std" {
+        let mut in_split = vec![false; data.classes];
+        train_classes.iter().for_each(|&c| in_split[c] = true);
+        return Ok(Normalize::mean_std_of_images(data, (0..data.len()).filter(|&i| in_split[data.label(i)])));
+    }
+    parse_normalize(name).map_err(|e| e.to_string())
+}
+
+/// Load the pretrained `net` from `path` if a run of the same `key` saved it there; otherwise run
+/// `train` and save the result. Returns the last pretraining loss.
+fn pretrained<B: Backend>(
+    be: &B,
+    net: &mut Network<B>,
+    path: &Path,
+    key: &str,
+    train: impl FnOnce(&mut Network<B>) -> Result<f32, String>,
+) -> Result<f32, String> {
+    if path.exists() {
+        let meta = checkpoint::load(be, path, net, None).map_err(|e| e.to_string())?;
+        if meta.extra.get("job").map(String::as_str) != Some(key) {
+            return Err(format!("{} was pretrained for another job; delete it to pretrain afresh", path.display()));
+        }
+        return meta
+            .extra
+            .get("final_loss")
+            .and_then(|l| l.parse().ok())
+            .ok_or_else(|| format!("{}: no final_loss in the metadata", path.display()));
+    }
+    let loss = train(net)?;
+    let mut meta = Meta::default();
+    meta.extra.insert("job".into(), key.to_string());
+    meta.extra.insert("final_loss".into(), loss.to_string());
+    checkpoint::save(be, path, net, None, &meta).map_err(|e| e.to_string())?;
+    Ok(loss)
 }

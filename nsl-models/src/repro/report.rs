@@ -70,7 +70,7 @@ pub fn summary_table(results: &[RowResult]) -> String {
             Job::FewShot { pretrain, .. } => pretrain.dataset.clone(),
         };
         let paper = r.row.paper.map(|p| format!("{p:.2}")).unwrap_or_else(|| "—".into());
-        let ours = if r.note.is_some() { "not run (see report)".into() } else { fmt_value(r) };
+        let ours = if r.note.is_some() { "not run (see report)".into() } else { fmt_value(r) + &fmt_top5(r) };
         lines.push([r.row.table.into(), r.row.label.clone(), data, r.row.metric.header().into(), paper, ours]);
     }
     let widths: Vec<usize> = (0..6).map(|i| lines.iter().map(|l| l[i].chars().count()).max().unwrap_or(0)).collect();
@@ -88,6 +88,14 @@ pub fn summary_table(results: &[RowResult]) -> String {
         }
     }
     out
+}
+
+/// ` (top-5 error)` after a Table 5 value: the mean over seeds, when every seed recorded one.
+fn fmt_top5(r: &RowResult) -> String {
+    if r.top5_errors.is_empty() || r.top5_errors.len() != r.values.len() {
+        return String::new();
+    }
+    format!(" ({:.2})", r.top5_errors.iter().sum::<f64>() / r.top5_errors.len() as f64)
 }
 
 /// Write `report.md` and `plots/*.svg` under `out`. Returns the report's path.
@@ -127,7 +135,10 @@ pub fn write_report(out: &Path, header: &ReportHeader, results: &[RowResult]) ->
         let _ = writeln!(md, "|---|---|---|---:|---:|---:|---:|---:|---:|---|");
         let mut acc_series = Vec::new();
         for r in &rows {
-            let paper = r.row.paper.map(|p| format!("{p:.2}")).unwrap_or_else(|| "—".into());
+            let mut paper = r.row.paper.map(|p| format!("{p:.2}")).unwrap_or_else(|| "—".into());
+            if let Some(top5) = r.row.paper_top5 {
+                paper.push_str(&format!(" ({top5:.2})"));
+            }
             let diff = match (r.mean_std(), r.row.paper) {
                 (Some((m, _)), Some(p)) => format!("{:+.2}", m - p),
                 _ => "—".into(),
@@ -163,7 +174,7 @@ pub fn write_report(out: &Path, header: &ReportHeader, results: &[RowResult]) ->
             }
             let ours = match &r.note {
                 Some(note) => format!("not run: {}", note.replace('|', "/").replace('\n', " ")),
-                None => fmt_value(r),
+                None => fmt_value(r) + &fmt_top5(r),
             };
             let data = match &r.row.job {
                 Job::Train(c) => &c.dataset,

@@ -27,6 +27,8 @@ pub struct RowResult {
     pub row: Row,
     /// The metric per seed that finished.
     pub values: Vec<f64>,
+    /// Top-5 error per seed, for [`Metric::Top1Error`] rows whose summaries record it.
+    pub top5_errors: Vec<f64>,
     /// Few-shot 95% interval (mean over seeds).
     pub ci95: Option<f64>,
     pub params: Option<usize>,
@@ -79,6 +81,7 @@ pub fn run_all<B: Backend>(
         let mut result = RowResult {
             row: row.clone(),
             values: vec![],
+            top5_errors: vec![],
             ci95: None,
             params: None,
             wall_seconds: 0.0,
@@ -119,6 +122,9 @@ pub fn run_all<B: Backend>(
             match outcome {
                 Ok((summary, ci)) => {
                     result.values.push(metric_of(row.metric, &summary));
+                    if let (Metric::Top1Error, Some(top5)) = (row.metric, summary.final_test_top5) {
+                        result.top5_errors.push(100.0 * (1.0 - f64::from(top5)));
+                    }
                     result.params = Some(summary.params);
                     if let Some(ci) = ci {
                         cis.push(ci);

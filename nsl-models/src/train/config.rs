@@ -27,7 +27,8 @@ pub struct RunConfig {
     /// recipe: random 224 crop of the 256² image, flip), `none`.
     pub augment: String,
     /// `raw` (0..255, NSL code), `centered` ((x−127.5)/128, SphereNet code), `imagenet-mean`
-    /// (0..255 minus the ImageNet channel mean).
+    /// (0..255 minus the ImageNet channel mean), `mean-std` (few-shot rows only: per-channel
+    /// mean and std of the training split's pixels).
     pub normalize: String,
     pub iterations: u64,
     pub batch_size: usize,
@@ -51,6 +52,14 @@ pub struct RunConfig {
     pub bn_debias: bool,
     /// ℓ1 on static similarity parameters (paper §3.4; 0 = off).
     pub l1: f32,
+    /// Coupled L2 weight decay on the filters and BN γ/β. Unset (the default, and what configs
+    /// written before this field read as): each network's own value, 5e-4 for CNN-9, CNN-9++
+    /// and the SphereNet-9 family (the reference code's CIFAR value; static UNS keeps its 5e-3,
+    /// SphereConvs none), 1e-4 for CNN-10 (DCNets' ImageNet value, spec §5.5 \[ASSUMPTION\]),
+    /// 0 for CNN-4. Unset values are left out of the TOML, so run ids from before the field
+    /// existed stay the same.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f32>,
     /// Initial γ of the dynamic DNS predictor's output BN: 1 = the reference code, 0 = zero-init
     /// residual (`M` starts at exactly `I`; see `Network::set_predictor_output_gamma`). Smoke runs
     /// use 0: with 1 the dynamic networks sit near chance for their first few hundred iterations.
@@ -84,6 +93,7 @@ impl Default for RunConfig {
             log_floor: 1e-4,
             bn_debias: false,
             l1: 0.0,
+            weight_decay: None,
             predictor_gamma: 1.0,
             seed: 0,
         }

@@ -7,6 +7,6 @@ mod run;
 pub use config::RunConfig;
 pub use error::TrainError;
 pub use run::{
-    build_network, evaluate, evaluate_debiased, load_data, load_sources, parse_normalize, train, RunOptions,
-    RunSummary, Source,
+    build_network, count_top_k, evaluate, evaluate_accuracy, evaluate_debiased, evaluate_debiased_accuracy, load_data,
+    load_sources, parse_normalize, train, Accuracy, RunOptions, RunSummary, Source,
 };

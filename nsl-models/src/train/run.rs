@@ -20,7 +20,8 @@ use crate::data::imagenet::load_imagenet;
 use crate::data::loader::{eval_batches, Position, TrainConfig, TrainLoader};
 use crate::data::{cifar, synthetic, DataError, Dataset, ImageSource};
 use crate::nets::{
-    cnn10, cnn4, cnn9, cnn9_plus_plus, spherenet9, Cnn9Config, Network, SimilarityChoice, SphereNetConfig,
+    cnn10, cnn4, cnn9, cnn9_plus_plus_of, spherenet9, Cnn9Config, Network, SimilarityChoice, SphereNetConfig,
+    CNN10_WEIGHT_DECAY,
 };
 
 /// Where and how a run writes.
@@ -45,6 +46,10 @@ pub struct RunSummary {
     pub params: usize,
     pub steps: u64,
     pub final_test_acc: f32,
+    /// Top-5 accuracy at the final evaluation (training runs; absent in few-shot rows and in
+    /// summaries written before it was recorded).
+    #[serde(default)]
+    pub final_test_top5: Option<f32>,
     pub best_test_acc: f32,
     pub best_step: u64,
     pub final_train_loss: f32,
@@ -103,20 +108,28 @@ pub fn build_network<B: Backend>(
 ) -> Result<Network<B>, TrainError> {
     let sim: SimilarityChoice = cfg.similarity.parse().map_err(TrainError::Config)?;
     let sphere = |rng: &mut Rng, sphere, attention| {
-        let c = SphereNetConfig { input_hw, ..SphereNetConfig::paper(classes, sphere, attention) }.scaled(cfg.width);
+        let paper = SphereNetConfig::paper(classes, sphere, attention);
+        let weight_decay = cfg.weight_decay.unwrap_or(paper.weight_decay);
+        let c = SphereNetConfig { input_hw, weight_decay, ..paper }.scaled(cfg.width);
         spherenet9(be, rng, &c)
     };
     let mut net = match cfg.network.as_str() {
         "cnn9" => {
-            cnn9(be, rng, &Cnn9Config { input_hw, l1: cfg.l1, ..Cnn9Config::paper(classes, sim) }.scaled(cfg.width))
+            let paper = Cnn9Config::paper(classes, sim);
+            let weight_decay = cfg.weight_decay.unwrap_or(paper.weight_decay);
+            cnn9(be, rng, &Cnn9Config { input_hw, l1: cfg.l1, weight_decay, ..paper }.scaled(cfg.width))
         }
-        "cnn9pp" => cnn9_plus_plus(be, rng, classes, cfg.width),
+        "cnn9pp" => {
+            let paper = Cnn9Config::plus_plus(classes);
+            let weight_decay = cfg.weight_decay.unwrap_or(paper.weight_decay);
+            cnn9_plus_plus_of(be, rng, &Cnn9Config { weight_decay, ..paper }.scaled(cfg.width))
+        }
         "spherenet9" => sphere(rng, true, false),
         "spherenet9-attention" => sphere(rng, true, true),
         "cnn9-wide" => sphere(rng, false, false),
         "cnn9-wide-attention" => sphere(rng, false, true),
-        "cnn10" => cnn10(be, rng, classes, sim, input_hw, cfg.width),
-        "cnn4" => cnn4(be, rng, classes, sim, input_hw, 0.0),
+        "cnn10" => cnn10(be, rng, classes, sim, input_hw, cfg.width, cfg.weight_decay.unwrap_or(CNN10_WEIGHT_DECAY)),
+        "cnn4" => cnn4(be, rng, classes, sim, input_hw, cfg.weight_decay.unwrap_or(0.0)),
         other => {
             return Err(TrainError::Config(format!(
                 "unknown network `{other}`; expected cnn9, cnn9pp, spherenet9, spherenet9-attention, cnn9-wide, \
@@ -146,6 +159,11 @@ pub fn parse_normalize(s: &str) -> Result<Normalize, TrainError> {
         "raw" => Ok(Normalize::Raw),
         "centered" => Ok(Normalize::Centered),
         "imagenet-mean" => Ok(Normalize::imagenet_mean()),
+        "mean-std" => Err(TrainError::Config(
+            "normalize `mean-std` is computed from a few-shot row's training split (cargo xtask repro); training \
+             runs take raw, centered or imagenet-mean"
+                .into(),
+        )),
         o => Err(TrainError::Config(format!("unknown normalize `{o}`; expected raw, centered or imagenet-mean"))),
     }
 }
@@ -156,6 +174,13 @@ fn make_optimizer<B: Backend>(cfg: &RunConfig) -> Result<Optimizer<B>, TrainErro
         "adam" => Ok(Optimizer::adam(0.9, 0.999)),
         o => Err(TrainError::Config(format!("unknown optimizer `{o}`; expected sgd or adam"))),
     }
+}
+
+/// Top-1 and top-5 accuracy (fractions) of a classifier on a test set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Accuracy {
+    pub top1: f32,
+    pub top5: f32,
 }
 
 /// Test accuracy of `net` on `data` (BN in inference mode), in batches of `batch`.
@@ -169,8 +194,20 @@ pub fn evaluate_debiased<B: Backend, S: ImageSource + ?Sized>(
     batch: usize,
     debias: bool,
 ) -> Result<f32, DataError> {
+    evaluate_debiased_accuracy(be, net, data, normalize, batch, debias).map(|a| a.top1)
+}
+
+/// [`evaluate_debiased`] with top-1 and top-5 accuracy.
+pub fn evaluate_debiased_accuracy<B: Backend, S: ImageSource + ?Sized>(
+    be: &B,
+    net: &mut Network<B>,
+    data: &S,
+    normalize: &Normalize,
+    batch: usize,
+    debias: bool,
+) -> Result<Accuracy, DataError> {
     if !debias {
-        return evaluate(be, net, data, normalize, batch);
+        return evaluate_accuracy(be, net, data, normalize, batch);
     }
     let is_bn_state = |name: &str| [".running_mean", ".running_var", ".ema_count"].iter().any(|s| name.ends_with(s));
     let mut saved = Vec::new();
@@ -181,7 +218,7 @@ pub fn evaluate_debiased<B: Backend, S: ImageSource + ?Sized>(
         }
     });
     crate::fewshot::debias_bn_statistics(be, net);
-    let acc = evaluate(be, net, data, normalize, batch);
+    let acc = evaluate_accuracy(be, net, data, normalize, batch);
     let mut saved = saved.into_iter();
     net.visit_params(&mut |p| {
         if is_bn_state(&p.name) {
@@ -191,7 +228,7 @@ pub fn evaluate_debiased<B: Backend, S: ImageSource + ?Sized>(
     acc
 }
 
-/// Test accuracy of `net` on `data` (BN in inference mode), in batches of `batch`.
+/// Test accuracy (top-1) of `net` on `data` (BN in inference mode), in batches of `batch`.
 ///
 /// # Errors
 /// If an image of `data` cannot be loaded.
@@ -202,25 +239,51 @@ pub fn evaluate<B: Backend, S: ImageSource + ?Sized>(
     normalize: &Normalize,
     batch: usize,
 ) -> Result<f32, DataError> {
-    let mut correct = 0usize;
+    evaluate_accuracy(be, net, data, normalize, batch).map(|a| a.top1)
+}
+
+/// Top-1 and top-5 test accuracy of `net` on `data` (BN in inference mode), in batches of
+/// `batch` (ImageNet reports both, spec §5.5); see [`count_top_k`] for ties.
+///
+/// # Errors
+/// If an image of `data` cannot be loaded.
+pub fn evaluate_accuracy<B: Backend, S: ImageSource + ?Sized>(
+    be: &B,
+    net: &mut Network<B>,
+    data: &S,
+    normalize: &Normalize,
+    batch: usize,
+) -> Result<Accuracy, DataError> {
+    let (mut top1, mut top5) = (0usize, 0usize);
     for b in eval_batches(data, batch, normalize) {
         let b = b?;
         let x = Tensor::from_vec(be, &b.shape, &b.images);
         let logits = net.forward(be, &x, Mode::Eval).to_vec(be);
-        correct += count_correct(&logits, &b.labels, net.classes);
+        top1 += count_top_k(&logits, &b.labels, net.classes, 1);
+        top5 += count_top_k(&logits, &b.labels, net.classes, 5);
     }
-    Ok(correct as f32 / data.len().max(1) as f32)
+    let n = data.len().max(1) as f32;
+    Ok(Accuracy { top1: top1 as f32 / n, top5: top5 as f32 / n })
 }
 
-fn count_correct(logits: &[f32], labels: &[usize], classes: usize) -> usize {
+/// How many rows of `logits` (`classes` per row) rank their label among the top `k`. The rank
+/// of label `l` is the number of classes `j` with `logit[j] > logit[l]`, or an equal logit and
+/// `j < l` (ties go to the lower class, as the top-1 argmax does); a NaN logit never counts.
+/// With `k ≥ classes` every finite row counts.
+pub fn count_top_k(logits: &[f32], labels: &[usize], classes: usize, k: usize) -> usize {
     logits
         .chunks_exact(classes)
         .zip(labels)
         .filter(|(row, &label)| {
-            let best = row.iter().enumerate().fold(0, |b, (i, v)| if *v > row[b] { i } else { b });
-            best == label
+            let x = row[label];
+            let rank = row.iter().enumerate().filter(|&(j, &v)| v > x || (v == x && j < label)).count();
+            !x.is_nan() && rank < k
         })
         .count()
+}
+
+fn count_correct(logits: &[f32], labels: &[usize], classes: usize) -> usize {
+    count_top_k(logits, labels, classes, 1)
 }
 
 #[derive(Serialize)]
@@ -236,6 +299,7 @@ struct TrainLine {
 struct EvalLine {
     step: u64,
     test_acc: f32,
+    test_top5: f32,
     best_test_acc: f32,
 }
 
@@ -324,6 +388,7 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
     let mut last_saved: Option<(PathBuf, u64)> = resumed_from.map(|s| (ckpt_path.clone(), s));
     let mut final_loss = f32::NAN;
     let mut final_acc = f32::NAN;
+    let mut final_top5 = f32::NAN;
     let mut images = 0usize;
     let loop_start = Instant::now();
     let save = |net: &mut Network<B>, opt: &mut Optimizer<B>, step: u64, best: (f32, u64)| {
@@ -363,11 +428,12 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
         writeln!(metrics, "{}", serde_json::to_string(&line).expect("json")).map_err(io(&metrics_path))?;
 
         if step % cfg.eval_every.max(1) == 0 || step == cfg.iterations {
-            final_acc = evaluate_debiased(be, &mut net, &*test_set, &normalize, cfg.eval_batch, cfg.bn_debias)?;
+            let acc = evaluate_debiased_accuracy(be, &mut net, &*test_set, &normalize, cfg.eval_batch, cfg.bn_debias)?;
+            (final_acc, final_top5) = (acc.top1, acc.top5);
             if final_acc > best.0 {
                 best = (final_acc, step);
             }
-            let line = EvalLine { step, test_acc: final_acc, best_test_acc: best.0 };
+            let line = EvalLine { step, test_acc: final_acc, test_top5: final_top5, best_test_acc: best.0 };
             writeln!(metrics, "{}", serde_json::to_string(&line).expect("json")).map_err(io(&metrics_path))?;
             if !opts.progress {
                 log_eval(cfg, step, loss, final_acc, best.0);
@@ -396,6 +462,7 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
         params,
         steps: step,
         final_test_acc: final_acc,
+        final_test_top5: final_top5.is_finite().then_some(final_top5),
         best_test_acc: best.0,
         best_step: best.1,
         final_train_loss: final_loss,
