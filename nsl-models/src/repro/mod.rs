@@ -8,14 +8,9 @@ mod runner;
 mod svg;
 
 pub use fewshot_job::run_fewshot_row;
-<<<<<<< HEAD
-pub use registry::{experiments, smoke_cifar, FewShotMethod, Job, Metric, Row, Scale, TABLES};
-pub use report::{summary_table, write_report, ReportHeader};
-=======
 pub use registry::{
     experiments, smoke_cifar, FewShotMethod, Job, Metric, Row, Scale, PAPER_META_SCHEDULE, SMOKE_META_SCHEDULE, TABLES,
 };
-pub use report::{write_report, ReportHeader};
->>>>>>> main
+pub use report::{summary_table, write_report, ReportHeader};
 pub use runner::{finished, run_all, RowResult, RunnerOptions};
 pub use svg::line_chart;
