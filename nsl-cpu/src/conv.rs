@@ -132,6 +132,36 @@ pub(crate) fn patch_dots_rows(g: &Window, x: &[f32], dcols: &[f32], r0: usize, o
     }
 }
 
+/// Rows `hp = (ho−1)·s + k` and pixels per row `wp = (wo−1)·s + k` of the zero-padded map a
+/// window reads (see [`pad_map`]).
+pub(crate) fn padded_size(g: &Window) -> (usize, usize) {
+    ((g.ho - 1) * g.stride + g.k, (g.wo - 1) * g.stride + g.k)
+}
+
+/// The zero-padded map of `x` under `g`: `xp[b, py, px] = x[b, py − pad_top, px − pad_left]`
+/// (zero outside `x`), `batch × hp × wp × c` (see [`padded_size`]). Every window is then
+/// inside it, and a window row's `k` taps are `k·c` contiguous values.
+pub(crate) fn pad_map(cpu: &Cpu, g: &Window, x: &[f32], xp: &mut [f32]) {
+    let (hp, wp) = padded_size(g);
+    let c = g.c;
+    let (lo, hi) = (g.pad_left.min(wp), (g.pad_left + g.w).min(wp)); // padded columns holding x
+    let x = &x[..g.input_len()];
+    let len = g.batch * hp * wp * c;
+    par::rows_mut(cpu, &mut xp[..len], wp * c, len, |r0, out| {
+        for (i, row) in out.chunks_exact_mut(wp * c).enumerate() {
+            let (b, py) = ((r0 + i) / hp, (r0 + i) % hp);
+            match py.checked_sub(g.pad_top).filter(|&y| y < g.h) {
+                Some(y) => {
+                    row[..lo * c].fill(0.0);
+                    row[lo * c..hi * c].copy_from_slice(&x[(b * g.h + y) * g.w * c..][..(hi - lo) * c]);
+                    row[hi * c..].fill(0.0);
+                }
+                _ => row.fill(0.0),
+            }
+        }
+    });
+}
+
 /// See [`nsl_core::Backend::im2col`].
 pub(crate) fn im2col(cpu: &Cpu, g: &Window, x: &[f32], cols: &mut [f32]) {
     let pl = g.patch_len();

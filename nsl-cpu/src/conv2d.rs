@@ -1,8 +1,10 @@
 //! Direct convolution, [`nsl_core::Backend::conv2d`] and its backward, without a whole-batch
-//! patch matrix: output rows are cut into tiles of about [`TILE_ELEMS`] patch values; a
-//! tile's patches are gathered (and scaled, for dynamic DNS) into a per-thread scratch buffer
-//! that stays in L2 and go straight through the skinny-GEMM tiles of `gemm` (single-threaded
-//! there: the parallelism is over tiles, never nested).
+//! patch matrix. Unscaled forwards on maps of at least [`PADDED_MIN_WO`] columns read the
+//! windows in place from a zero-padded copy of the input; otherwise output rows are cut into
+//! tiles of about [`TILE_ELEMS`] patch values whose patches are gathered (and scaled, for
+//! dynamic DNS) into a per-thread scratch buffer that stays in L2. Either way they go straight
+//! through the skinny-GEMM tiles of `gemm` (single-threaded there: the parallelism is over
+//! tiles, never nested).
 //!
 //! **Backward.** Tasks own whole images (a count fixed by the batch size, never by the thread
 //! count). Per tile of rows: scaled patches `s⊙P`, `dP = dy·wᵀ`, `ds[r,t] = Σ_c x[src(r,t),c]·dP[r,t,c]`
@@ -17,7 +19,7 @@ use std::cell::RefCell;
 use nsl_core::Window;
 use rayon::prelude::*;
 
-use crate::conv::{col2im_add_rows, im2col_rows, patch_dots_rows};
+use crate::conv::{col2im_add_rows, im2col_rows, pad_map, padded_size, patch_dots_rows};
 use crate::gemm::kernels::Kernels;
 use crate::gemm::{OuterPlan, PackedB};
 use crate::{Cpu, CpuBuf};
@@ -28,6 +30,10 @@ const TILE_ELEMS: usize = 1 << 15;
 const TILE_ROWS: (usize, usize) = (16, 1024);
 /// Most backward tasks (each holds a private copy of `dw`).
 const MAX_BACKWARD_TASKS: usize = 8;
+/// Narrowest output map for the im2col-free forward: it runs register tiles along one output
+/// row, and on narrower maps the short leftover tiles cost more than gathering (measured:
+/// faster from 16 columns, slower at 8).
+const PADDED_MIN_WO: usize = 16;
 /// Flops (rows·k²c·n) below which a call stays on the calling thread.
 const PAR_MIN_FLOPS: usize = 1 << 20;
 
@@ -71,22 +77,76 @@ pub(crate) fn conv2d(
         return;
     }
     let (x, w) = (&x[..g.input_len()], &w[..pl * n]);
-    let scale = scale.map(|s| &s[..rows * g.taps()]);
     let wp = PackedB::new(ks, w, pl, n, false);
-    let tile = tile_rows(pl);
-    let run = |i: usize, yt: &mut [f32]| {
+    match scale {
+        None if g.wo >= PADDED_MIN_WO => forward_padded(cpu, ks, g, n, x, &wp, y),
+        _ => forward_gathered(cpu, ks, g, n, x, &wp, scale.map(|s| &s[..rows * g.taps()]), y),
+    }
+}
+
+/// Runs `f(first_row, block)` over `y` (`rows × n`) in blocks of `block_rows` rows, in parallel
+/// when the convolution is large enough.
+fn for_row_blocks(
+    cpu: &Cpu,
+    y: &mut [f32],
+    n: usize,
+    block_rows: usize,
+    flops: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    if flops < PAR_MIN_FLOPS {
+        y.chunks_mut(block_rows * n).enumerate().for_each(|(i, yt)| f(i * block_rows, yt));
+    } else {
+        cpu.install(|| y.par_chunks_mut(block_rows * n).enumerate().for_each(|(i, yt)| f(i * block_rows, yt)));
+    }
+}
+
+/// Forward through gathered patches: each tile's (scaled) patches are copied into scratch.
+#[allow(clippy::too_many_arguments)]
+fn forward_gathered(
+    cpu: &Cpu,
+    ks: &Kernels,
+    g: &Window,
+    n: usize,
+    x: &[f32],
+    wp: &PackedB,
+    s: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    let pl = g.patch_len();
+    let flops = g.rows() * pl * n;
+    for_row_blocks(cpu, y, n, tile_rows(pl), flops, |r0, yt| {
         let tr = yt.len() / n;
         with_scratch(tr * pl, |p| {
-            im2col_rows(g, x, i * tile, p, scale);
+            im2col_rows(g, x, r0, p, s);
             // SAFETY: `yt` is this tile's `tr × n` block of y, borrowed mutably.
             unsafe { wp.times(ks, p, tr, yt.as_mut_ptr(), 1.0, 0.0) }
         })
-    };
-    if rows * pl * n < PAR_MIN_FLOPS {
-        y.chunks_mut(tile * n).enumerate().for_each(|(i, yt)| run(i, yt));
-    } else {
-        cpu.install(|| y.par_chunks_mut(tile * n).enumerate().for_each(|(i, yt)| run(i, yt)));
-    }
+    });
+}
+
+/// Forward without a scale, im2col-free: the input is zero-padded once ([`pad_map`]) and each
+/// output row's windows are read from it in place, one stretch of `k·c` values per window row
+/// at a row stride of `stride·c` ([`PackedB::times_stretches`]).
+fn forward_padded(cpu: &Cpu, ks: &Kernels, g: &Window, n: usize, x: &[f32], wp: &PackedB, y: &mut [f32]) {
+    let (hp, wpx) = padded_size(g);
+    let (c, k) = (g.c, g.k);
+    let mut xp = CpuBuf::recycled(g.batch * hp * wpx * c);
+    pad_map(cpu, g, x, &mut xp);
+    let xp = &xp[..];
+    let flops = g.rows() * g.patch_len() * n;
+    let block = (tile_rows(g.patch_len()) / g.wo).max(1) * g.wo; // whole output rows
+    for_row_blocks(cpu, y, n, block, flops, |r0, yt| {
+        let mut stretches = Vec::with_capacity(k);
+        for (j, yrow) in yt.chunks_mut(g.wo * n).enumerate() {
+            let (b, oy) = ((r0 / g.wo + j) / g.ho, (r0 / g.wo + j) % g.ho);
+            stretches.clear();
+            stretches.extend((0..k).map(|ky| (xp[((b * hp + oy * g.stride + ky) * wpx) * c..].as_ptr(), ky * k * c)));
+            // SAFETY: window row ky of output (b, oy, ox) is xp[((b·hp + oy·s + ky)·wp + ox·s)·c..][..k·c],
+            // inside xp by `padded_size`; `yrow` is that output row's `wo × n` block of y.
+            unsafe { wp.times_stretches(ks, &stretches, k * c, g.stride * c, g.wo, yrow.as_mut_ptr()) }
+        }
+    });
 }
 
 /// What one backward task owns: its images `b0..` of `dx`, its copy of `dw`, its rows of `ds`.

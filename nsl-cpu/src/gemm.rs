@@ -30,7 +30,7 @@ pub(crate) mod kernels;
 use nsl_core::Gemm;
 use rayon::prelude::*;
 
-use self::kernels::{Kernels, Mode, Out, Rows, Strided};
+use self::kernels::{Kernels, Mode, Out, Rows, Segment, Strided};
 use crate::Cpu;
 
 /// Flops (m·n·k, all batches) below which the product runs on the calling thread.
@@ -322,14 +322,59 @@ impl PackedB {
                     // q0..q0+cols < n are the caller's.
                     unsafe {
                         tile(
-                            k,
-                            Strided { ptr: a.as_ptr().add(i * k), rs: k, cs: 1 },
-                            Rows { ptr: self.data.as_ptr().add(k * p.q0), rs: p.w },
+                            &[Segment {
+                                len: k,
+                                x: Strided { ptr: a.as_ptr().add(i * k), rs: k, cs: 1 },
+                                y: Rows { ptr: self.data.as_ptr().add(k * p.q0), rs: p.w },
+                            }],
                             Out { ptr: c.add(i * n + p.q0), ld: n, cols: p.w.min(n - p.q0), alpha, beta },
                         )
                     };
                 });
             }
+        }
+    }
+
+    /// `C = A·op(B)` on the calling thread for `rows` rows of an `A` given in stretches of
+    /// `len` steps of the inner dimension: stretch `(ptr, l0)` holds `A[i][l0 + l] = ptr[i·rs + l]`
+    /// (`l < len`), e.g. the window rows of a convolution read straight from a zero-padded
+    /// input map. Stretches go in ascending `l0` and must cover every step of `A` that is not
+    /// zero; each element is one chain of multiply-adds over them, so the result equals
+    /// [`PackedB::times`] of the assembled rows.
+    ///
+    /// # Safety
+    /// `ptr[i·rs + l]` is readable for every stretch, `i < rows`, `l < len`, and `l0 + len ≤ k`;
+    /// `c` as for [`PackedB::times`] (`beta = 0`).
+    pub(crate) unsafe fn times_stretches(
+        &self,
+        ks: &Kernels,
+        stretches: &[(*const f32, usize)],
+        len: usize,
+        rs: usize,
+        rows: usize,
+        c: *mut f32,
+    ) {
+        let (k, n) = (self.k, self.n);
+        assert!(stretches.iter().all(|&(_, l0)| l0 + len <= k), "packed product: stretch past the inner dimension");
+        let mut segs: Vec<Segment> = Vec::with_capacity(stretches.len());
+        for p in &self.pan {
+            let main = ks.nn(p.r, p.w);
+            for_blocks(rows, p.r, |i, r| {
+                let tile = if r == p.r { main } else { ks.nn(r, p.w) };
+                segs.clear();
+                // SAFETY: the caller's contract for A; rows l0..l0+len ≤ k of the panel.
+                segs.extend(stretches.iter().map(|&(a, l0)| unsafe {
+                    Segment {
+                        len,
+                        x: Strided { ptr: a.add(i * rs), rs, cs: 1 },
+                        y: Rows { ptr: self.data.as_ptr().add(k * p.q0 + l0 * p.w), rs: p.w },
+                    }
+                }));
+                // SAFETY: as above; C rows i..i+r, columns q0..q0+cols < n are the caller's.
+                unsafe {
+                    tile(&segs, Out { ptr: c.add(i * n + p.q0), ld: n, cols: p.w.min(n - p.q0), alpha: 1.0, beta: 0.0 })
+                };
+            });
         }
     }
 }

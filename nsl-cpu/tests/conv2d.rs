@@ -119,6 +119,11 @@ proptest! {
     }
 
     #[test]
+    fn conv2d_wide_maps_match(g in wide_window(), (scaled, n) in scale_and_width(), seed in any::<u64>()) {
+        Case::new(g, n, scaled, seed).check(be(), false);
+    }
+
+    #[test]
     fn conv2d_grad(g in small_window(), (scaled, n) in (any::<bool>(), 1usize..=3), seed in any::<u64>()) {
         let case = Case::new(g, n, scaled, seed);
         let be = be();
@@ -136,6 +141,19 @@ proptest! {
             fd_check("conv2d ds", s, &ds, |s| loss(&case.x, &case.w, Some(s)));
         }
     }
+}
+
+/// Windows over maps at least 16 outputs wide (the im2col-free forward): any k, stride, padding.
+fn wide_window() -> impl Strategy<Value = Window> {
+    (1usize..=2, 1usize..=6, 1usize..=4, prop::sample::select(vec![1usize, 2, 3, 4, 7]), 1usize..=3, any::<bool>())
+        .prop_map(|(b, h, c, k, s, same)| {
+            let w = 16 * s + k; // wo ≥ 16 either way
+            if same {
+                Window::same(b, h, w, c, k, s)
+            } else {
+                Window::valid(b, h.max(k), w, c, k, s)
+            }
+        })
 }
 
 /// Small windows for the finite-difference checks (stride up to 2, SAME or VALID).
@@ -180,6 +198,7 @@ fn conv2d_large_shapes() {
         (Window::same(1, 31, 29, 5, 3, 2), 9),
         (Window::valid(3, 17, 20, 7, 4, 1), 70),
         (Window::same(2, 12, 12, 130, 3, 1), 3),
+        (Window::same(2, 33, 35, 6, 5, 2), 17),
     ]
     .into_iter()
     .enumerate()

@@ -30,6 +30,14 @@ pub(super) struct Rows {
     pub rs: usize,
 }
 
+/// One stretch of the inner dimension: `len` steps of `x` against `y`.
+#[derive(Clone, Copy)]
+pub(super) struct Segment {
+    pub len: usize,
+    pub x: Strided,
+    pub y: Rows,
+}
+
 /// Where an [`NnFn`] tile goes: `ptr[r·ld + w] = alpha·acc[r][w] + beta·ptr[r·ld + w]` for
 /// `w < cols` (`beta = 0` never reads the old value).
 #[derive(Clone, Copy)]
@@ -41,8 +49,9 @@ pub(super) struct Out {
     pub beta: f32,
 }
 
-/// `R × W` tile from zero over `len` steps, written to [`Out`].
-pub(super) type NnFn = unsafe fn(len: usize, x: Strided, y: Rows, out: Out);
+/// `R × W` tile from zero over the steps of each segment in turn (one chain of multiply-adds
+/// per element), written to [`Out`].
+pub(super) type NnFn = unsafe fn(segs: &[Segment], out: Out);
 /// `R × W` tile accumulated in place into `acc[r·ld + w]` over `len` steps.
 pub(super) type AccFn = unsafe fn(len: usize, x: Strided, y: Rows, acc: *mut f32, ld: usize);
 
@@ -197,13 +206,16 @@ unsafe fn accumulate<S: Simd, const R: usize, const NV: usize>(
 /// Body of [`NnFn`] for tiles of `R × NV·L`.
 ///
 /// # Safety
-/// As [`accumulate`], and `out.ptr[r·ld + w]` for `r < R`, `w < min(out.cols, NV·L)` writable.
+/// As [`accumulate`] for every segment, and `out.ptr[r·ld + w]` for `r < R`,
+/// `w < min(out.cols, NV·L)` writable.
 #[inline(always)]
-unsafe fn nn_body<S: Simd, const R: usize, const NV: usize>(len: usize, x: Strided, y: Rows, out: Out) {
+unsafe fn nn_body<S: Simd, const R: usize, const NV: usize>(segs: &[Segment], out: Out) {
     // SAFETY (whole body): the caller's contract.
     unsafe {
         let mut acc = [[S::zero(); NV]; R];
-        accumulate::<S, R, NV>(&mut acc, len, x, y);
+        for sg in segs {
+            accumulate::<S, R, NV>(&mut acc, sg.len, sg.x, sg.y);
+        }
         let (alpha, beta) = (S::splat(out.alpha), S::splat(out.beta));
         let w = NV * S::L;
         for (r, acc_r) in acc.iter().enumerate() {
@@ -272,9 +284,9 @@ macro_rules! isa_module {
             /// # Safety
             /// As `nn_body`, on a CPU with the enabled features.
             $(#[target_feature(enable = $feat)])?
-            pub(super) unsafe fn nn<S: Simd, const R: usize, const NV: usize>(len: usize, x: Strided, y: Rows, out: Out) {
+            pub(super) unsafe fn nn<S: Simd, const R: usize, const NV: usize>(segs: &[Segment], out: Out) {
                 // SAFETY: forwarded contract.
-                unsafe { nn_body::<S, R, NV>(len, x, y, out) }
+                unsafe { nn_body::<S, R, NV>(segs, out) }
             }
 
             /// See [`AccFn`].
