@@ -229,3 +229,32 @@ fn zero_predictor_gamma_makes_every_dynamic_layer_start_as_plain_conv() {
         assert_ne!(before, net.forward(&be, &x, Mode::Train).to_vec(&be), "{network} {similarity}");
     }
 }
+
+#[test]
+fn similarity_variants_share_the_backbone_init_of_their_seed() {
+    use nsl_core::nn::Mode;
+    use nsl_core::Tensor;
+    let be = Cpu::with_threads(2);
+    let x: Vec<f32> = (0..2 * 32 * 32 * 3).map(|i| ((i * 53) % 241) as f32).collect();
+    let x = Tensor::from_vec(&be, &[2, 32, 32, 3], &x);
+    for network in ["cnn9", "cnn4"] {
+        let output = |similarity: &str| {
+            let cfg = RunConfig { network: network.into(), predictor_gamma: 0.0, width: 0.25, ..tiny(similarity) };
+            let mut net = build_network(&be, &cfg, 10, 32, &mut Rng::new(7)).unwrap();
+            net.forward(&be, &x, Mode::Train).to_vec(&be)
+        };
+        let plain = output("conv");
+        // all-ones static DNS, identity static UNS and γ = 0 dynamic DNS are the identity at init
+        for similarity in ["static-dns-ones", "static-uns", "dynamic-dns", "dynamic-dns-cnn", "shared-dns"] {
+            if network == "cnn4" && similarity == "shared-dns" {
+                continue;
+            }
+            assert_eq!(plain, output(similarity), "{network} {similarity}");
+        }
+        assert_ne!(
+            plain,
+            output("static-dns"),
+            "{network}: the code's DNS init [1,0,0,0,1,0,0,0,1] is not the identity"
+        );
+    }
+}

@@ -4,7 +4,7 @@ use nsl_core::nn::{BatchNorm, MaxPool, NslConv, Padding, Relu, Sequential};
 use nsl_core::similarity::InnerProduct;
 use nsl_core::{Backend, Rng};
 
-use super::{Network, SimilarityChoice};
+use super::{similarity_stream, Network, SimilarityChoice};
 
 /// CNN-10's weight decay: the spec does not state one; DCNets' ImageNet code uses 1e-4 (spec
 /// §5.5 \[ASSUMPTION\]).
@@ -31,6 +31,7 @@ pub fn cnn10<B: Backend>(
     let plain = |rng: &mut Rng, name: &str, c: (usize, usize), k: (usize, usize, Padding)| {
         NslConv::new(be, rng, name, c, k, 1.0, wd, InnerProduct::boxed())
     };
+    let mut sim_rng = similarity_stream(rng);
     let mut body = Sequential::new("cnn10")
         .push(plain(rng, "stem", (3, s(64)), (7, 2, Padding::Same)))
         .push(bn("stem.bn", s(64)))
@@ -41,7 +42,7 @@ pub fn cnn10<B: Backend>(
     for (stage, width) in [s(64), s(128), s(256)].into_iter().enumerate() {
         for i in 0..3 {
             let name = format!("conv{}_{i}", stage + 1);
-            let sim = similarity.build(be, rng, &name, c_in, 3, s(64));
+            let sim = similarity.build(be, &mut sim_rng, &name, c_in, 3, s(64));
             body = body
                 .push(NslConv::new(be, rng, &name, (c_in, width), (3, 1, Padding::Same), 1.0, wd, sim))
                 .push(bn(&format!("{name}.bn"), width))

@@ -4,7 +4,7 @@ use nsl_core::nn::{BatchNorm, MaxPool, NslConv, Padding, Relu, Sequential};
 use nsl_core::similarity::InnerProduct;
 use nsl_core::{Backend, Rng};
 
-use super::{Network, SimilarityChoice};
+use super::{similarity_stream, Network, SimilarityChoice};
 
 /// CNN-4: 4 × [3×3 NSL conv 32 + BN + ReLU + 2×2 VALID max-pool] (84 → 42 → 21 → 10 → 5), then
 /// a linear classifier on the `5×5×32 = 800`-d features (a VALID conv named `classifier`).
@@ -16,12 +16,13 @@ pub fn cnn4<B: Backend>(
     input_hw: usize,
     weight_decay: f32,
 ) -> Network<B> {
+    let mut sim_rng = similarity_stream(rng);
     let mut body = Sequential::new("cnn4");
     let mut c_in = 3;
     let mut side = input_hw;
     for i in 0..4 {
         let name = format!("conv{i}");
-        let sim = similarity.build(be, rng, &name, c_in, 3, 64);
+        let sim = similarity.build(be, &mut sim_rng, &name, c_in, 3, 64);
         body = body
             .push(NslConv::new(be, rng, &name, (c_in, 32), (3, 1, Padding::Same), 1.0, weight_decay, sim))
             .push(BatchNorm::new(be, &format!("{name}.bn"), 32, 1e-3, weight_decay))

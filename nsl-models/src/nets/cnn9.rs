@@ -4,7 +4,7 @@ use nsl_core::nn::{BatchNorm, MaxPool, NslConv, Padding, Relu, Sequential};
 use nsl_core::similarity::{Dynamic, DynamicKind, InnerProduct};
 use nsl_core::{Backend, Rng};
 
-use super::{shared_trunk, Network, SharedPredictor, SimilarityChoice};
+use super::{shared_trunk, similarity_stream, Network, SharedPredictor, SimilarityChoice};
 
 /// Shape and regularisation of the CIFAR backbone.
 #[derive(Clone, Debug, PartialEq)]
@@ -78,9 +78,10 @@ impl Cnn9Config {
 pub fn cnn9<B: Backend>(be: &B, rng: &mut Rng, cfg: &Cnn9Config) -> Network<B> {
     let wd = cfg.weight_decay;
     let bn = |name: &str, c: usize| BatchNorm::new(be, name, c, cfg.bn_eps, wd);
+    let mut sim_rng = similarity_stream(rng);
     let mut body = Sequential::new("cnn9");
     let mut shared = Vec::new();
-    let trunk = (cfg.similarity == SimilarityChoice::SharedDns).then(|| shared_trunk(be, rng, 9));
+    let trunk = (cfg.similarity == SimilarityChoice::SharedDns).then(|| shared_trunk(be, &mut sim_rng, 9));
     if let Some(t) = &trunk {
         shared.push(t.clone());
     }
@@ -95,10 +96,10 @@ pub fn cnn9<B: Backend>(be: &B, rng: &mut Rng, cfg: &Cnn9Config) -> Network<B> {
             let name = format!("conv{}_{i}", stage + 1);
             let sim = match &trunk {
                 Some(t) => {
-                    let pred = SharedPredictor::new(be, rng, &format!("{name}.pred"), c_in, t.clone());
+                    let pred = SharedPredictor::new(be, &mut sim_rng, &format!("{name}.pred"), c_in, t.clone());
                     Box::new(Dynamic::new(DynamicKind::Diagonal, Box::new(pred)))
                 }
-                None => cfg.similarity.build(be, rng, &name, c_in, 3, cfg.predictor_hidden),
+                None => cfg.similarity.build(be, &mut sim_rng, &name, c_in, 3, cfg.predictor_hidden),
             };
             let mut conv = NslConv::new(be, rng, &name, (c_in, width), (3, 1, Padding::Same), 1.0, wd, sim);
             if cfg.l1 > 0.0 {

@@ -15,7 +15,14 @@ pub use shared::{shared_trunk, SharedPredictor, SharedTrunk};
 pub use spherenet9::{spherenet9, SphereNetConfig};
 
 use nsl_core::nn::{Layer, Mode, Sequential};
-use nsl_core::{Backend, Param, Tensor};
+use nsl_core::{Backend, Param, Rng, Tensor};
+
+/// The random stream a network's similarity parameters and predictors are drawn from, forked
+/// from the network's stream before any backbone weight: for one seed every similarity variant of
+/// a network starts from the same backbone weights, so comparisons between variants are paired.
+pub(crate) fn similarity_stream(rng: &mut Rng) -> Rng {
+    rng.fork(0x5111)
+}
 
 /// A classifier: a sequential body from `[B, H, W, C]` images to `[B, classes]` logits, plus any
 /// shared sub-networks (visited once, after the body).
