@@ -63,7 +63,9 @@ pub(crate) fn max_pool_backward(cpu: &Cpu, g: &Window, x: &[f32], y: &[f32], dy:
     let (x, y, dy) = (&x[..g.input_len()], &y[..g.rows() * c], &dy[..g.rows() * c]);
     let work = g.rows() * g.patch_len();
     par::rows_mut(cpu, &mut dx[..g.input_len()], img, work, |b0, out| {
-        let mut done = vec![false; c];
+        // Per channel, all ones until the window's max has been found (branch-free, so the
+        // channel loop vectorises); a masked-off `dy` adds `+0`.
+        let mut pending = vec![0u32; c];
         for (i, dxi) in out.chunks_exact_mut(img).enumerate() {
             let b = b0 + i;
             let xi = &x[b * img..(b + 1) * img];
@@ -73,24 +75,20 @@ pub(crate) fn max_pool_backward(cpu: &Cpu, g: &Window, x: &[f32], y: &[f32], dy:
                     let r = (b * g.ho + oy) * g.wo + ox;
                     let (yr, dyr) = (&y[r * c..(r + 1) * c], &dy[r * c..(r + 1) * c]);
                     let (lo, hi) = tap_range(g, ox);
-                    done.fill(false);
-                    let mut left = c;
-                    'taps: for ky in 0..g.k {
+                    pending.fill(u32::MAX);
+                    for ky in 0..g.k {
                         let Some(yy) = src_row(g, oy, ky) else {
                             continue;
                         };
                         for kx in lo..hi {
                             let s = (yy * g.w + ox * g.stride + kx - g.pad_left) * c;
                             let (xs, ds) = (&xi[s..s + c], &mut dxi[s..s + c]);
-                            for ch in 0..c {
-                                if !done[ch] && xs[ch] == yr[ch] {
-                                    ds[ch] += dyr[ch];
-                                    done[ch] = true;
-                                    left -= 1;
-                                }
-                            }
-                            if left == 0 {
-                                break 'taps;
+                            for ((((d, &xv), &yv), &g), p) in
+                                ds.iter_mut().zip(xs).zip(yr).zip(dyr).zip(pending.iter_mut())
+                            {
+                                let hit = *p & ((xv == yv) as u32).wrapping_neg();
+                                *d += f32::from_bits(g.to_bits() & hit);
+                                *p &= !hit;
                             }
                         }
                     }
