@@ -6,13 +6,17 @@
 //! through the skinny-GEMM tiles of `gemm` (single-threaded there: the parallelism is over
 //! tiles, never nested).
 //!
-//! **Backward.** Tasks own whole images (a count fixed by the batch size, never by the thread
-//! count). Per tile of rows: scaled patches `s⊙P`, `dP = dy·wᵀ`, `ds[r,t] = Σ_c x[src(r,t),c]·dP[r,t,c]`
-//! (read from `x`); `s⊙P` is accumulated into the task's private copy of `dw` ([`OuterPlan`])
-//! and `s⊙dP` added into the task's images of `dx`, rows in order. The copies of
-//! `dw` are summed in task order, so results are bitwise reproducible and independent of the
-//! number of threads. The forward's and `dP`'s elements are each one sequential chain over
-//! the inner dimension, so they equal the unfused path's bit for bit.
+//! **Backward.** For unscaled stride-1 windows on maps ≥ [`PADDED_MIN_WO`] wide with fewer
+//! outputs than inputs (`n < c`, e.g. the DNS predictor's 64→9), `dx` is the im2col-free
+//! convolution of `dy` with the flipped kernel: `dP = dy·wᵀ` would run only `n` steps deep
+//! per tile (measured: 64→9 backward 77–99 → 112–135 GFLOP/s; 32→32 and 3→32 were slower). Tasks own whole images (a count
+//! fixed by the batch size, never by the thread count). Per tile of rows: scaled patches
+//! `s⊙P` go into the task's private copy of `dw` ([`OuterPlan`]); unless `dx` came from the
+//! convolution above, `dP = dy·wᵀ`, `ds[r,t] = Σ_c x[src(r,t),c]·dP[r,t,c]` (read from `x`) and
+//! `s⊙dP` is added into the task's images of `dx`, rows in order. The copies of `dw` are
+//! summed in task order, so results are bitwise reproducible and independent of the number of
+//! threads. The forward's and `dP`'s elements are each one sequential chain over the inner
+//! dimension, so they equal the unfused path's bit for bit.
 
 use std::cell::RefCell;
 
@@ -149,12 +153,22 @@ fn forward_padded(cpu: &Cpu, ks: &Kernels, g: &Window, n: usize, x: &[f32], wp: 
     });
 }
 
-/// What one backward task owns: its images `b0..` of `dx`, its copy of `dw`, its rows of `ds`.
+/// What one backward task owns: its images `b0..b1`, their part of `dx` (unless `dx` is
+/// computed as a convolution of `dy`), its copy of `dw`, its rows of `ds`.
 struct Task<'a> {
     b0: usize,
-    dx: &'a mut [f32],
+    b1: usize,
+    dx: Option<&'a mut [f32]>,
     part: &'a mut [f32],
     ds: Option<&'a mut [f32]>,
+}
+
+/// `n` chunks of `len` values of `v` (the last may be short), or `n` times `None`.
+fn chunks_or_none(v: Option<&mut [f32]>, len: usize, n: usize) -> Vec<Option<&mut [f32]>> {
+    match v {
+        Some(v) => v.chunks_mut(len).map(Some).collect(),
+        None => std::iter::repeat_with(|| None).take(n).collect(),
+    }
 }
 
 /// See [`nsl_core::Backend::conv2d_backward`].
@@ -183,45 +197,54 @@ pub(crate) fn conv2d_backward(
     let (x, w, dy) = (&x[..g.input_len()], &w[..pl * n], &dy[..rows * n]);
     let scale = scale.map(|s| &s[..rows * taps]);
     let dscale = if scale.is_some() { dscale } else { None };
+    let dx = if scale.is_none() && g.stride == 1 && g.w >= PADDED_MIN_WO && n < g.c {
+        input_grad_by_conv(cpu, ks, g, n, w, dy, dx);
+        None
+    } else {
+        Some(dx)
+    };
     let wt = PackedB::new(ks, w, n, pl, true);
     let plan = OuterPlan::new(ks, pl, n);
     let flops = rows * pl * n;
     let tasks = g.batch.min(MAX_BACKWARD_TASKS).min(flops.div_ceil(PAR_MIN_FLOPS)).max(1);
     let imgs = g.batch.div_ceil(tasks);
+    let tasks = g.batch.div_ceil(imgs);
     let (per_img_out, per_img_in) = (g.ho * g.wo, g.h * g.w * g.c);
-    let mut parts = CpuBuf::zeros(g.batch.div_ceil(imgs) * plan.part_len());
-    let ds_chunks: Vec<Option<&mut [f32]>> = match dscale {
-        Some(d) => d.chunks_mut(imgs * per_img_out * taps).map(Some).collect(),
-        None => std::iter::repeat_with(|| None).take(g.batch.div_ceil(imgs)).collect(),
-    };
-    let jobs: Vec<Task> = dx
-        .chunks_mut(imgs * per_img_in)
-        .zip(parts.chunks_mut(plan.part_len()))
+    let mut parts = CpuBuf::zeros(tasks * plan.part_len());
+    let ds_chunks = chunks_or_none(dscale, imgs * per_img_out * taps, tasks);
+    let dx_chunks = chunks_or_none(dx, imgs * per_img_in, tasks);
+    let jobs: Vec<Task> = parts
+        .chunks_mut(plan.part_len())
+        .zip(dx_chunks)
         .zip(ds_chunks)
         .enumerate()
-        .map(|(t, ((dx, part), ds))| Task { b0: t * imgs, dx, part, ds })
+        .map(|(t, ((part, dx), ds))| Task { b0: t * imgs, b1: ((t + 1) * imgs).min(g.batch), dx, part, ds })
         .collect();
 
     let tile = tile_rows(pl);
     let run = |job: Task| {
-        let Task { b0, dx, part, mut ds } = job;
-        let (r0, r1) = (b0 * per_img_out, (b0 * per_img_out + dx.len() / per_img_in * per_img_out).min(rows));
-        dx.fill(0.0);
-        with_scratch(2 * tile * pl + plan.tail_len(), |buf| {
+        let Task { b0, b1, mut dx, part, mut ds } = job;
+        let (r0, r1) = (b0 * per_img_out, b1 * per_img_out);
+        dx.iter_mut().for_each(|d| d.fill(0.0));
+        let bufs = if dx.is_some() { 2 } else { 1 };
+        with_scratch(bufs * tile * pl + plan.tail_len(), |buf| {
             let (p_all, rest) = buf.split_at_mut(tile * pl);
-            let (dp_all, tail) = rest.split_at_mut(tile * pl);
+            let (dp_all, tail) = rest.split_at_mut((bufs - 1) * tile * pl);
             for t0 in (r0..r1).step_by(tile) {
                 let tr = tile.min(r1 - t0);
-                let (p, dp) = (&mut p_all[..tr * pl], &mut dp_all[..tr * pl]);
+                let p = &mut p_all[..tr * pl];
                 let dyt = &dy[t0 * n..(t0 + tr) * n];
                 im2col_rows(g, x, t0, p, scale);
-                // SAFETY: `dp` is a `tr × pl` slice borrowed mutably.
-                unsafe { wt.times(ks, dyt, tr, dp.as_mut_ptr(), 1.0, 0.0) };
-                if let Some(ds) = ds.as_deref_mut() {
-                    patch_dots_rows(g, x, dp, t0, &mut ds[(t0 - r0) * taps..(t0 - r0 + tr) * taps]);
-                }
                 plan.accumulate(ks, p, dyt, tr, part, tail);
-                col2im_add_rows(g, dp, t0, b0, scale, dx);
+                if let Some(dx) = dx.as_deref_mut() {
+                    let dp = &mut dp_all[..tr * pl];
+                    // SAFETY: `dp` is a `tr × pl` slice borrowed mutably.
+                    unsafe { wt.times(ks, dyt, tr, dp.as_mut_ptr(), 1.0, 0.0) };
+                    if let Some(ds) = ds.as_deref_mut() {
+                        patch_dots_rows(g, x, dp, t0, &mut ds[(t0 - r0) * taps..(t0 - r0 + tr) * taps]);
+                    }
+                    col2im_add_rows(g, dp, t0, b0, scale, dx);
+                }
             }
         });
     };
@@ -231,4 +254,33 @@ pub(crate) fn conv2d_backward(
         cpu.install(|| jobs.into_par_iter().for_each(run));
     }
     plan.finish(cpu, &mut parts, 1.0, 1.0, dw);
+}
+
+/// `dx = col2im(dy·wᵀ)` of a stride-1 window as the im2col-free convolution of `dy` (an
+/// `ho × wo × n` map, padded by `k − 1 − pad` before) with the flipped, transposed kernel
+/// `w'[t'·n + o, c] = w[(k² − 1 − t')·c_in + c, o]`: no `dP` and no scatter.
+fn input_grad_by_conv(cpu: &Cpu, ks: &Kernels, g: &Window, n: usize, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let (k, c, taps) = (g.k, g.c, g.taps());
+    let gt = Window {
+        batch: g.batch,
+        h: g.ho,
+        w: g.wo,
+        c: n,
+        k,
+        stride: 1,
+        pad_top: k - 1 - g.pad_top,
+        pad_left: k - 1 - g.pad_left,
+        ho: g.h,
+        wo: g.w,
+    };
+    let mut flipped = vec![0f32; taps * n * c];
+    for (t, block) in flipped.chunks_exact_mut(n * c).enumerate() {
+        for (o, row) in block.chunks_exact_mut(c).enumerate() {
+            for (ch, v) in row.iter_mut().enumerate() {
+                *v = w[((taps - 1 - t) * c + ch) * n + o];
+            }
+        }
+    }
+    let wp = PackedB::new(ks, &flipped, taps * n, c, false);
+    forward_padded(cpu, ks, &gt, c, dy, &wp, dx);
 }

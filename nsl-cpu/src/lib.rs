@@ -4,7 +4,8 @@
 //! ([`CpuBuf`]); matrix products go through our own register-blocked kernels for the skinny
 //! convolution shapes (`gemm/kernels.rs`) and [`matrixmultiply`]'s packed kernels otherwise,
 //! AVX-512 / AVX2+FMA / SSE2 chosen at run time (no `target-cpu=native` needed); convolutions
-//! (`conv2d.rs`) gather patches per tile of rows straight into those kernels; everything
+//! (`conv2d.rs`) feed windows straight into those kernels, read in place from a zero-padded
+//! input or gathered per tile of rows; everything
 //! else is plain loops over contiguous slices that LLVM auto-vectorises, parallelised with
 //! [`rayon`].
 //!

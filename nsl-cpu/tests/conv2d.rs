@@ -188,7 +188,8 @@ fn fd_check(what: &str, v: &[f32], analytic: &[f32], f: impl Fn(&[f32]) -> f64) 
 }
 
 /// CNN-shaped and odd shapes that take the tiled, parallel paths (several tiles per image,
-/// tiles across images, more images than backward tasks, batch 1, stride 2).
+/// tiles across images, more images than backward tasks, batch 1, stride 2, `dx` as a
+/// convolution of `dy`).
 #[test]
 fn conv2d_large_shapes() {
     let be = Cpu::with_threads(3);
@@ -199,6 +200,7 @@ fn conv2d_large_shapes() {
         (Window::valid(3, 17, 20, 7, 4, 1), 70),
         (Window::same(2, 12, 12, 130, 3, 1), 3),
         (Window::same(2, 33, 35, 6, 5, 2), 17),
+        (Window::same(3, 20, 18, 40, 3, 1), 9),
     ]
     .into_iter()
     .enumerate()
