@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_close, be, rand_vec};
+use common::{assert_close, be, rand_vec, small_window};
 use nsl_core::backend::{conv2d_backward_unfused, conv2d_unfused};
 use nsl_core::{Backend, Rng, Window};
 use nsl_cpu::Cpu;
@@ -154,19 +154,6 @@ fn wide_window() -> impl Strategy<Value = Window> {
                 Window::valid(b, h.max(k), w, c, k, s)
             }
         })
-}
-
-/// Small windows for the finite-difference checks (stride up to 2, SAME or VALID).
-fn small_window() -> impl Strategy<Value = Window> {
-    (1usize..=2, 1usize..=5, 1usize..=5, 1usize..=3, 1usize..=3, 1usize..=2, any::<bool>()).prop_map(
-        |(b, h, w, c, k, s, same)| {
-            if same {
-                Window::same(b, h, w, c, k, s)
-            } else {
-                Window::valid(b, h.max(k), w.max(k), c, k, s)
-            }
-        },
-    )
 }
 
 /// Central differences (step 1e-2) of the loss, which is linear in each input, against `analytic`.

@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{be, distinct_vec, rand_range, rand_vec};
-use nsl_core::{AdamStep, Backend, BatchNormDims, CrossEntropy, Rng, SgdStep, Window};
+use common::{be, distinct_vec, rand_range, rand_vec, small_window};
+use nsl_core::{AdamStep, Backend, BatchNormDims, CrossEntropy, Rng, SgdStep};
 use proptest::prelude::*;
 
 /// `Σ out·r` in f64.
@@ -30,19 +30,6 @@ fn fd_check(what: &str, x: &[f32], analytic: &[f32], eps: f32, rtol: f64, atol: 
             "{what}: d/dx[{i}]: analytic {ana}, numeric {num}"
         );
     }
-}
-
-/// Small windows for the finite-difference checks.
-fn small_window() -> impl Strategy<Value = Window> {
-    (1usize..=2, 1usize..=5, 1usize..=5, 1usize..=3, 1usize..=3, 1usize..=2, any::<bool>()).prop_map(
-        |(b, h, w, c, k, s, same)| {
-            if same {
-                Window::same(b, h, w, c, k, s)
-            } else {
-                Window::valid(b, h.max(k), w.max(k), c, k, s)
-            }
-        },
-    )
 }
 
 proptest! {

@@ -74,6 +74,19 @@ pub fn window() -> impl Strategy<Value = Window> {
         })
 }
 
+/// Small windows for the finite-difference checks (stride up to 2, SAME or VALID).
+pub fn small_window() -> impl Strategy<Value = Window> {
+    (1usize..=2, 1usize..=5, 1usize..=5, 1usize..=3, 1usize..=3, 1usize..=2, any::<bool>()).prop_map(
+        |(b, h, w, c, k, s, same)| {
+            if same {
+                Window::same(b, h, w, c, k, s)
+            } else {
+                Window::valid(b, h.max(k), w.max(k), c, k, s)
+            }
+        },
+    )
+}
+
 // ---- references ---------------------------------------------------------------------------
 
 /// `C[b] = α·op(A[b])·op(B[b]) + β·C[b]` (β = 0 ignores C).
