@@ -26,8 +26,8 @@ use crate::data::Dataset;
 use crate::fewshot::{
     evaluate_episodes, meta_train_with, pretrain, EpisodeSpec, FineTune, Maml, MetaTrain, MetaTrainOptions, Method,
 };
-use crate::nets::{cnn4, Network, SimilarityChoice};
-use crate::train::{parse_normalize, RunConfig, RunSummary};
+use crate::nets::Network;
+use crate::train::{build_network, parse_normalize, RunConfig, RunSummary};
 
 /// Base (pretraining) and novel (episode) classes of the smoke few-shot set: 30 + 10 synthetic
 /// classes of 60 images, the shape of mini-ImageNet's 64 (+16) / 20 split at small scale.
@@ -78,13 +78,8 @@ pub fn run_fewshot_row<B: Backend>(be: &B, row: &Row, seed: u64, dir: &Path) -> 
     };
     let started = Instant::now();
     let FewShotData { data, pretrain: base, meta: meta_classes, novel } = few_shot_data(cfg)?;
-    let similarity: SimilarityChoice = cfg.similarity.parse()?;
     let normalize = few_shot_normalize(&cfg.normalize, &data, &meta_classes)?;
-    let wd = cfg.weight_decay.unwrap_or(0.0);
-    let mut net = cnn4(be, &mut Rng::new(seed), base.len(), similarity, data.shape[0], wd);
-    if cfg.predictor_gamma != 1.0 {
-        net.set_predictor_output_gamma(be, cfg.predictor_gamma);
-    }
+    let mut net = build_network(be, cfg, base.len(), data.shape[0], &mut Rng::new(seed)).map_err(|e| e.to_string())?;
     let params = net.param_count();
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let key = row.run_id(seed);
