@@ -10,7 +10,8 @@ use nsl_models::backend_choice::{run_on_backend, BackendJob};
 use nsl_models::checkpoint::{self, Meta};
 use nsl_models::nets::SimilarityChoice;
 use nsl_models::train::{
-    build_network, evaluate, load_sources, parse_normalize, train, RunConfig, RunOptions, Source, TrainError,
+    build_network, evaluate_debiased, evaluate_debiased_accuracy, load_sources, parse_normalize, train, RunConfig,
+    RunOptions, Source, TrainError,
 };
 
 #[derive(Parser)]
@@ -189,17 +190,28 @@ fn run<B: Backend>(be: &B, command: Command) -> Result<(), String> {
         }
         Command::Eval { checkpoint, data_dir } => {
             let (cfg, mut net, test, _) = restore(be, &checkpoint, data_dir)?;
+            // as during training: debiased BN statistics when the run evaluated with them
             let acc =
-                evaluate(be, &mut net, &*test, &normalize_of(&cfg)?, cfg.eval_batch).map_err(|e| e.to_string())?;
-            println!("{}: test accuracy {:.2}% on {} images", checkpoint.display(), 100.0 * acc, test.len());
+                evaluate_debiased_accuracy(be, &mut net, &*test, &normalize_of(&cfg)?, cfg.eval_batch, cfg.bn_debias)
+                    .map_err(|e| e.to_string())?;
+            println!(
+                "{}: test accuracy {:.2}% (top-5 {:.2}%) on {} images",
+                checkpoint.display(),
+                100.0 * acc.top1,
+                100.0 * acc.top5,
+                test.len()
+            );
             Ok(())
         }
         Command::Fold { checkpoint, out } => {
             let (cfg, mut net, test, meta) = restore(be, &checkpoint, None)?;
             let norm = normalize_of(&cfg)?;
-            let before = evaluate(be, &mut net, &*test, &norm, cfg.eval_batch).map_err(|e| e.to_string())?;
+            let eval = |net: &mut nsl_models::nets::Network<B>| {
+                evaluate_debiased(be, net, &*test, &norm, cfg.eval_batch, cfg.bn_debias).map_err(|e| e.to_string())
+            };
+            let before = eval(&mut net)?;
             net.fold(be).map_err(|e| format!("{}: cannot fold: {e}", checkpoint.display()))?;
-            let after = evaluate(be, &mut net, &*test, &norm, cfg.eval_batch).map_err(|e| e.to_string())?;
+            let after = eval(&mut net)?;
             let plain = RunConfig { similarity: SimilarityChoice::Conv.to_string(), ..cfg };
             let mut meta = Meta { step: meta.step, extra: meta.extra };
             meta.extra.insert("config".into(), plain.to_toml());
