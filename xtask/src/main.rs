@@ -136,20 +136,12 @@ struct Repro {
 impl BackendJob for Repro {
     type Output = ();
     fn run<B: nsl_core::Backend>(self, be: &B) -> Result<(), String> {
-        let Repro { only, scale, data, out, seeds, progress } = self;
-        repro(be, only, scale, data, out, seeds, progress)
+        repro(be, self)
     }
 }
 
-fn repro<B: nsl_core::Backend>(
-    be: &B,
-    only: Vec<String>,
-    scale: String,
-    data: PathBuf,
-    out: PathBuf,
-    seeds: u64,
-    progress: bool,
-) -> Result<(), String> {
+fn repro<B: nsl_core::Backend>(be: &B, job: Repro) -> Result<(), String> {
+    let Repro { only, scale, data, out, seeds, progress } = job;
     let scale: Scale = scale.parse()?;
     let known: Vec<&str> = TABLES.iter().map(|(id, _)| *id).collect();
     if let Some(bad) = only.iter().find(|t| !known.contains(&t.as_str())) {
