@@ -26,6 +26,7 @@ use rayon::prelude::*;
 use crate::conv::{col2im_add_rows, im2col_rows, pad_map, padded_size, patch_dots_rows};
 use crate::gemm::kernels::Kernels;
 use crate::gemm::{OuterPlan, PackedB};
+use crate::winograd;
 use crate::{Cpu, CpuBuf};
 
 /// Patch values per tile (128 KiB: the tile, its gradient and a panel of `w` stay in L2).
@@ -47,7 +48,7 @@ thread_local! {
 }
 
 /// `f` on `len` values of this thread's scratch (stale contents).
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
         if s.len() < len {
@@ -81,6 +82,9 @@ pub(crate) fn conv2d(
         return;
     }
     let (x, w) = (&x[..g.input_len()], &w[..pl * n]);
+    if cpu.uses_winograd(g, n, scale.is_some()) {
+        return winograd::forward(cpu, ks, g, n, x, w, y);
+    }
     let wp = PackedB::new(ks, w, pl, n, false);
     match scale {
         None if g.wo >= PADDED_MIN_WO => forward_padded(cpu, ks, g, n, x, &wp, y),
@@ -195,6 +199,9 @@ pub(crate) fn conv2d_backward(
         return;
     }
     let (x, w, dy) = (&x[..g.input_len()], &w[..pl * n], &dy[..rows * n]);
+    if cpu.uses_winograd(g, n, scale.is_some()) {
+        return winograd::backward(cpu, ks, g, n, x, w, dy, dx, dw);
+    }
     let scale = scale.map(|s| &s[..rows * taps]);
     let dscale = if scale.is_some() { dscale } else { None };
     let dx = if scale.is_none() && g.stride == 1 && g.w >= PADDED_MIN_WO && n < g.c {

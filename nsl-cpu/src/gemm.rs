@@ -501,15 +501,33 @@ impl OuterPlan {
     /// elements gives the same bits), then `C = alpha·sum + beta·C` (`C` is `m × n`).
     pub(crate) fn finish(&self, cpu: &Cpu, parts: &mut [f32], alpha: f32, beta: f32, c: &mut [f32]) {
         let part_len = self.part_len();
+        self.finish_strided(cpu, parts, parts.len() / part_len, part_len, alpha, beta, c)
+    }
+
+    /// [`OuterPlan::finish`] of `count` copies at `parts[i·stride..]`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn finish_strided(
+        &self,
+        cpu: &Cpu,
+        parts: &mut [f32],
+        count: usize,
+        stride: usize,
+        alpha: f32,
+        beta: f32,
+        c: &mut [f32],
+    ) {
+        let part_len = self.part_len();
+        assert!(count >= 1 && stride >= part_len, "outer product: bad partial copies");
         let (sum, rest) = parts.split_at_mut(part_len);
+        let others = |e0: usize| (1..count).map(move |i| i * stride - part_len + e0);
         let add = |e0: usize, s: &mut [f32]| {
-            for other in rest.chunks_exact(part_len) {
-                for (s, o) in s.iter_mut().zip(&other[e0..]) {
+            for o0 in others(e0) {
+                for (s, o) in s.iter_mut().zip(&rest[o0..]) {
                     *s += o;
                 }
             }
         };
-        if rest.len() < crate::par::PAR_MIN {
+        if (count - 1) * part_len < crate::par::PAR_MIN {
             add(0, sum);
         } else {
             let ch = crate::par::CHUNK;

@@ -135,11 +135,76 @@ proptest! {
         };
         let [_, dx, dw, ds] = case.run(be, true, &vec![0.0; case.w.len()]);
         let s = case.s.as_deref();
-        fd_check("conv2d dx", &case.x, &dx, |x| loss(x, &case.w, s));
-        fd_check("conv2d dw", &case.w, &dw, |w| loss(&case.x, w, s));
+        fd_check("conv2d dx", 1e-2, &case.x, &dx, |x| loss(x, &case.w, s));
+        fd_check("conv2d dw", 1e-2, &case.w, &dw, |w| loss(&case.x, w, s));
         if let Some(s) = s {
-            fd_check("conv2d ds", s, &ds, |s| loss(&case.x, &case.w, Some(s)));
+            fd_check("conv2d ds", 1e-2, s, &ds, |s| loss(&case.x, &case.w, Some(s)));
         }
+    }
+}
+
+/// 3×3 stride-1 windows with at least 8 channels in and out (the Winograd F(4×4, 3×3) path):
+/// maps of 1–13 (partial 4×4 tiles at the edges, maps smaller than a tile), SAME or VALID.
+fn winograd_case() -> impl Strategy<Value = (Window, usize)> {
+    (1usize..=3, 1usize..=13, 1usize..=13, 8usize..=20, 8usize..=20, any::<bool>()).prop_map(|(b, h, w, c, n, same)| {
+        let g = if same { Window::same(b, h, w, c, 3, 1) } else { Window::valid(b, h.max(3), w.max(3), c, 3, 1) };
+        (g, n)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn winograd_matches_reference_and_direct((g, n) in winograd_case(), seed in any::<u64>()) {
+        let case = Case::new(g, n, false, seed);
+        let (wino, direct) = (be().clone(), be().clone().with_winograd(false));
+        prop_assert!(wino.uses_winograd(&g, n, false) && !direct.uses_winograd(&g, n, false));
+        case.check(&wino, false);
+        // Against the direct convolution: y, dx and dw to f32 rounding.
+        let dw0 = vec![0.0; case.w.len()];
+        let k = g.patch_len() as f64;
+        for (name, a, d) in ["y", "dx", "dw"].iter().zip(case.run(&wino, true, &dw0)).zip(case.run(&direct, true, &dw0)).map(|((n, a), d)| (n, a, d)) {
+            assert_close(&format!("{name} winograd vs direct {g:?} n={n}"), &a, &common::to64(&d), 1e-4, 1e-5 * k);
+        }
+    }
+
+    #[test]
+    fn winograd_grad(b in 1usize..=2, h in 1usize..=6, w in 1usize..=6, same in any::<bool>(), seed in any::<u64>()) {
+        let g = if same { Window::same(b, h, w, 8, 3, 1) } else { Window::valid(b, h.max(3), w.max(3), 8, 3, 1) };
+        let n = 8;
+        let be = be();
+        prop_assert!(be.uses_winograd(&g, n, false));
+        let case = Case::new(g, n, false, seed);
+        let loss = |x: &[f32], w: &[f32]| {
+            let mut y = be.zeros(g.rows() * n);
+            be.conv2d(&g, n, &be.upload(x), &be.upload(w), None, &mut y);
+            be.download(&y).iter().zip(&case.dy).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>()
+        };
+        let [_, dx, dw, _] = case.run(be, true, &vec![0.0; case.w.len()]);
+        // The loss is linear, so a large step is exact and keeps the f32 rounding of the
+        // Winograd forward (larger than the direct one's) small against the difference.
+        fd_check("winograd dx", 0.5, &case.x, &dx, |x| loss(x, &case.w));
+        fd_check("winograd dw", 0.5, &case.w, &dw, |w| loss(&case.x, w));
+    }
+}
+
+/// The Winograd path at CNN-9's shapes (32², 16², 8² maps, tiles across images, more images
+/// than backward tasks) and the DNS predictor's 64 → 9 (too few outputs: stays direct).
+#[test]
+fn winograd_cnn_shapes() {
+    let be = Cpu::with_threads(3);
+    for (i, (g, n)) in [
+        (Window::same(3, 32, 32, 32, 3, 1), 32),
+        (Window::same(2, 16, 16, 32, 3, 1), 64),
+        (Window::same(11, 8, 8, 128, 3, 1), 128),
+        (Window::same(2, 8, 8, 64, 3, 1), 9),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(be.uses_winograd(&g, n, false), n >= 8, "{g:?} n={n}");
+        Case::new(g, n, false, 70 + i as u64).check(&be, n < 8);
     }
 }
 
@@ -156,13 +221,13 @@ fn wide_window() -> impl Strategy<Value = Window> {
         })
 }
 
-/// Central differences (step 1e-2) of the loss, which is linear in each input, against `analytic`.
-fn fd_check(what: &str, v: &[f32], analytic: &[f32], f: impl Fn(&[f32]) -> f64) {
+/// Central differences (step `h`) of the loss, which is linear in each input, against `analytic`.
+fn fd_check(what: &str, h: f32, v: &[f32], analytic: &[f32], f: impl Fn(&[f32]) -> f64) {
     let mut vp = v.to_vec();
     for i in 0..v.len() {
-        vp[i] = v[i] + 1e-2;
+        vp[i] = v[i] + h;
         let (hi, lp) = (vp[i], f(&vp));
-        vp[i] = v[i] - 1e-2;
+        vp[i] = v[i] - h;
         let (lo, lm) = (vp[i], f(&vp));
         vp[i] = v[i];
         let num = (lp - lm) / (hi as f64 - lo as f64);
@@ -193,7 +258,8 @@ fn conv2d_large_shapes() {
     .enumerate()
     {
         for scaled in [false, true] {
-            Case::new(g, n, scaled, 50 + i as u64).check(&be, true);
+            // The Winograd path differs from the unfused products by rounding only.
+            Case::new(g, n, scaled, 50 + i as u64).check(&be, !be.uses_winograd(&g, n, scaled));
         }
     }
 }

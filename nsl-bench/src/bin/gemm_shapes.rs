@@ -10,8 +10,9 @@
 //!
 //! `cargo run --release -p nsl-bench --bin gemm_shapes -- [--threads 2] [--reps 5] [--filter s]
 //! [--shapes rows,K,N;rows,K,N...] [--conv BATCH] [--net BATCH]` (`--shapes` replaces the CNN-9
-//! list; `--conv` also times `Backend::conv2d` forward and backward (with and without a DNS
-//! patch scale) for the CNN-9 layers; `--net` also times CNN-9 training steps, plain and with
+//! list; `--conv` also times `Backend::conv2d` forward and backward for the CNN-9 layers: as
+//! the backend picks (Winograd where it applies), direct, and with a DNS patch scale (skipped
+//! with `--no-scaled`); `--net` also times CNN-9 training steps, plain and with
 //! dynamic DNS, at that batch).
 
 use std::time::Instant;
@@ -123,9 +124,13 @@ fn main() {
     }
     println!("total time: fwd {:.2} ms, dW {:.2} ms, dcols {:.2} ms", total[0] * 1e3, total[1] * 1e3, total[2] * 1e3);
     if let Some(batch) = arg(&args, "--conv").map(|s| s.parse::<usize>().expect("--conv BATCH")) {
+        // "auto" is what the backend picks (Winograd F(4×4, 3×3) where `Cpu::uses_winograd`),
+        // "direct" the same call with Winograd off, "s" with a DNS patch scale (always direct).
+        let direct = be.clone().with_winograd(false);
+        let skip_scaled = args.iter().any(|a| a == "--no-scaled");
         println!(
-            "{:<24} | {:>8} {:>8} {:>8} {:>8}  (GFLOP/s; bwd counts 4·rows·K·N)",
-            "conv2d", "fwd", "fwd s", "bwd", "bwd s"
+            "{:<24} | {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8}  (GFLOP/s of the direct FLOPs; bwd counts 4·rows·K·N)",
+            "conv2d", "fwd auto", "direct", "fwd s", "bwd auto", "direct", "bwd s"
         );
         let layers =
             [("root 3->32 @32", 3, 32, 32), ("pred m2 64->9 @32", 64, 9, 32), ("pred m1 32->64 @32", 32, 64, 32)];
@@ -139,14 +144,17 @@ fn main() {
                 (be.zeros(g.rows() * n), be.zeros(g.input_len()), be.zeros(g.patch_len() * n), be.zeros(g.rows() * 9));
             let flops = 2.0 * (g.rows() * g.patch_len() * n) as f64;
             let best = |f: &mut dyn FnMut()| nsl_bench::best_of(reps, f);
+            let mut scaled = |f: &mut dyn FnMut()| if skip_scaled { f64::NAN } else { best(f) };
             let t = [
                 best(&mut || be.conv2d(&g, n, &x, &w, None, &mut y)),
-                best(&mut || be.conv2d(&g, n, &x, &w, Some(&s), &mut y)),
+                best(&mut || direct.conv2d(&g, n, &x, &w, None, &mut y)),
+                scaled(&mut || be.conv2d(&g, n, &x, &w, Some(&s), &mut y)),
                 best(&mut || be.conv2d_backward(&g, n, &x, &w, None, &dy, &mut dx, &mut dw, None)) / 2.0,
-                best(&mut || be.conv2d_backward(&g, n, &x, &w, Some(&s), &dy, &mut dx, &mut dw, Some(&mut ds))) / 2.0,
+                best(&mut || direct.conv2d_backward(&g, n, &x, &w, None, &dy, &mut dx, &mut dw, None)) / 2.0,
+                scaled(&mut || be.conv2d_backward(&g, n, &x, &w, Some(&s), &dy, &mut dx, &mut dw, Some(&mut ds))) / 2.0,
             ];
-            let [a, b, c, d] = t.map(|t| flops / t / 1e9);
-            println!("{label:<24} | {a:>8.1} {b:>8.1} {c:>8.1} {d:>8.1}");
+            let [a, b, c, d, e, f] = t.map(|t| flops / t / 1e9);
+            println!("{label:<24} | {a:>8.1} {b:>8.1} {c:>8.1} | {d:>8.1} {e:>8.1} {f:>8.1}");
         }
     }
     if let Some(batch) = arg(&args, "--net").map(|s| s.parse::<usize>().expect("--net BATCH")) {
