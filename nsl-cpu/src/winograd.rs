@@ -59,6 +59,9 @@ pub(crate) fn applies(g: &Window, n: usize, scaled: bool) -> bool {
 struct Tiles {
     th: usize,
     tw: usize,
+    /// Rows and columns of the padded input ([`pad_input`]).
+    hp: usize,
+    wp: usize,
     /// Tile rows per block.
     rows_per_block: usize,
 }
@@ -67,7 +70,7 @@ impl Tiles {
     fn new(g: &Window, n: usize, budget: usize) -> Self {
         let (th, tw) = (g.ho.div_ceil(M), g.wo.div_ceil(M));
         let per_block = (budget / (XI * (g.c + n))).next_multiple_of(BLOCK_ALIGN);
-        Tiles { th, tw, rows_per_block: (per_block / tw).max(1) }
+        Tiles { th, tw, hp: th * M + 2, wp: tw * M + 2, rows_per_block: (per_block / tw).max(1) }
     }
 
     /// Most tiles in one block.
@@ -360,49 +363,44 @@ impl<'a> Block<'a> {
     }
 }
 
-/// `v[ξ][j][..] = (Bᵀ d B)[ξ]` for tile `(b, ty, tx)` of `x`, the `j`-th of a block of `bl`
-/// tiles; `d` and `tmp` are 36·c scratch.
-#[allow(clippy::too_many_arguments)]
+/// `v[ξ][j][..] = (Bᵀ d B)[ξ]` for tile `(b, ty, tx)`, the `j`-th of a block of `bl` tiles:
+/// `d` is the tile's 6×6 window, read in place from the padded map `xp` (see [`pad_input`]).
 #[inline(always)]
-fn input_tile(g: &Window, x: &[f32], (b, ty, tx): (usize, usize, usize), j: usize, bl: usize, s: &mut Block) {
-    let c = g.c;
-    let (iy0, ix0) = ((ty * M) as isize - g.pad_top as isize, (tx * M) as isize - g.pad_left as isize);
-    // Gather the 6×6 window (zero outside the map) into d[r][s][..c].
-    let (s0, s1) = ((-ix0).clamp(0, T as isize) as usize, (g.w as isize - ix0).clamp(0, T as isize) as usize);
-    for r in 0..T {
-        let row = &mut s.d[r * T * c..(r + 1) * T * c];
-        let iy = iy0 + r as isize;
-        if iy < 0 || iy >= g.h as isize || s0 >= s1 {
-            row.fill(0.0);
-            continue;
-        }
-        // x index of the window's column s0 (inside the map).
-        let src = ((b * g.h + iy as usize) * g.w) as isize + ix0 + s0 as isize;
-        let src = src as usize;
-        row[..s0 * c].fill(0.0);
-        row[s0 * c..s1 * c].copy_from_slice(&x[src * c..(src + s1 - s0) * c]);
-        row[s1 * c..].fill(0.0);
-    }
+fn input_tile(tl: &Tiles, c: usize, xp: &[f32], (b, ty, tx): (usize, usize, usize), j: usize, bl: usize, s: &mut Block) {
+    let d0 = ((b * tl.hp + ty * M) * tl.wp + tx * M) * c;
     // Columns: tmp[i][s] = Σ_r Bᵀ[i][r]·d[r][s]; rows: v[i·6 + k][j] = Σ_s Bᵀ[k][s]·tmp[i][s].
     for col in 0..T {
-        bt(six(s.d, col * c, T * c, c), rows6(s.tmp, col * c, T * c, c));
+        bt(six(xp, d0 + col * c, tl.wp * c, c), rows6(s.tmp, col * c, T * c, c));
     }
     for i in 0..T {
         bt(six(s.tmp, i * T * c, c, c), rows6(s.v, (i * T * bl + j) * c, bl * c, c));
     }
 }
 
-/// `out[a][b] = (Aᵀ m A)[a][b]` for tile `j` of a block of `bl` tiles: 4×4 vectors of `n`
-/// in `s.d` (row-major).
+/// The input zero-padded so that every tile's 6×6 window lies inside it:
+/// `xp[b, py, px] = x[b, py − pad_top, px − pad_left]`, `batch × hp × wp × c`.
+fn pad_input(cpu: &Cpu, g: &Window, tl: &Tiles, x: &[f32]) -> CpuBuf {
+    let covering = Window { ho: tl.th * M, wo: tl.tw * M, ..*g };
+    debug_assert_eq!(crate::conv::padded_size(&covering), (tl.hp, tl.wp));
+    let mut xp = CpuBuf::recycled(g.batch * tl.hp * tl.wp * g.c);
+    crate::conv::pad_map(cpu, &covering, x, &mut xp);
+    xp
+}
+
+/// Row pass of the output transform of tile `j` (of a block of `bl`):
+/// `tmp[a][jj] = Σ_i Aᵀ[a][i]·m[i·6 + jj][j]` (4×6 vectors of `n`); [`output_cols`] finishes it.
 #[inline(always)]
-fn output_tile(n: usize, j: usize, bl: usize, s: &mut Block) {
-    // Columns: tmp[a][jj] = Σ_i Aᵀ[a][i]·m[i·6 + jj][j]; rows: out[a][b] = Σ_jj Aᵀ[b][jj]·tmp[a][jj].
+fn output_rows(n: usize, j: usize, bl: usize, s: &mut Block) {
     for jj in 0..T {
         at(six(s.m, (jj * bl + j) * n, T * bl * n, n), rows4(s.tmp, jj * n, T * n, n));
     }
-    for a in 0..M {
-        at(six(s.tmp, a * T * n, n, n), rows4(s.d, a * M * n, n, n));
-    }
+}
+
+/// Row `a` of the tile's outputs, `out[bb] = Σ_jj Aᵀ[bb][jj]·tmp[a][jj]`, into four vectors of
+/// `n` at `off + bb·n` of `out`.
+#[inline(always)]
+fn output_cols(n: usize, a: usize, tmp: &[f32], out: &mut [f32], off: usize) {
+    at(six(tmp, a * T * n, n, n), rows4(out, off, n, n));
 }
 
 /// `m[ξ][j] = (A dY Aᵀ)[ξ]` for tile `(b, ty, tx)` of `dy` (zero past the map's edge).
@@ -488,8 +486,8 @@ mod isa {
                 use super::super::*;
 
                 #[target_feature(enable = $feat)]
-                pub(in super::super) unsafe fn input_block(g: &Window, x: &[f32], tl: &Tiles, tr0: usize, tiles: usize, s: &mut Block) {
-                    super::super::input_block(g, x, tl, tr0, tiles, s)
+                pub(in super::super) unsafe fn input_block(g: &Window, xp: &[f32], tl: &Tiles, tr0: usize, tiles: usize, s: &mut Block) {
+                    super::super::input_block(g, xp, tl, tr0, tiles, s)
                 }
                 #[target_feature(enable = $feat)]
                 pub(in super::super) unsafe fn output_block(g: &Window, n: usize, tl: &Tiles, tr0: usize, tiles: usize, s: &mut Block, y: &mut [f32]) {
@@ -521,11 +519,11 @@ fn tile_at(tl: &Tiles, tr0: usize, j: usize) -> (usize, usize, usize) {
     (tr / tl.th, tr % tl.th, j % tl.tw)
 }
 
-/// Input transform of the `tiles` tiles from tile row `tr0` into `s.v`.
+/// Input transform of the `tiles` tiles from tile row `tr0` of the padded input into `s.v`.
 #[inline(always)]
-fn input_block(g: &Window, x: &[f32], tl: &Tiles, tr0: usize, tiles: usize, s: &mut Block) {
+fn input_block(g: &Window, xp: &[f32], tl: &Tiles, tr0: usize, tiles: usize, s: &mut Block) {
     for j in 0..tiles {
-        input_tile(g, x, tile_at(tl, tr0, j), j, tl.block_len(), s);
+        input_tile(tl, g.c, xp, tile_at(tl, tr0, j), j, tl.block_len(), s);
     }
 }
 
@@ -535,12 +533,18 @@ fn output_block(g: &Window, n: usize, tl: &Tiles, tr0: usize, tiles: usize, s: &
     let row0 = tl.first_out_row(g, tr0);
     for j in 0..tiles {
         let (b, ty, tx) = tile_at(tl, tr0, j);
-        output_tile(n, j, tl.block_len(), s);
+        output_rows(n, j, tl.block_len(), s);
         let (oy0, ox0) = (ty * M, tx * M);
         let (rows, cols) = ((g.ho - oy0).min(M), (g.wo - ox0).min(M));
+        let dst = |a: usize| ((b * g.ho + oy0 + a - row0) * g.wo + ox0) * n;
         for a in 0..rows {
-            let dst = ((b * g.ho + oy0 + a - row0) * g.wo + ox0) * n;
-            y[dst..dst + cols * n].copy_from_slice(&s.d[a * M * n..(a * M + cols) * n]);
+            if cols == M {
+                output_cols(n, a, s.tmp, y, dst(a));
+            } else {
+                // A partial tile: through scratch, then its columns inside the map.
+                output_cols(n, a, s.tmp, s.d, 0);
+                y[dst(a)..dst(a) + cols * n].copy_from_slice(&s.d[..cols * n]);
+            }
         }
     }
 }
@@ -571,6 +575,7 @@ pub(crate) fn forward(cpu: &Cpu, ks: &Kernels, g: &Window, n: usize, x: &[f32], 
     let tl = Tiles::new(g, n, budget("FWD", BLOCK_FLOATS));
     let u = transform_weights(c, n, w);
     let packs: Vec<PackedB> = (0..XI).map(|xi| PackedB::new(ks, &u[xi * c * n..], c, n, false)).collect();
+    let xp = pad_input(cpu, g, &tl, x);
     // Blocks of whole tile rows, each owning its output rows of y.
     let tile_rows = g.batch * tl.th;
     let mut blocks = Vec::with_capacity(tile_rows.div_ceil(tl.rows_per_block));
@@ -586,7 +591,7 @@ pub(crate) fn forward(cpu: &Cpu, ks: &Kernels, g: &Window, n: usize, x: &[f32], 
         with_scratch(Block::floats(&tl, c, n), |scratch| {
             let mut s = Block::split(scratch, &tl, c, n);
             let bl = tl.block_len();
-            wide!(input_block(g, x, &tl, tr0, tiles, &mut s));
+            wide!(input_block(g, &xp, &tl, tr0, tiles, &mut s));
             for (xi, p) in packs.iter().enumerate() {
                 // SAFETY: m[ξ] holds `bl ≥ tiles` rows of n values, borrowed mutably.
                 unsafe { p.times(ks, &s.v[xi * bl * c..], tiles, s.m[xi * bl * n..].as_mut_ptr(), 1.0, 0.0) };
@@ -618,6 +623,7 @@ pub(crate) fn backward(
     let tl = Tiles::new(g, n, budget("BWD", BLOCK_FLOATS));
     let u = transform_weights(c, n, w);
     let packs: Vec<PackedB> = (0..XI).map(|xi| PackedB::new(ks, &u[xi * c * n..], n, c, true)).collect();
+    let xp = pad_input(cpu, g, &tl, x);
     let plan = OuterPlan::new(ks, c, n);
     let part = plan.part_len();
     let flops = g.rows() * g.patch_len() * n;
@@ -642,7 +648,7 @@ pub(crate) fn backward(
             let bl = tl.block_len();
             for tr0 in (b0 * tl.th..b1 * tl.th).step_by(tl.rows_per_block) {
                 let tiles = (b1 * tl.th - tr0).min(tl.rows_per_block) * tl.tw;
-                wide!(input_block(g, x, &tl, tr0, tiles, &mut s));
+                wide!(input_block(g, &xp, &tl, tr0, tiles, &mut s));
                 wide!(output_grad_block(g, n, dy, &tl, tr0, tiles, &mut s));
                 for xi in 0..XI {
                     let (v, m) = (&s.v[xi * bl * c..], &s.m[xi * bl * n..]);

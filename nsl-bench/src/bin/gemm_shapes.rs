@@ -13,7 +13,7 @@
 //! list; `--conv` also times `Backend::conv2d` forward and backward for the CNN-9 layers: as
 //! the backend picks (Winograd where it applies), direct, and with a DNS patch scale (skipped
 //! with `--no-scaled`); `--net` also times CNN-9 training steps, plain and with
-//! dynamic DNS, at that batch).
+//! dynamic DNS, at that batch; `--net-only plain` or `--net-only "dynamic DNS"` times one).
 
 use std::time::Instant;
 
@@ -144,7 +144,7 @@ fn main() {
                 (be.zeros(g.rows() * n), be.zeros(g.input_len()), be.zeros(g.patch_len() * n), be.zeros(g.rows() * 9));
             let flops = 2.0 * (g.rows() * g.patch_len() * n) as f64;
             let best = |f: &mut dyn FnMut()| nsl_bench::best_of(reps, f);
-            let mut scaled = |f: &mut dyn FnMut()| if skip_scaled { f64::NAN } else { best(f) };
+            let scaled = |f: &mut dyn FnMut()| if skip_scaled { f64::NAN } else { best(f) };
             let t = [
                 best(&mut || be.conv2d(&g, n, &x, &w, None, &mut y)),
                 best(&mut || direct.conv2d(&g, n, &x, &w, None, &mut y)),
@@ -158,8 +158,11 @@ fn main() {
         }
     }
     if let Some(batch) = arg(&args, "--net").map(|s| s.parse::<usize>().expect("--net BATCH")) {
+        let only = arg(&args, "--net-only").unwrap_or_default();
         for (label, sim) in
             [("plain", SimilarityChoice::Conv), ("dynamic DNS", SimilarityChoice::DynamicDns(PredictorKind::Sphere))]
+                .into_iter()
+                .filter(|(label, _)| only.is_empty() || *label == only)
         {
             let (train, _) = nsl_bench::network_step_seconds(&be, sim, false, batch, reps.min(3));
             println!(
