@@ -1,5 +1,6 @@
 //! Direct convolution, [`nsl_core::Backend::conv2d`] and its backward, without a whole-batch
-//! patch matrix. Unscaled forwards on maps of at least [`PADDED_MIN_WO`] columns read the
+//! patch matrix. (Unscaled stride-1 3×3 windows with enough channels go to `winograd.rs`
+//! instead, see [`crate::Cpu::uses_winograd`].) Unscaled forwards on maps of at least [`PADDED_MIN_WO`] columns read the
 //! windows in place from a zero-padded copy of the input; otherwise output rows are cut into
 //! tiles of about [`TILE_ELEMS`] patch values whose patches are gathered (and scaled, for
 //! dynamic DNS) into a per-thread scratch buffer that stays in L2. Either way they go straight

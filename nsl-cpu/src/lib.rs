@@ -5,7 +5,8 @@
 //! convolution shapes (`gemm/kernels.rs`) and [`matrixmultiply`]'s packed kernels otherwise,
 //! AVX-512 / AVX2+FMA / SSE2 chosen at run time (no `target-cpu=native` needed); convolutions
 //! (`conv2d.rs`) feed windows straight into those kernels, read in place from a zero-padded
-//! input or gathered per tile of rows; everything
+//! input or gathered per tile of rows, and unscaled stride-1 3×3 ones run as Winograd
+//! F(4×4, 3×3) convolutions (`winograd.rs`, see [`Cpu::with_winograd`]); everything
 //! else is plain loops over contiguous slices that LLVM auto-vectorises, parallelised with
 //! [`rayon`].
 //!
@@ -111,7 +112,9 @@ impl Cpu {
     /// Whether `conv2d` / `conv2d_backward` of window `g` with `n` outputs (and a patch scale
     /// or not) run as a Winograd convolution on this backend.
     pub fn uses_winograd(&self, g: &Window, n: usize, scaled: bool) -> bool {
-        self.winograd && matches!(gemm::kernels::mode(), gemm::kernels::Mode::Tiles(_)) && winograd::applies(g, n, scaled)
+        self.winograd
+            && matches!(gemm::kernels::mode(), gemm::kernels::Mode::Tiles(_))
+            && winograd::applies(g, n, scaled)
     }
 
     /// Number of threads parallel work runs on.

@@ -67,9 +67,9 @@ struct Tiles {
 }
 
 impl Tiles {
-    fn new(g: &Window, n: usize, budget: usize) -> Self {
+    fn new(g: &Window, n: usize) -> Self {
         let (th, tw) = (g.ho.div_ceil(M), g.wo.div_ceil(M));
-        let per_block = (budget / (XI * (g.c + n))).next_multiple_of(BLOCK_ALIGN);
+        let per_block = (BLOCK_FLOATS / (XI * (g.c + n))).next_multiple_of(BLOCK_ALIGN);
         Tiles { th, tw, hp: th * M + 2, wp: tw * M + 2, rows_per_block: (per_block / tw).max(1) }
     }
 
@@ -106,7 +106,12 @@ fn next_row<'a>(rest: &mut &'a mut [f32], stride: usize, len: usize) -> &'a mut 
 #[inline(always)]
 fn rows4(s: &mut [f32], off: usize, stride: usize, len: usize) -> [&mut [f32]; M] {
     let mut r = &mut s[off..];
-    [next_row(&mut r, stride, len), next_row(&mut r, stride, len), next_row(&mut r, stride, len), next_row(&mut r, stride, len)]
+    [
+        next_row(&mut r, stride, len),
+        next_row(&mut r, stride, len),
+        next_row(&mut r, stride, len),
+        next_row(&mut r, stride, len),
+    ]
 }
 
 #[inline(always)]
@@ -366,7 +371,15 @@ impl<'a> Block<'a> {
 /// `v[ξ][j][..] = (Bᵀ d B)[ξ]` for tile `(b, ty, tx)`, the `j`-th of a block of `bl` tiles:
 /// `d` is the tile's 6×6 window, read in place from the padded map `xp` (see [`pad_input`]).
 #[inline(always)]
-fn input_tile(tl: &Tiles, c: usize, xp: &[f32], (b, ty, tx): (usize, usize, usize), j: usize, bl: usize, s: &mut Block) {
+fn input_tile(
+    tl: &Tiles,
+    c: usize,
+    xp: &[f32],
+    (b, ty, tx): (usize, usize, usize),
+    j: usize,
+    bl: usize,
+    s: &mut Block,
+) {
     let d0 = ((b * tl.hp + ty * M) * tl.wp + tx * M) * c;
     // Columns: tmp[i][s] = Σ_r Bᵀ[i][r]·d[r][s]; rows: v[i·6 + k][j] = Σ_s Bᵀ[k][s]·tmp[i][s].
     for col in 0..T {
@@ -405,7 +418,15 @@ fn output_cols(n: usize, a: usize, tmp: &[f32], out: &mut [f32], off: usize) {
 
 /// `m[ξ][j] = (A dY Aᵀ)[ξ]` for tile `(b, ty, tx)` of `dy` (zero past the map's edge).
 #[inline(always)]
-fn output_grad_tile(g: &Window, n: usize, dy: &[f32], (b, ty, tx): (usize, usize, usize), j: usize, bl: usize, s: &mut Block) {
+fn output_grad_tile(
+    g: &Window,
+    n: usize,
+    dy: &[f32],
+    (b, ty, tx): (usize, usize, usize),
+    j: usize,
+    bl: usize,
+    s: &mut Block,
+) {
     let (oy0, ox0) = (ty * M, tx * M);
     let cols = (g.wo - ox0).min(M);
     for a in 0..M {
@@ -486,19 +507,50 @@ mod isa {
                 use super::super::*;
 
                 #[target_feature(enable = $feat)]
-                pub(in super::super) unsafe fn input_block(g: &Window, xp: &[f32], tl: &Tiles, tr0: usize, tiles: usize, s: &mut Block) {
+                pub(in super::super) unsafe fn input_block(
+                    g: &Window,
+                    xp: &[f32],
+                    tl: &Tiles,
+                    tr0: usize,
+                    tiles: usize,
+                    s: &mut Block,
+                ) {
                     super::super::input_block(g, xp, tl, tr0, tiles, s)
                 }
                 #[target_feature(enable = $feat)]
-                pub(in super::super) unsafe fn output_block(g: &Window, n: usize, tl: &Tiles, tr0: usize, tiles: usize, s: &mut Block, y: &mut [f32]) {
+                pub(in super::super) unsafe fn output_block(
+                    g: &Window,
+                    n: usize,
+                    tl: &Tiles,
+                    tr0: usize,
+                    tiles: usize,
+                    s: &mut Block,
+                    y: &mut [f32],
+                ) {
                     super::super::output_block(g, n, tl, tr0, tiles, s, y)
                 }
                 #[target_feature(enable = $feat)]
-                pub(in super::super) unsafe fn output_grad_block(g: &Window, n: usize, dy: &[f32], tl: &Tiles, tr0: usize, tiles: usize, s: &mut Block) {
+                pub(in super::super) unsafe fn output_grad_block(
+                    g: &Window,
+                    n: usize,
+                    dy: &[f32],
+                    tl: &Tiles,
+                    tr0: usize,
+                    tiles: usize,
+                    s: &mut Block,
+                ) {
                     super::super::output_grad_block(g, n, dy, tl, tr0, tiles, s)
                 }
                 #[target_feature(enable = $feat)]
-                pub(in super::super) unsafe fn input_grad_block(g: &Window, tl: &Tiles, tr0: usize, b0: usize, tiles: usize, s: &mut Block, dx: &mut [f32]) {
+                pub(in super::super) unsafe fn input_grad_block(
+                    g: &Window,
+                    tl: &Tiles,
+                    tr0: usize,
+                    b0: usize,
+                    tiles: usize,
+                    s: &mut Block,
+                    dx: &mut [f32],
+                ) {
                     super::super::input_grad_block(g, tl, tr0, b0, tiles, s, dx)
                 }
             }
@@ -506,10 +558,6 @@ mod isa {
     }
     variants!(avx512, "avx512f");
     variants!(avx2, "avx2");
-}
-
-fn budget(which: &str, d: usize) -> usize {
-    std::env::var(format!("WINO_{which}")).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
 }
 
 /// `(b, ty, tx)` of the `j`-th tile from global tile row `tr0`.
@@ -572,7 +620,7 @@ fn input_grad_block(g: &Window, tl: &Tiles, tr0: usize, b0: usize, tiles: usize,
 /// `y = conv(x, w)` (see [`nsl_core::Backend::conv2d`], no scale) by F(4×4, 3×3).
 pub(crate) fn forward(cpu: &Cpu, ks: &Kernels, g: &Window, n: usize, x: &[f32], w: &[f32], y: &mut [f32]) {
     let c = g.c;
-    let tl = Tiles::new(g, n, budget("FWD", BLOCK_FLOATS));
+    let tl = Tiles::new(g, n);
     let u = transform_weights(c, n, w);
     let packs: Vec<PackedB> = (0..XI).map(|xi| PackedB::new(ks, &u[xi * c * n..], c, n, false)).collect();
     let xp = pad_input(cpu, g, &tl, x);
@@ -620,7 +668,7 @@ pub(crate) fn backward(
     dw: &mut [f32],
 ) {
     let c = g.c;
-    let tl = Tiles::new(g, n, budget("BWD", BLOCK_FLOATS));
+    let tl = Tiles::new(g, n);
     let u = transform_weights(c, n, w);
     let packs: Vec<PackedB> = (0..XI).map(|xi| PackedB::new(ks, &u[xi * c * n..], n, c, true)).collect();
     let xp = pad_input(cpu, g, &tl, x);
