@@ -59,6 +59,16 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
     })
 }
 
+/// `(images per task, tasks)` of a backward over `batch` images and `flops` multiply-adds:
+/// at most [`MAX_BACKWARD_TASKS`], none smaller than [`PAR_MIN_FLOPS`]. It depends on the
+/// problem only, never on the thread count, so summing per-task partials in task order is
+/// reproducible.
+pub(crate) fn backward_tasks(batch: usize, flops: usize) -> (usize, usize) {
+    let tasks = batch.min(MAX_BACKWARD_TASKS).min(flops.div_ceil(PAR_MIN_FLOPS)).max(1);
+    let imgs = batch.div_ceil(tasks);
+    (imgs, batch.div_ceil(imgs))
+}
+
 /// Rows per tile for patches of `pl` values.
 fn tile_rows(pl: usize) -> usize {
     (TILE_ELEMS / pl.max(1)).clamp(TILE_ROWS.0, TILE_ROWS.1)
@@ -214,9 +224,7 @@ pub(crate) fn conv2d_backward(
     let wt = PackedB::new(ks, w, n, pl, true);
     let plan = OuterPlan::new(ks, pl, n);
     let flops = rows * pl * n;
-    let tasks = g.batch.min(MAX_BACKWARD_TASKS).min(flops.div_ceil(PAR_MIN_FLOPS)).max(1);
-    let imgs = g.batch.div_ceil(tasks);
-    let tasks = g.batch.div_ceil(imgs);
+    let (imgs, tasks) = backward_tasks(g.batch, flops);
     let (per_img_out, per_img_in) = (g.ho * g.wo, g.h * g.w * g.c);
     let mut parts = CpuBuf::zeros(tasks * plan.part_len());
     let ds_chunks = chunks_or_none(dscale, imgs * per_img_out * taps, tasks);

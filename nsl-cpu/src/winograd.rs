@@ -24,7 +24,7 @@
 use nsl_core::Window;
 use rayon::prelude::*;
 
-use crate::conv2d::with_scratch;
+use crate::conv2d::{backward_tasks, with_scratch};
 use crate::gemm::kernels::Kernels;
 use crate::gemm::{OuterPlan, PackedB};
 use crate::{Cpu, CpuBuf};
@@ -43,8 +43,6 @@ const MIN_N: usize = 8;
 const BLOCK_FLOATS: usize = 160 * 1024;
 /// Tiles per block are rounded to this (a multiple of the GEMM tiles' 6, 8 and 12 rows).
 const BLOCK_ALIGN: usize = 24;
-/// Most backward tasks (each holds 36 private copies of `dU`).
-const MAX_BACKWARD_TASKS: usize = 8;
 /// Flops (of the direct convolution) below which a call stays on the calling thread.
 const PAR_MIN_FLOPS: usize = 1 << 20;
 
@@ -675,9 +673,7 @@ pub(crate) fn backward(
     let plan = OuterPlan::new(ks, c, n);
     let part = plan.part_len();
     let flops = g.rows() * g.patch_len() * n;
-    let tasks = g.batch.min(MAX_BACKWARD_TASKS).min(flops.div_ceil(PAR_MIN_FLOPS)).max(1);
-    let imgs = g.batch.div_ceil(tasks);
-    let tasks = g.batch.div_ceil(imgs);
+    let (imgs, tasks) = backward_tasks(g.batch, flops);
     // parts[task][ξ]: the task's copy of dU[ξ].
     let mut parts = CpuBuf::zeros(tasks * XI * part);
     let img_len = g.h * g.w * c;
