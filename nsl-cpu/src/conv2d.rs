@@ -88,7 +88,7 @@ pub(crate) fn conv2d(
 ) {
     let (rows, pl) = (g.rows(), g.patch_len());
     let y = &mut y[..rows * n];
-    if pl == 0 || n == 0 {
+    if pl == 0 || n == 0 || rows == 0 {
         y.fill(0.0);
         return;
     }
@@ -204,7 +204,7 @@ pub(crate) fn conv2d_backward(
     let (rows, pl, taps) = (g.rows(), g.patch_len(), g.taps());
     let dx = &mut dx[..g.input_len()];
     let mut dscale = dscale.map(|d| &mut d[..rows * taps]);
-    if pl == 0 || n == 0 {
+    if pl == 0 || n == 0 || rows == 0 {
         dx.fill(0.0);
         dscale.iter_mut().for_each(|d| d.fill(0.0));
         return;

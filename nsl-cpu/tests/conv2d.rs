@@ -263,3 +263,18 @@ fn conv2d_large_shapes() {
         }
     }
 }
+
+/// An empty batch: nothing to compute, `dw` unchanged, on the direct and the Winograd path.
+#[test]
+fn conv2d_empty_batch() {
+    for (g, n, scaled) in [(Window::same(0, 8, 8, 16, 3, 1), 16, false), (Window::same(0, 8, 8, 3, 3, 2), 4, true)] {
+        let be = be();
+        let (x, w) = (be.zeros(0), be.upload(&vec![0.5; g.patch_len() * n]));
+        let s = scaled.then(|| be.zeros(0));
+        let (mut y, mut dx, mut dw, mut ds) =
+            (be.zeros(0), be.zeros(0), be.upload(&vec![1.0; g.patch_len() * n]), be.zeros(0));
+        be.conv2d(&g, n, &x, &w, s.as_ref(), &mut y);
+        be.conv2d_backward(&g, n, &x, &w, s.as_ref(), &be.zeros(0), &mut dx, &mut dw, s.as_ref().map(|_| &mut ds));
+        assert!(be.download(&dw).iter().all(|&v| v == 1.0), "{g:?}");
+    }
+}
