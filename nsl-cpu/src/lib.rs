@@ -94,7 +94,8 @@ impl Cpu {
     /// unless the environment sets `NSL_CPU_WINOGRAD=0`). With it, unscaled stride-1 3×3
     /// convolutions with at least 8 input and output channels (see [`Cpu::uses_winograd`]) do
     /// 36 multiplies per 4×4 output tile and channel pair instead of 144; results differ from
-    /// the direct convolution by f32 rounding (relative ~1e-6), still bitwise reproducible.
+    /// the direct convolution by f32 rounding (a few 1e-6 of the output scale), still bitwise
+    /// reproducible.
     ///
     /// ```
     /// use nsl_core::Window;
