@@ -13,7 +13,7 @@
 //! (the input gradient, `dd = B·dV·Bᵀ`, added into the overlapping 6×6 windows).
 //!
 //! Tiles are processed in blocks of whole tile rows whose transformed values stay in L2; their
-//! 6×6 windows are read in place from a zero-padded copy of the input.
+//! 6×6 windows are read in place from a zero-padded copy of the block's input rows.
 //! The forward's blocks own disjoint rows of `y`; backward tasks own whole images (a count
 //! fixed by the batch, never by the thread count), add `dd` into their images of `dx` in tile
 //! order and accumulate `dU` into private copies summed in task order, so results are bitwise
@@ -59,8 +59,7 @@ pub(crate) fn applies(g: &Window, n: usize, scaled: bool) -> bool {
 struct Tiles {
     th: usize,
     tw: usize,
-    /// Rows and columns of the padded input ([`pad_input`]).
-    hp: usize,
+    /// Columns of a padded input row ([`pad_rows`]).
     wp: usize,
     /// Tile rows per block.
     rows_per_block: usize,
@@ -69,8 +68,9 @@ struct Tiles {
 impl Tiles {
     fn new(g: &Window, n: usize) -> Self {
         let (th, tw) = (g.ho.div_ceil(M), g.wo.div_ceil(M));
-        let per_block = (BLOCK_FLOATS / (XI * (g.c + n))).next_multiple_of(BLOCK_ALIGN);
-        Tiles { th, tw, hp: th * M + 2, wp: tw * M + 2, rows_per_block: (per_block / tw).max(1) }
+        // Per tile: padded input rows (at most 6·6·c), transformed inputs and outputs.
+        let per_block = (BLOCK_FLOATS / (XI * (2 * g.c + n))).next_multiple_of(BLOCK_ALIGN);
+        Tiles { th, tw, wp: tw * M + 2, rows_per_block: (per_block / tw).max(1) }
     }
 
     /// Most tiles in one block.
@@ -346,9 +346,11 @@ fn weight_grad_from_points(c: usize, n: usize, du: &[f32], dw: &mut [f32]) {
 
 // ---- per-tile transforms ----------------------------------------------------------------------
 
-/// Scratch of one block: transformed inputs `v` (36 × tiles × c), transformed outputs `m`
-/// (36 × tiles × n) and two 6×6 tiles of channel vectors.
+/// Scratch of one block: its padded input rows `rows` (6 per tile row, see [`pad_rows`]),
+/// transformed inputs `v` (36 × tiles × c), transformed outputs `m` (36 × tiles × n) and two
+/// 6×6 tiles of channel vectors.
 struct Block<'a> {
+    rows: &'a mut [f32],
     v: &'a mut [f32],
     m: &'a mut [f32],
     d: &'a mut [f32],
@@ -357,47 +359,52 @@ struct Block<'a> {
 
 impl<'a> Block<'a> {
     fn floats(tl: &Tiles, c: usize, n: usize) -> usize {
-        XI * tl.block_len() * (c + n) + 2 * XI * c.max(n)
+        tl.rows_per_block * T * tl.wp * c + XI * tl.block_len() * (c + n) + 2 * XI * c.max(n)
     }
 
     fn split(s: &'a mut [f32], tl: &Tiles, c: usize, n: usize) -> Self {
-        let (v, rest) = s.split_at_mut(XI * tl.block_len() * c);
+        let (rows, rest) = s.split_at_mut(tl.rows_per_block * T * tl.wp * c);
+        let (v, rest) = rest.split_at_mut(XI * tl.block_len() * c);
         let (m, rest) = rest.split_at_mut(XI * tl.block_len() * n);
         let (d, tmp) = rest.split_at_mut(XI * c.max(n));
-        Block { v, m, d, tmp }
+        Block { rows, v, m, d, tmp }
     }
 }
 
-/// `v[ξ][j][..] = (Bᵀ d B)[ξ]` for tile `(b, ty, tx)`, the `j`-th of a block of `bl` tiles:
-/// `d` is the tile's 6×6 window, read in place from the padded map `xp` (see [`pad_input`]).
+/// `v[ξ][j][..] = (Bᵀ d B)[ξ]` for tile `j` of a block of `bl` tiles, in tile row `row` of the
+/// block and column `tx`: `d` is its 6×6 window, read in place from the block's padded rows.
 #[inline(always)]
-fn input_tile(
-    tl: &Tiles,
-    c: usize,
-    xp: &[f32],
-    (b, ty, tx): (usize, usize, usize),
-    j: usize,
-    bl: usize,
-    s: &mut Block,
-) {
-    let d0 = ((b * tl.hp + ty * M) * tl.wp + tx * M) * c;
+fn input_tile(tl: &Tiles, c: usize, (row, tx): (usize, usize), j: usize, bl: usize, s: &mut Block) {
+    let d0 = (row * T * tl.wp + tx * M) * c;
     // Columns: tmp[i][s] = Σ_r Bᵀ[i][r]·d[r][s]; rows: v[i·6 + k][j] = Σ_s Bᵀ[k][s]·tmp[i][s].
     for col in 0..T {
-        bt(six(xp, d0 + col * c, tl.wp * c, c), rows6(s.tmp, col * c, T * c, c));
+        bt(six(s.rows, d0 + col * c, tl.wp * c, c), rows6(s.tmp, col * c, T * c, c));
     }
     for i in 0..T {
         bt(six(s.tmp, i * T * c, c, c), rows6(s.v, (i * T * bl + j) * c, bl * c, c));
     }
 }
 
-/// The input zero-padded so that every tile's 6×6 window lies inside it:
-/// `xp[b, py, px] = x[b, py − pad_top, px − pad_left]`, `batch × hp × wp × c`.
-fn pad_input(cpu: &Cpu, g: &Window, tl: &Tiles, x: &[f32]) -> CpuBuf {
-    let covering = Window { ho: tl.th * M, wo: tl.tw * M, ..*g };
-    debug_assert_eq!(crate::conv::padded_size(&covering), (tl.hp, tl.wp));
-    let mut xp = CpuBuf::recycled(g.batch * tl.hp * tl.wp * g.c);
-    crate::conv::pad_map(cpu, &covering, x, &mut xp);
-    xp
+/// The six zero-padded input rows of each of the `count` tile rows from global tile row `tr0`
+/// (`rows[j][r][px] = x[b, 4·ty + r − pad_top, px − pad_left]`, zero outside the map, for
+/// tile row `tr0 + j` = image `b`, row `ty`): copied per block so that they stay in L2 and the
+/// input is read once, with no padded copy of the whole batch.
+#[inline(always)]
+fn pad_rows(g: &Window, tl: &Tiles, x: &[f32], tr0: usize, count: usize, rows: &mut [f32]) {
+    let (c, wp) = (g.c, tl.wp);
+    let (lo, hi) = (g.pad_left.min(wp), (g.pad_left + g.w).min(wp)); // padded columns holding x
+    for (i, row) in rows[..count * T * wp * c].chunks_exact_mut(wp * c).enumerate() {
+        let tr = tr0 + i / T;
+        let (b, py) = (tr / tl.th, (tr % tl.th) * M + i % T);
+        match py.checked_sub(g.pad_top).filter(|&y| y < g.h) {
+            Some(y) => {
+                row[..lo * c].fill(0.0);
+                row[lo * c..hi * c].copy_from_slice(&x[(b * g.h + y) * g.w * c..][..(hi - lo) * c]);
+                row[hi * c..].fill(0.0);
+            }
+            None => row.fill(0.0),
+        }
+    }
 }
 
 /// Row pass of the output transform of tile `j` (of a block of `bl`):
@@ -509,13 +516,13 @@ mod isa {
                 #[target_feature(enable = $feat)]
                 pub(in super::super) unsafe fn input_block(
                     g: &Window,
-                    xp: &[f32],
+                    x: &[f32],
                     tl: &Tiles,
                     tr0: usize,
                     tiles: usize,
                     s: &mut Block,
                 ) {
-                    super::super::input_block(g, xp, tl, tr0, tiles, s)
+                    super::super::input_block(g, x, tl, tr0, tiles, s)
                 }
                 #[target_feature(enable = $feat)]
                 pub(in super::super) unsafe fn output_block(
@@ -567,11 +574,12 @@ fn tile_at(tl: &Tiles, tr0: usize, j: usize) -> (usize, usize, usize) {
     (tr / tl.th, tr % tl.th, j % tl.tw)
 }
 
-/// Input transform of the `tiles` tiles from tile row `tr0` of the padded input into `s.v`.
+/// Input transform of the `tiles` tiles (whole tile rows) from tile row `tr0` into `s.v`.
 #[inline(always)]
-fn input_block(g: &Window, xp: &[f32], tl: &Tiles, tr0: usize, tiles: usize, s: &mut Block) {
+fn input_block(g: &Window, x: &[f32], tl: &Tiles, tr0: usize, tiles: usize, s: &mut Block) {
+    pad_rows(g, tl, x, tr0, tiles / tl.tw, s.rows);
     for j in 0..tiles {
-        input_tile(tl, g.c, xp, tile_at(tl, tr0, j), j, tl.block_len(), s);
+        input_tile(tl, g.c, (j / tl.tw, j % tl.tw), j, tl.block_len(), s);
     }
 }
 
@@ -623,7 +631,6 @@ pub(crate) fn forward(cpu: &Cpu, ks: &Kernels, g: &Window, n: usize, x: &[f32], 
     let tl = Tiles::new(g, n);
     let u = transform_weights(c, n, w);
     let packs: Vec<PackedB> = (0..XI).map(|xi| PackedB::new(ks, &u[xi * c * n..], c, n, false)).collect();
-    let xp = pad_input(cpu, g, &tl, x);
     // Blocks of whole tile rows, each owning its output rows of y.
     let tile_rows = g.batch * tl.th;
     let mut blocks = Vec::with_capacity(tile_rows.div_ceil(tl.rows_per_block));
@@ -639,7 +646,7 @@ pub(crate) fn forward(cpu: &Cpu, ks: &Kernels, g: &Window, n: usize, x: &[f32], 
         with_scratch(Block::floats(&tl, c, n), |scratch| {
             let mut s = Block::split(scratch, &tl, c, n);
             let bl = tl.block_len();
-            wide!(input_block(g, &xp, &tl, tr0, tiles, &mut s));
+            wide!(input_block(g, x, &tl, tr0, tiles, &mut s));
             for (xi, p) in packs.iter().enumerate() {
                 // SAFETY: m[ξ] holds `bl ≥ tiles` rows of n values, borrowed mutably.
                 unsafe { p.times(ks, &s.v[xi * bl * c..], tiles, s.m[xi * bl * n..].as_mut_ptr(), 1.0, 0.0) };
@@ -671,7 +678,6 @@ pub(crate) fn backward(
     let tl = Tiles::new(g, n);
     let u = transform_weights(c, n, w);
     let packs: Vec<PackedB> = (0..XI).map(|xi| PackedB::new(ks, &u[xi * c * n..], n, c, true)).collect();
-    let xp = pad_input(cpu, g, &tl, x);
     let plan = OuterPlan::new(ks, c, n);
     let part = plan.part_len();
     let flops = g.rows() * g.patch_len() * n;
@@ -694,7 +700,7 @@ pub(crate) fn backward(
             let bl = tl.block_len();
             for tr0 in (b0 * tl.th..b1 * tl.th).step_by(tl.rows_per_block) {
                 let tiles = (b1 * tl.th - tr0).min(tl.rows_per_block) * tl.tw;
-                wide!(input_block(g, &xp, &tl, tr0, tiles, &mut s));
+                wide!(input_block(g, x, &tl, tr0, tiles, &mut s));
                 wide!(output_grad_block(g, n, dy, &tl, tr0, tiles, &mut s));
                 for xi in 0..XI {
                     let (v, m) = (&s.v[xi * bl * c..], &s.m[xi * bl * n..]);
