@@ -305,6 +305,61 @@ pub trait Backend: Clone + Send + Sync + std::fmt::Debug + 'static {
         dgamma: &mut Self::Buf,
         dbeta: &mut Self::Buf,
     );
+    /// [`Backend::batch_norm_train`] followed by ReLU: `y = max(γ·(x−μ)/sqrt(σ²+eps) + β, 0)`.
+    /// Default: the two ops through a temporary; a backend may fuse them (one pass less over
+    /// the activations, no temporary).
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_relu_train(
+        &self,
+        d: &BatchNormDims,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        y: &mut Self::Buf,
+        mean: &mut Self::Buf,
+        var: &mut Self::Buf,
+    ) {
+        let mut t = self.alloc(self.len(y));
+        self.batch_norm_train(d, x, gamma, beta, &mut t, mean, var);
+        self.relu(&t, y);
+    }
+    /// [`Backend::batch_norm_eval`] followed by ReLU. Default: the two ops.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_relu_eval(
+        &self,
+        d: &BatchNormDims,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        mean: &Self::Buf,
+        var: &Self::Buf,
+        y: &mut Self::Buf,
+    ) {
+        let mut t = self.alloc(self.len(y));
+        self.batch_norm_eval(d, x, gamma, beta, mean, var, &mut t);
+        self.relu(&t, y);
+    }
+    /// Backward of [`Backend::batch_norm_relu_train`] given its output `y`: the batch-norm
+    /// backward of `dy·1[y > 0]`. Overwrites `dx`, **accumulates** `dγ`, `dβ`. Default:
+    /// [`Backend::relu_backward`] then [`Backend::batch_norm_backward`].
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_relu_backward(
+        &self,
+        d: &BatchNormDims,
+        x: &Self::Buf,
+        y: &Self::Buf,
+        gamma: &Self::Buf,
+        mean: &Self::Buf,
+        var: &Self::Buf,
+        dy: &Self::Buf,
+        dx: &mut Self::Buf,
+        dgamma: &mut Self::Buf,
+        dbeta: &mut Self::Buf,
+    ) {
+        let mut t = self.alloc(self.len(dy));
+        self.relu_backward(y, dy, &mut t);
+        self.batch_norm_backward(d, x, gamma, mean, var, &t, dx, dgamma, dbeta);
+    }
     /// `y = max(x, 0)`
     fn relu(&self, x: &Self::Buf, y: &mut Self::Buf);
     /// `dx = dy · 1[y > 0]`

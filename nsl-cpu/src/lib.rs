@@ -321,7 +321,19 @@ impl Backend for Cpu {
         mean: &mut CpuBuf,
         var: &mut CpuBuf,
     ) {
-        norm::batch_norm_train(self, d, x, gamma, beta, y, mean, var)
+        norm::batch_norm_train(self, d, x, gamma, beta, y, mean, var, false)
+    }
+    fn batch_norm_relu_train(
+        &self,
+        d: &BatchNormDims,
+        x: &CpuBuf,
+        gamma: &CpuBuf,
+        beta: &CpuBuf,
+        y: &mut CpuBuf,
+        mean: &mut CpuBuf,
+        var: &mut CpuBuf,
+    ) {
+        norm::batch_norm_train(self, d, x, gamma, beta, y, mean, var, true)
     }
     fn batch_norm_eval(
         &self,
@@ -333,7 +345,19 @@ impl Backend for Cpu {
         var: &CpuBuf,
         y: &mut CpuBuf,
     ) {
-        norm::batch_norm_eval(self, d, x, gamma, beta, mean, var, y)
+        norm::batch_norm_eval(self, d, x, gamma, beta, mean, var, y, false)
+    }
+    fn batch_norm_relu_eval(
+        &self,
+        d: &BatchNormDims,
+        x: &CpuBuf,
+        gamma: &CpuBuf,
+        beta: &CpuBuf,
+        mean: &CpuBuf,
+        var: &CpuBuf,
+        y: &mut CpuBuf,
+    ) {
+        norm::batch_norm_eval(self, d, x, gamma, beta, mean, var, y, true)
     }
     fn batch_norm_backward(
         &self,
@@ -347,7 +371,22 @@ impl Backend for Cpu {
         dgamma: &mut CpuBuf,
         dbeta: &mut CpuBuf,
     ) {
-        norm::batch_norm_backward(self, d, x, gamma, mean, var, dy, dx, dgamma, dbeta)
+        norm::batch_norm_backward(self, d, x, gamma, mean, var, dy, dx, dgamma, dbeta, None)
+    }
+    fn batch_norm_relu_backward(
+        &self,
+        d: &BatchNormDims,
+        x: &CpuBuf,
+        y: &CpuBuf,
+        gamma: &CpuBuf,
+        mean: &CpuBuf,
+        var: &CpuBuf,
+        dy: &CpuBuf,
+        dx: &mut CpuBuf,
+        dgamma: &mut CpuBuf,
+        dbeta: &mut CpuBuf,
+    ) {
+        norm::batch_norm_backward(self, d, x, gamma, mean, var, dy, dx, dgamma, dbeta, Some(y))
     }
     fn relu(&self, x: &CpuBuf, y: &mut CpuBuf) {
         same_len("relu", x, y);

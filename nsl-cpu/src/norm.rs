@@ -96,16 +96,24 @@ fn inv_std(var: &[f32], eps: f32) -> Vec<f64> {
     var.iter().map(|&v| 1.0 / (v as f64 + eps as f64).sqrt()).collect()
 }
 
-/// `y = x·scale + shift` per channel, rows in parallel.
-fn affine_rows(cpu: &Cpu, d: &BatchNormDims, x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32]) {
+/// `y = x·scale + shift` per channel, then `max(y, 0)` with `relu`, rows in parallel.
+#[allow(clippy::too_many_arguments)]
+fn affine_rows(cpu: &Cpu, d: &BatchNormDims, x: &[f32], scale: &[f32], shift: &[f32], relu: bool, y: &mut [f32]) {
     let c = d.c;
     par::rows_mut(cpu, &mut y[..d.rows * c], c, d.rows * c, |r0, out| {
         for (yr, xr) in out.chunks_exact_mut(c).zip(x[r0 * c..].chunks_exact(c)) {
             for (((y, x), s), t) in yr.iter_mut().zip(xr).zip(scale).zip(shift) {
-                *y = x * s + t;
+                let v = x * s + t;
+                *y = if relu { v.max(0.0) } else { v };
             }
         }
     });
+}
+
+/// `dy` where the ReLU's output `y` is positive, else `+0` (as [`crate::activation::relu_backward`]).
+#[inline(always)]
+fn relu_masked(dy: f32, y: f32) -> f32 {
+    f32::from_bits(dy.to_bits() & ((y > 0.0) as u32).wrapping_neg())
 }
 
 /// Per-channel `scale = γ/σ`, `shift = β − μ·γ/σ`.
@@ -115,7 +123,8 @@ fn scale_shift(gamma: &[f32], beta: &[f32], mean: &[f32], inv: &[f64]) -> (Vec<f
     (scale.iter().map(|&s| s as f32).collect(), shift)
 }
 
-/// See [`nsl_core::Backend::batch_norm_train`]. Two-pass (mean, then centred squares) `f64`
+/// See [`nsl_core::Backend::batch_norm_train`] (and, with `relu`,
+/// [`nsl_core::Backend::batch_norm_relu_train`]). Two-pass (mean, then centred squares) `f64`
 /// statistics; the biased variance is written to `var`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn batch_norm_train(
@@ -127,6 +136,7 @@ pub(crate) fn batch_norm_train(
     y: &mut [f32],
     mean: &mut [f32],
     var: &mut [f32],
+    relu: bool,
 ) {
     let (rows, c) = (d.rows, d.c);
     let x = &x[..rows * c];
@@ -149,10 +159,10 @@ pub(crate) fn batch_norm_train(
     }
     let inv = inv_std(&var[..c], d.eps);
     let (scale, shift) = scale_shift(&gamma[..c], &beta[..c], &mean[..c], &inv);
-    affine_rows(cpu, d, x, &scale, &shift, y);
+    affine_rows(cpu, d, x, &scale, &shift, relu, y);
 }
 
-/// See [`nsl_core::Backend::batch_norm_eval`].
+/// See [`nsl_core::Backend::batch_norm_eval`] (with `relu`, `batch_norm_relu_eval`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn batch_norm_eval(
     cpu: &Cpu,
@@ -163,15 +173,17 @@ pub(crate) fn batch_norm_eval(
     mean: &[f32],
     var: &[f32],
     y: &mut [f32],
+    relu: bool,
 ) {
     let c = d.c;
     let inv = inv_std(&var[..c], d.eps);
     let (scale, shift) = scale_shift(&gamma[..c], &beta[..c], &mean[..c], &inv);
-    affine_rows(cpu, d, &x[..d.rows * c], &scale, &shift, y);
+    affine_rows(cpu, d, &x[..d.rows * c], &scale, &shift, relu, y);
 }
 
 /// See [`nsl_core::Backend::batch_norm_backward`]: overwrites `dx`, accumulates `dgamma`,
-/// `dbeta`.
+/// `dbeta`. With `relu_out` (the output of `batch_norm_relu_train`), of `dy` masked by it
+/// ([`nsl_core::Backend::batch_norm_relu_backward`]), read on the fly.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn batch_norm_backward(
     cpu: &Cpu,
@@ -184,23 +196,29 @@ pub(crate) fn batch_norm_backward(
     dx: &mut [f32],
     dgamma: &mut [f32],
     dbeta: &mut [f32],
+    relu_out: Option<&[f32]>,
 ) {
     let (rows, c) = (d.rows, d.c);
     if rows == 0 || c == 0 {
         return;
     }
     let (x, dy) = (&x[..rows * c], &dy[..rows * c]);
+    // The gradient reaching the batch norm is `dy` masked by the ReLU's output; without a ReLU
+    // every row is masked by ones, which keeps `dy` bit for bit.
+    let ones = vec![1f32; c];
+    let relu_out = relu_out.map(|y| &y[..rows * c]);
+    let mask = |r: usize| relu_out.map_or(&ones[..], |y| &y[r * c..(r + 1) * c]);
     let mean = &mean[..c];
     let inv = inv_std(&var[..c], d.eps);
     let mean64: Vec<f64> = mean.iter().map(|&m| m as f64).collect();
     // acc[0..c] = Σ dy, acc[c..2c] = Σ dy·x̂
     let sums = channel_sums(cpu, rows, c, 2 * c, |r, acc| {
         let (sdy, sdyx) = acc.split_at_mut(c);
-        let (xr, dyr) = (&x[r * c..(r + 1) * c], &dy[r * c..(r + 1) * c]);
-        for ((((a, b), &xv), &g), (&m, &i)) in
+        let (xr, dyr) = (&x[r * c..(r + 1) * c], dy[r * c..(r + 1) * c].iter().zip(mask(r)));
+        for ((((a, b), &xv), (&g, &y)), (&m, &i)) in
             sdy.iter_mut().zip(sdyx.iter_mut()).zip(xr).zip(dyr).zip(mean64.iter().zip(&inv))
         {
-            let g = g as f64;
+            let g = relu_masked(g, y) as f64;
             *a += g;
             *b += g * (xv as f64 - m) * i;
         }
@@ -217,12 +235,16 @@ pub(crate) fn batch_norm_backward(
     let inv32: Vec<f32> = inv.iter().map(|&v| v as f32).collect();
     par::rows_mut(cpu, &mut dx[..rows * c], c, rows * c, |r0, out| {
         let rows_in = x[r0 * c..].chunks_exact(c).zip(dy[r0 * c..].chunks_exact(c));
-        for (dxr, (xr, dyr)) in out.chunks_exact_mut(c).zip(rows_in) {
-            for ((((dx, &xv), &g), (&m, &i)), ((&k, &a), &b)) in
-                dxr.iter_mut().zip(xr).zip(dyr).zip(mean.iter().zip(&inv32)).zip(coef.iter().zip(&mdy).zip(&mdyx))
+        for (j, (dxr, (xr, dyr))) in out.chunks_exact_mut(c).zip(rows_in).enumerate() {
+            for ((((dx, &xv), (&g, &y)), (&m, &i)), ((&k, &a), &b)) in dxr
+                .iter_mut()
+                .zip(xr)
+                .zip(dyr.iter().zip(mask(r0 + j)))
+                .zip(mean.iter().zip(&inv32))
+                .zip(coef.iter().zip(&mdy).zip(&mdyx))
             {
                 let xh = (xv - m) * i;
-                *dx = k * (g - a - xh * b);
+                *dx = k * (relu_masked(g, y) - a - xh * b);
             }
         }
     });

@@ -136,6 +136,34 @@ proptest! {
     }
 
     #[test]
+    fn batch_norm_relu_train_grad(rows in 2usize..12, c in 1usize..=4, seed in any::<u64>()) {
+        let be = be();
+        let mut rng = Rng::new(seed);
+        let d = BatchNormDims { rows, c, eps: 1e-3 };
+        let x = rand_vec(&mut rng, rows * c);
+        let gamma = rand_range(&mut rng, c, 0.5, 1.5);
+        let beta = rand_vec(&mut rng, c);
+        let r = rand_vec(&mut rng, rows * c);
+        let (mut y, mut mean, mut var) = (be.zeros(rows * c), be.zeros(c), be.zeros(c));
+        let (bx, bg, bb) = (be.upload(&x), be.upload(&gamma), be.upload(&beta));
+        // the ReLU's kink: skip cases with a pre-activation within reach of the steps
+        be.batch_norm_train(&d, &bx, &bg, &bb, &mut y, &mut mean, &mut var);
+        prop_assume!(be.download(&y).iter().all(|v| v.abs() > 0.1));
+        let fwd = |x: &[f32], gamma: &[f32], beta: &[f32]| {
+            let (mut y, mut mean, mut var) = (be.zeros(rows * c), be.zeros(c), be.zeros(c));
+            be.batch_norm_relu_train(&d, &be.upload(x), &be.upload(gamma), &be.upload(beta), &mut y, &mut mean, &mut var);
+            weighted(&be.download(&y), &r)
+        };
+        be.batch_norm_relu_train(&d, &bx, &bg, &bb, &mut y, &mut mean, &mut var);
+        let mut dx = be.zeros(rows * c);
+        let (mut dg, mut db) = (be.zeros(c), be.zeros(c));
+        be.batch_norm_relu_backward(&d, &bx, &y, &bg, &mean, &var, &be.upload(&r), &mut dx, &mut dg, &mut db);
+        fd_check("batch_norm_relu dx", &x, &be.download(&dx), 1e-3, 2e-2, 2e-3, |x| fwd(x, &gamma, &beta));
+        fd_check("batch_norm_relu dgamma", &gamma, &be.download(&dg), 1e-2, 1e-2, 1e-3, |g| fwd(&x, g, &beta));
+        fd_check("batch_norm_relu dbeta", &beta, &be.download(&db), 1e-2, 1e-2, 1e-3, |b| fwd(&x, &gamma, b));
+    }
+
+    #[test]
     fn relu_grad(n in 1usize..60, seed in any::<u64>()) {
         let be = be();
         let mut rng = Rng::new(seed);

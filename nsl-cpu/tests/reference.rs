@@ -209,6 +209,31 @@ fn check_batch_norm(be: &Cpu, d: &BatchNormDims, seed: u64) {
     assert_close(&format!("bn dx {what}"), &be.download(&dx), &edx, 1e-3, 1e-4);
     assert_close(&format!("bn dgamma {what}"), &be.download(&dg), &edg, 1e-4, 1e-4);
     assert_close(&format!("bn dbeta {what}"), &be.download(&db), &edb, 1e-4, 1e-4);
+
+    // Fused batch norm + ReLU ≡ the two ops, bit for bit (forward, eval and backward).
+    let mut yr = be.upload(&vec![f32::NAN; rows * c]);
+    let (mut mean_r, mut var_r) = (be.zeros(c), be.zeros(c));
+    be.batch_norm_relu_train(d, &bx, &bg, &bb, &mut yr, &mut mean_r, &mut var_r);
+    let mut y_then_relu = be.zeros(rows * c);
+    be.relu(&y, &mut y_then_relu);
+    assert_eq!(be.download(&yr), be.download(&y_then_relu), "bn+relu train {what}");
+    assert_eq!((be.download(&mean_r), be.download(&var_r)), (mv.clone(), vv.clone()), "bn+relu stats {what}");
+    let (brm, brv) = (be.upload(&rm), be.upload(&rv));
+    let mut yre = be.zeros(rows * c);
+    be.batch_norm_relu_eval(d, &bx, &bg, &bb, &brm, &brv, &mut yre);
+    let mut ye_then_relu = be.zeros(rows * c);
+    be.relu(&ye, &mut ye_then_relu);
+    assert_eq!(be.download(&yre), be.download(&ye_then_relu), "bn+relu eval {what}");
+    let bdy = be.upload(&dy);
+    let (mut dxr, mut dgr, mut dbr) = (be.upload(&vec![f32::NAN; rows * c]), be.upload(&dg0), be.upload(&db0));
+    be.batch_norm_relu_backward(d, &bx, &yr, &bg, &mean, &var, &bdy, &mut dxr, &mut dgr, &mut dbr);
+    let mut dy_masked = be.zeros(rows * c);
+    be.relu_backward(&yr, &bdy, &mut dy_masked);
+    let (mut dxc, mut dgc, mut dbc) = (be.zeros(rows * c), be.upload(&dg0), be.upload(&db0));
+    be.batch_norm_backward(d, &bx, &bg, &mean, &var, &dy_masked, &mut dxc, &mut dgc, &mut dbc);
+    for (name, a, b) in [("dx", &dxr, &dxc), ("dgamma", &dgr, &dgc), ("dbeta", &dbr, &dbc)] {
+        assert_eq!(be.download(a), be.download(b), "bn+relu backward {name} {what}");
+    }
 }
 
 fn check_activations(be: &Cpu, rows: usize, cols: usize, seed: u64) {

@@ -4,9 +4,13 @@ use crate::{Backend, BatchNormDims, Param, Tensor};
 /// Batch norm over the channel (last) axis, as the reference code (spec §1):
 /// train `y = γ·(x−μ_B)/sqrt(σ²_B+ε) + β` with the biased batch variance; the running
 /// statistics are an EMA `s ← d·s + (1−d)·batch` whose shadows start at **0** (TF
-/// `ExponentialMovingAverage`, no bias correction); eval uses the shadows.
+/// `ExponentialMovingAverage`, no bias correction); eval uses the shadows. With
+/// [`BatchNorm::with_relu`] the layer is batch norm followed by ReLU, `max(y, 0)`, in one
+/// fused backend op.
 pub struct BatchNorm<B: Backend> {
     name: String,
+    /// Whether a ReLU follows (fused): see [`BatchNorm::with_relu`].
+    pub relu: bool,
     pub eps: f32,
     pub ema_decay: f32,
     pub gamma: Param<B>,
@@ -23,6 +27,8 @@ struct BnCache<B: Backend> {
     x: Tensor<B>,
     mean: Tensor<B>,
     var: Tensor<B>,
+    /// The output, for the ReLU's mask (only with `relu`).
+    y: Option<Tensor<B>>,
 }
 
 impl<B: Backend> BatchNorm<B> {
@@ -32,6 +38,7 @@ impl<B: Backend> BatchNorm<B> {
     pub fn new(be: &B, name: &str, c: usize, eps: f32, weight_decay: f32) -> Self {
         BatchNorm {
             name: name.into(),
+            relu: false,
             eps,
             ema_decay: Self::DEFAULT_EMA_DECAY,
             gamma: Param::new(be, format!("{name}.gamma"), Tensor::from_vec(be, &[c], &vec![1.0; c]))
@@ -43,6 +50,27 @@ impl<B: Backend> BatchNorm<B> {
             cache: Cache::default(),
         }
     }
+    /// The same layer followed by ReLU, `max(BN(x), 0)`, run as one fused backend op
+    /// ([`Backend::batch_norm_relu_train`] and its backward): the same parameters and
+    /// checkpoints as `BatchNorm` then `Relu`, one pass less over the activations each way.
+    ///
+    /// ```
+    /// use nsl_core::nn::{BatchNorm, Layer, Mode};
+    /// use nsl_core::Tensor;
+    /// use nsl_cpu::Cpu;
+    ///
+    /// let be = Cpu::with_threads(1);
+    /// let mut bn = BatchNorm::new(&be, "bn", 2, 1e-3, 0.0).with_relu();
+    /// let x = Tensor::from_vec(&be, &[2, 2], &[1.0, -3.0, 3.0, -1.0]);
+    /// // per channel x̂ = ±1 (up to eps); the ReLU keeps the positive half
+    /// let y = bn.forward(&be, &x, Mode::Train).to_vec(&be);
+    /// assert!(y[0] == 0.0 && y[1] == 0.0 && y[2] > 0.99 && y[3] > 0.99);
+    /// ```
+    pub fn with_relu(mut self) -> Self {
+        self.relu = true;
+        self
+    }
+
     fn dims(&self, x: &Tensor<B>) -> BatchNormDims {
         let c = self.gamma.value.numel();
         assert_eq!(x.shape().last(), Some(&c), "{}: input {:?} does not end in {c} channels", self.name, x.shape());
@@ -57,54 +85,59 @@ impl<B: Backend> Layer<B> for BatchNorm<B> {
     fn forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Tensor<B> {
         let d = self.dims(x);
         let mut y = x.empty_like(be);
+        let (gamma, beta) = (self.gamma.value.buf(), self.beta.value.buf());
         match mode {
-            Mode::Eval => be.batch_norm_eval(
-                &d,
-                x.buf(),
-                self.gamma.value.buf(),
-                self.beta.value.buf(),
-                self.running_mean.value.buf(),
-                self.running_var.value.buf(),
-                y.buf_mut(),
-            ),
+            Mode::Eval => {
+                let (mean, var) = (self.running_mean.value.buf(), self.running_var.value.buf());
+                if self.relu {
+                    be.batch_norm_relu_eval(&d, x.buf(), gamma, beta, mean, var, y.buf_mut())
+                } else {
+                    be.batch_norm_eval(&d, x.buf(), gamma, beta, mean, var, y.buf_mut())
+                }
+            }
             Mode::Train => {
                 let mut mean = Tensor::zeros(be, &[d.c]);
                 let mut var = Tensor::zeros(be, &[d.c]);
-                be.batch_norm_train(
-                    &d,
-                    x.buf(),
-                    self.gamma.value.buf(),
-                    self.beta.value.buf(),
-                    y.buf_mut(),
-                    mean.buf_mut(),
-                    var.buf_mut(),
-                );
+                let (m, v) = (mean.buf_mut(), var.buf_mut());
+                if self.relu {
+                    be.batch_norm_relu_train(&d, x.buf(), gamma, beta, y.buf_mut(), m, v);
+                } else {
+                    be.batch_norm_train(&d, x.buf(), gamma, beta, y.buf_mut(), m, v);
+                }
                 for (shadow, batch) in [(&mut self.running_mean, &mean), (&mut self.running_var, &var)] {
                     be.scale(self.ema_decay, shadow.value.buf_mut());
                     be.axpy(1.0 - self.ema_decay, batch.buf(), shadow.value.buf_mut());
                 }
                 let count = self.ema_count.value.to_vec(be)[0] + 1.0;
                 be.fill(self.ema_count.value.buf_mut(), count);
-                self.cache.push(BnCache { x: x.clone(), mean, var });
+                let y_cached = self.relu.then(|| y.clone());
+                self.cache.push(BnCache { x: x.clone(), mean, var, y: y_cached });
             }
         }
         y
     }
     fn backward(&mut self, be: &B, dy: &Tensor<B>) -> Tensor<B> {
-        let BnCache { x, mean, var } = self.cache.pop(&self.name);
+        let BnCache { x, mean, var, y } = self.cache.pop(&self.name);
         let d = self.dims(&x);
         let mut dx = x.empty_like(be);
-        be.batch_norm_backward(
-            &d,
-            x.buf(),
-            self.gamma.value.buf(),
-            mean.buf(),
-            var.buf(),
-            dy.buf(),
-            dx.buf_mut(),
-            self.gamma.grad.buf_mut(),
-            self.beta.grad.buf_mut(),
-        );
+        let (gamma, dgamma, dbeta) = (self.gamma.value.buf(), self.gamma.grad.buf_mut(), self.beta.grad.buf_mut());
+        match &y {
+            Some(y) => be.batch_norm_relu_backward(
+                &d,
+                x.buf(),
+                y.buf(),
+                gamma,
+                mean.buf(),
+                var.buf(),
+                dy.buf(),
+                dx.buf_mut(),
+                dgamma,
+                dbeta,
+            ),
+            None => {
+                be.batch_norm_backward(&d, x.buf(), gamma, mean.buf(), var.buf(), dy.buf(), dx.buf_mut(), dgamma, dbeta)
+            }
+        }
         dx
     }
     fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {

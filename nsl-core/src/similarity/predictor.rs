@@ -82,10 +82,12 @@ pub fn build<B: Backend>(be: &B, rng: &mut Rng, name: &str, c_in: usize, cfg: &P
         similarity_for(cfg.norm, false),
     );
     let mut seq = Sequential::new(name).push(m1);
-    if cfg.batch_norm {
-        seq = seq.push(BatchNorm::new(be, &format!("{name}.bn1"), cfg.hidden, cfg.bn_eps, cfg.weight_decay));
-    }
-    seq = seq.push(Relu::new()).push(m2);
+    seq = if cfg.batch_norm {
+        seq.push(BatchNorm::new(be, &format!("{name}.bn1"), cfg.hidden, cfg.bn_eps, cfg.weight_decay).with_relu())
+    } else {
+        seq.push(Relu::new())
+    };
+    seq = seq.push(m2);
     if cfg.batch_norm {
         seq = seq.push(BatchNorm::new(be, &format!("{name}.bn2"), cfg.outputs, cfg.bn_eps, cfg.weight_decay));
     }

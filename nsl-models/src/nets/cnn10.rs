@@ -34,8 +34,7 @@ pub fn cnn10<B: Backend>(
     let mut sim_rng = similarity_stream(rng);
     let mut body = Sequential::new("cnn10")
         .push(plain(rng, "stem", (3, s(64)), (7, 2, Padding::Same)))
-        .push(bn("stem.bn", s(64)))
-        .push(Relu::new())
+        .push(bn("stem.bn", s(64)).with_relu())
         .push(MaxPool::new(3, 2));
     let mut side = input_hw.div_ceil(2).div_ceil(2);
     let mut c_in = s(64);
@@ -45,8 +44,7 @@ pub fn cnn10<B: Backend>(
             let sim = similarity.build(be, &mut sim_rng, &name, c_in, 3, s(64));
             body = body
                 .push(NslConv::new(be, rng, &name, (c_in, width), (3, 1, Padding::Same), 1.0, wd, sim))
-                .push(bn(&format!("{name}.bn"), width))
-                .push(Relu::new());
+                .push(bn(&format!("{name}.bn"), width).with_relu());
             c_in = width;
         }
         body = body.push(MaxPool::new(2, 2));

@@ -1,6 +1,6 @@
 //! CNN-4 for few-shot learning (spec §5.6).
 
-use nsl_core::nn::{BatchNorm, MaxPool, NslConv, Padding, Relu, Sequential};
+use nsl_core::nn::{BatchNorm, MaxPool, NslConv, Padding, Sequential};
 use nsl_core::similarity::InnerProduct;
 use nsl_core::{Backend, Rng};
 
@@ -25,8 +25,7 @@ pub fn cnn4<B: Backend>(
         let sim = similarity.build(be, &mut sim_rng, &name, c_in, 3, 64);
         body = body
             .push(NslConv::new(be, rng, &name, (c_in, 32), (3, 1, Padding::Same), 1.0, weight_decay, sim))
-            .push(BatchNorm::new(be, &format!("{name}.bn"), 32, 1e-3, weight_decay))
-            .push(Relu::new())
+            .push(BatchNorm::new(be, &format!("{name}.bn"), 32, 1e-3, weight_decay).with_relu())
             .push(MaxPool::valid(2, 2));
         c_in = 32;
         side /= 2;

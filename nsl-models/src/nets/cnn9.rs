@@ -1,6 +1,6 @@
 //! The CIFAR backbone of the reference code, "CNN-9" (spec §2), and CNN-9++ (spec §5.4).
 
-use nsl_core::nn::{BatchNorm, MaxPool, NslConv, Padding, Relu, Sequential};
+use nsl_core::nn::{BatchNorm, MaxPool, NslConv, Padding, Sequential};
 use nsl_core::similarity::{Dynamic, DynamicKind, InnerProduct};
 use nsl_core::{Backend, Rng};
 
@@ -87,8 +87,7 @@ pub fn cnn9<B: Backend>(be: &B, rng: &mut Rng, cfg: &Cnn9Config) -> Network<B> {
     }
     body = body
         .push(NslConv::new(be, rng, "root", (3, cfg.root), (3, 1, Padding::Same), 1.0, wd, InnerProduct::boxed()))
-        .push(bn("root.bn", cfg.root))
-        .push(Relu::new());
+        .push(bn("root.bn", cfg.root).with_relu());
     let mut c_in = cfg.root;
     let mut side = cfg.input_hw;
     for (stage, (&width, &n)) in cfg.widths.iter().zip(&cfg.convs_per_stage).enumerate() {
@@ -109,7 +108,7 @@ pub fn cnn9<B: Backend>(be: &B, rng: &mut Rng, cfg: &Cnn9Config) -> Network<B> {
                     }
                 });
             }
-            body = body.push(conv).push(bn(&format!("{name}.bn"), width)).push(Relu::new());
+            body = body.push(conv).push(bn(&format!("{name}.bn"), width).with_relu());
             c_in = width;
         }
         body = body.push(MaxPool::new(2, 2));

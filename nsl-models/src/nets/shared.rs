@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use nsl_core::nn::{BatchNorm, Layer, Mode, NslConv, Padding, Relu, Sequential};
+use nsl_core::nn::{BatchNorm, Layer, Mode, NslConv, Padding, Sequential};
 use nsl_core::similarity::{InnerProduct, Sphere};
 use nsl_core::{Backend, Param, Rng, Tensor};
 
@@ -24,8 +24,7 @@ pub fn shared_trunk<B: Backend>(be: &B, rng: &mut Rng, taps: usize) -> SharedTru
     };
     let trunk = Sequential::new("shared_pred")
         .push(conv(rng, "shared_pred.m1", (ADAPTED, 64), 0.1))
-        .push(BatchNorm::new(be, "shared_pred.bn1", 64, 1e-3, 5e-4))
-        .push(Relu::new())
+        .push(BatchNorm::new(be, "shared_pred.bn1", 64, 1e-3, 5e-4).with_relu())
         .push(conv(rng, "shared_pred.m2", (64, taps), 0.001))
         .push(BatchNorm::new(be, "shared_pred.bn2", taps, 1e-3, 5e-4));
     Arc::new(Mutex::new(trunk))
@@ -51,8 +50,7 @@ impl<B: Backend> SharedPredictor<B> {
                 5e-4,
                 Box::new(Sphere::x_normalized()),
             ))
-            .push(BatchNorm::new(be, &format!("{name}.adapt.bn"), ADAPTED, 1e-3, 5e-4))
-            .push(Relu::new());
+            .push(BatchNorm::new(be, &format!("{name}.adapt.bn"), ADAPTED, 1e-3, 5e-4).with_relu());
         SharedPredictor { adapter, trunk }
     }
 }

@@ -1,6 +1,6 @@
 //! SphereNet-9 with and without self-attention, and its plain-CNN twin (spec §7, Table 8).
 
-use nsl_core::nn::{BatchNorm, MaxPool, NslConv, Padding, Relu, Sequential};
+use nsl_core::nn::{BatchNorm, MaxPool, NslConv, Padding, Sequential};
 use nsl_core::similarity::{InnerProduct, SelfAttention, Similarity, Sphere};
 use nsl_core::{Backend, Rng};
 
@@ -58,8 +58,7 @@ pub fn spherenet9<B: Backend>(be: &B, rng: &mut Rng, cfg: &SphereNetConfig) -> N
             let name = format!("conv{}_{i}", stage + 1);
             body = body
                 .push(conv(rng, &name, (c_in, width), (3, 1, Padding::Same)))
-                .push(BatchNorm::new(be, &format!("{name}.bn"), width, 1e-3, l2))
-                .push(Relu::new());
+                .push(BatchNorm::new(be, &format!("{name}.bn"), width, 1e-3, l2).with_relu());
             c_in = width;
         }
         body = body.push(MaxPool::new(2, 2));
