@@ -446,6 +446,43 @@ fn batch_norm_train_eval_backward() {
         cmp("batch_norm_backward dbeta", gpu, cpu, &dbeta, rows)?;
         // dx subtracts means of size |dy|: compare against the scale of dy
         close("batch_norm_backward dx", &gpu.download(&dx.g), &cpu.download(&dx.c), 1e-4, 1e-4)?;
+        // fused with ReLU (fused on the CPU, composed on CUDA)
+        gpu.batch_norm_relu_eval(&d, &x.g, &gamma.g, &beta.g, &mean.g, &var.g, &mut y.g);
+        cpu.batch_norm_relu_eval(&d, &x.c, &gamma.c, &beta.c, &mean.c, &var.c, &mut y.c);
+        cmp("batch_norm_relu_eval", gpu, cpu, &y, 1)?;
+        let (mut m2, mut v2) = (Pair { g: gpu.alloc(c), c: cpu.alloc(c) }, Pair { g: gpu.alloc(c), c: cpu.alloc(c) });
+        gpu.batch_norm_relu_train(&d, &x.g, &gamma.g, &beta.g, &mut y.g, &mut m2.g, &mut v2.g);
+        cpu.batch_norm_relu_train(&d, &x.c, &gamma.c, &beta.c, &mut y.c, &mut m2.c, &mut v2.c);
+        cmp("batch_norm_relu_train y", gpu, cpu, &y, 1)?;
+        // the backward from the CPU's output on both (the ReLU mask must agree)
+        let y = pair(gpu, cpu, &cpu.download(&y.c));
+        gpu.batch_norm_relu_backward(
+            &d,
+            &x.g,
+            &y.g,
+            &gamma.g,
+            &mean.g,
+            &var.g,
+            &dy.g,
+            &mut dx.g,
+            &mut dgamma.g,
+            &mut dbeta.g,
+        );
+        cpu.batch_norm_relu_backward(
+            &d,
+            &x.c,
+            &y.c,
+            &gamma.c,
+            &mean.c,
+            &var.c,
+            &dy.c,
+            &mut dx.c,
+            &mut dgamma.c,
+            &mut dbeta.c,
+        );
+        cmp("batch_norm_relu_backward dgamma", gpu, cpu, &dgamma, rows)?;
+        cmp("batch_norm_relu_backward dbeta", gpu, cpu, &dbeta, rows)?;
+        close("batch_norm_relu_backward dx", &gpu.download(&dx.g), &cpu.download(&dx.c), 1e-4, 1e-4)?;
         Ok(())
     });
 }
