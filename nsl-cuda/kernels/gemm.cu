@@ -14,10 +14,40 @@
 #define BN 64
 #define BK 16
 
-template <bool TA, bool TB>
-__device__ __forceinline__ void gemm_tile(int m, int n, int k, float alpha, float beta,
-                                          const float* __restrict__ A, const float* __restrict__ B,
-                                          float* __restrict__ C) {
+// op(A) of a plain product: A[i][l], stored k×m when transposed.
+template <bool TA>
+struct MatA {
+    const float* __restrict__ a;
+    int m, k;
+    __device__ __forceinline__ float operator()(int i, int l) const {
+        return TA ? a[(size_t)l * m + i] : a[(size_t)i * k + l];
+    }
+};
+
+// The implicit patch matrix of a convolution (nsl_core::Backend::conv2d), never materialised:
+// A[r][t·c + ch] = s[r][t] · x[b, oy·stride + ky − pad_top, ox·stride + kx − pad_left, ch]
+// (zero outside the map; s ≡ 1 when null), t = ky·k + kx, r = (b·ho + oy)·wo + ox.
+struct ConvA {
+    Win g;
+    const float* __restrict__ x;
+    const float* __restrict__ s;
+    __device__ __forceinline__ float operator()(int r, int l) const {
+        int t = l / g.c, ch = l - t * g.c;
+        int ox = r % g.wo, rest = r / g.wo;
+        int oy = rest % g.ho, b = rest / g.ho;
+        int y = oy * g.stride + t / g.k - g.pad_top;
+        int xx = ox * g.stride + t % g.k - g.pad_left;
+        if (y < 0 || y >= g.h || xx < 0 || xx >= g.w) return 0.0f;
+        float v = x[((size_t)(b * g.h + y) * g.w + xx) * g.c + ch];
+        return s ? s[(size_t)r * g.k * g.k + t] * v : v;
+    }
+};
+
+// One 64×64 tile of C = alpha·op(A)·op(B) + beta·C; `a_at(i, l)` reads op(A) (TA picks the
+// load pattern that keeps its reads coalesced).
+template <bool TA, bool TB, class ALoad>
+__device__ __forceinline__ void gemm_tile(int m, int n, int k, float alpha, float beta, ALoad a_at,
+                                          const float* __restrict__ B, float* __restrict__ C) {
     __shared__ float As[BK][BM + 1];
     __shared__ float Bs[BK][BN + 1];
     const int tid = threadIdx.x;
@@ -37,7 +67,7 @@ __device__ __forceinline__ void gemm_tile(int m, int n, int k, float alpha, floa
             if (TA) { i = e % BM; l = e / BM; } else { l = e % BK; i = e / BK; }
             int gi = bm + i, gl = l0 + l;
             float v = 0.0f;
-            if (gi < m && gl < k) v = TA ? A[(size_t)gl * m + gi] : A[(size_t)gi * k + gl];
+            if (gi < m && gl < k) v = a_at(gi, gl);
             As[l][i] = v;
         }
 #pragma unroll
@@ -86,9 +116,19 @@ __device__ __forceinline__ void gemm_tile(int m, int n, int k, float alpha, floa
         float* __restrict__ C, long long sa, long long sb, long long sc
 #define NSL_GEMM_BODY(TA, TB)                                                                        \
     const long long z = blockIdx.z;                                                                  \
-    gemm_tile<TA, TB>(m, n, k, alpha, beta, A + z * sa, B + z * sb, C + z * sc);
+    gemm_tile<TA, TB>(m, n, k, alpha, beta, MatA<TA>{A + z * sa, m, k}, B + z * sb, C + z * sc);
 
 extern "C" __global__ void __launch_bounds__(NSL_THREADS) nsl_gemm_nn(NSL_GEMM_PARAMS) { NSL_GEMM_BODY(false, false) }
 extern "C" __global__ void __launch_bounds__(NSL_THREADS) nsl_gemm_nt(NSL_GEMM_PARAMS) { NSL_GEMM_BODY(false, true) }
 extern "C" __global__ void __launch_bounds__(NSL_THREADS) nsl_gemm_tn(NSL_GEMM_PARAMS) { NSL_GEMM_BODY(true, false) }
 extern "C" __global__ void __launch_bounds__(NSL_THREADS) nsl_gemm_tt(NSL_GEMM_PARAMS) { NSL_GEMM_BODY(true, true) }
+
+// Fused convolution y = (s ⊙ im2col(x)) · w (nsl_core::Backend::conv2d): the GEMM above with
+// the patch matrix read from x (and scaled) while staging it in shared memory. `s` may be null.
+// y is rows × n, w is k²c × n. blockIdx.x tiles rows, blockIdx.y tiles n.
+extern "C" __global__ void __launch_bounds__(NSL_THREADS)
+    nsl_conv2d(Win g, int n, const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ s,
+               float* __restrict__ y) {
+    const int rows = g.batch * g.ho * g.wo, pl = g.k * g.k * g.c;
+    gemm_tile<false, false>(rows, n, pl, 1.0f, 0.0f, ConvA{g, x, s}, w, y);
+}

@@ -1,10 +1,12 @@
 //! Convolution geometry: `im2col` and its adjoint `col2im` (`kernels/conv.cu`; formulas on
 //! [`nsl_core::Backend::im2col`]). `col2im` is a gather — each input element sums the patch
-//! entries that read it, in the CPU's (ky, kx) order — so it needs no atomics.
+//! entries that read it, in the CPU's (ky, kx) order — so it needs no atomics. The forward
+//! convolution itself (`conv2d`, with or without a DNS patch scale) is the tiled GEMM of
+//! `kernels/gemm.cu` reading its patch matrix straight from `x` (implicit im2col).
 
 use nsl_core::Window;
 
-use crate::launch::{need, p, Arg, Win};
+use crate::launch::{blocks, int, need, p, Arg, Win, THREADS};
 use crate::{Cuda, CudaBuf};
 
 /// See [`nsl_core::Backend::im2col`].
@@ -19,4 +21,26 @@ pub(crate) fn col2im(be: &Cuda, g: &Window, dcols: &CudaBuf, dx: &mut CudaBuf) {
     need("col2im", "dcols", dcols, g.rows() * g.patch_len());
     need("col2im", "dx", dx, g.input_len());
     be.launch_1d("nsl_col2im", g.input_len(), &[Arg::Win(Win::new(g)), p(dcols), p(dx)]);
+}
+
+/// Columns of `y` per block of [`conv2d`] (the GEMM tile).
+const TILE: usize = 64;
+
+/// See [`nsl_core::Backend::conv2d`]: `y = (s ⊙ im2col(x))·w` with the patch matrix never
+/// materialised (overwrites `y`).
+pub(crate) fn conv2d(be: &Cuda, g: &Window, n: usize, x: &CudaBuf, w: &CudaBuf, s: Option<&CudaBuf>, y: &mut CudaBuf) {
+    let rows = g.rows();
+    need("conv2d", "x", x, g.input_len());
+    need("conv2d", "w", w, g.patch_len() * n);
+    need("conv2d", "y", y, rows * n);
+    if let Some(s) = s {
+        need("conv2d", "scale", s, rows * g.taps());
+    }
+    be.launch(
+        "nsl_conv2d",
+        (blocks(rows, TILE), blocks(n, TILE), 1),
+        (THREADS, 1, 1),
+        0,
+        &[Arg::Win(Win::new(g)), int(n), p(x), p(w), s.map_or(Arg::Ptr(0), p), p(y)],
+    );
 }

@@ -21,6 +21,10 @@
 //! through the same op code and launch arguments. The CPU≡CUDA tests run there on any machine;
 //! it says nothing about GPU-only behaviour (speed, memory model, the driver, PTX JIT).
 //!
+//! The forward convolution (`conv2d`, with or without a DNS patch scale) is fused: the tiled
+//! GEMM reads its patch matrix straight from `x`. Its backward and the fused batch norm + ReLU
+//! still use `nsl_core`'s default compositions of the ops below.
+//!
 //! Every op has its own kernel, written to compute the formula in the [`nsl_core::Backend`]
 //! rustdoc with the CPU backend's semantics (which outputs are overwritten and which
 //! accumulated, max-pool ties, the cross-entropy floor). **Determinism:** no float atomics
@@ -197,6 +201,9 @@ mod backend_impl {
         }
         fn col2im(&self, g: &Window, dcols: &CudaBuf, dx: &mut CudaBuf) {
             conv::col2im(self, g, dcols, dx)
+        }
+        fn conv2d(&self, g: &Window, n: usize, x: &CudaBuf, w: &CudaBuf, scale: Option<&CudaBuf>, y: &mut CudaBuf) {
+            conv::conv2d(self, g, n, x, w, scale, y)
         }
         fn patch_scale(&self, rows: usize, taps: usize, c: usize, cols: &CudaBuf, m: &CudaBuf, out: &mut CudaBuf) {
             patch::patch_scale(self, rows, taps, c, cols, m, out)

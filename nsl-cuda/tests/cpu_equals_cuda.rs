@@ -336,6 +336,9 @@ fn conv2d_scaled_and_backward() {
         let s = pair(gpu, cpu, &rand_vec(&mut rng, g.rows() * g.taps()));
         let dy = pair(gpu, cpu, &rand_vec(&mut rng, g.rows() * n));
         let mut y = Pair { g: gpu.alloc(g.rows() * n), c: cpu.alloc(g.rows() * n) };
+        gpu.conv2d(&g, n, &x.g, &w.g, None, &mut y.g);
+        cpu.conv2d(&g, n, &x.c, &w.c, None, &mut y.c);
+        cmp(&format!("conv2d unscaled {g:?}"), gpu, cpu, &y, g.patch_len())?;
         gpu.conv2d(&g, n, &x.g, &w.g, Some(&s.g), &mut y.g);
         cpu.conv2d(&g, n, &x.c, &w.c, Some(&s.c), &mut y.c);
         cmp(&format!("conv2d {g:?}"), gpu, cpu, &y, g.patch_len())?;
@@ -349,6 +352,33 @@ fn conv2d_scaled_and_backward() {
         cmp(&format!("conv2d ds {g:?}"), gpu, cpu, &ds, g.c * n)?;
         Ok(())
     });
+}
+
+/// The fused forward across several 64×64 tiles of `y` (rows and outputs), with and without a
+/// scale, including CNN shapes the CPU runs as Winograd convolutions.
+#[test]
+fn conv2d_multi_tile() {
+    let cases = [
+        (Window::same(2, 12, 12, 5, 3, 1), 70),
+        (Window::same(3, 8, 8, 16, 3, 1), 80),
+        (Window::valid(2, 9, 7, 3, 4, 2), 65),
+    ];
+    check(
+        "conv2d_multi_tile",
+        12,
+        (0usize..cases.len(), any::<bool>(), any::<u64>()),
+        |gpu, cpu, (i, scaled, seed)| {
+            let (g, n) = cases[i];
+            let mut rng = Rng::new(seed);
+            let x = pair(gpu, cpu, &rand_vec(&mut rng, g.input_len()));
+            let w = pair(gpu, cpu, &rand_vec(&mut rng, g.patch_len() * n));
+            let s = scaled.then(|| pair(gpu, cpu, &rand_vec(&mut rng, g.rows() * g.taps())));
+            let mut y = Pair { g: gpu.alloc(g.rows() * n), c: cpu.alloc(g.rows() * n) };
+            gpu.conv2d(&g, n, &x.g, &w.g, s.as_ref().map(|s| &s.g), &mut y.g);
+            cpu.conv2d(&g, n, &x.c, &w.c, s.as_ref().map(|s| &s.c), &mut y.c);
+            cmp(&format!("conv2d {g:?} n={n} scaled={scaled}"), gpu, cpu, &y, g.patch_len())
+        },
+    );
 }
 
 // ---- patch transforms ---------------------------------------------------------------------------
