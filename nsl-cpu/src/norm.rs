@@ -7,14 +7,24 @@ use nsl_core::{BatchNormDims, Window};
 
 use crate::conv::{reader, src_row, tap_range};
 use crate::par::{self, sum_sq_f32};
-use crate::Cpu;
+use crate::{Cpu, CpuBuf};
 
-/// See [`nsl_core::Backend::window_norm`].
+/// See [`nsl_core::Backend::window_norm`]: first `q[p] = Σ_ch x[p, ch]²` per input pixel, then
+/// each window sums its `k²` pixels' `q` (row by row, in order) — `c + k²` operations per output
+/// instead of `k²·c`.
 pub(crate) fn window_norm(cpu: &Cpu, g: &Window, x: &[f32], eps: f32, n: &mut [f32]) {
     let c = g.c;
-    let x = &x[..g.input_len()];
+    let pixels = g.batch * g.h * g.w;
+    let x = &x[..pixels * c];
+    let mut q = CpuBuf::recycled(pixels);
+    par::rows_mut(cpu, &mut q[..pixels], 1, pixels * c, |p0, out| {
+        for (o, xp) in out.iter_mut().zip(x[p0 * c..].chunks_exact(c)) {
+            *o = sum_sq_f32(xp);
+        }
+    });
+    let q = &q[..];
     let hw = g.ho * g.wo;
-    par::rows_mut(cpu, &mut n[..g.rows()], 1, g.rows() * g.patch_len(), |r0, out| {
+    par::rows_mut(cpu, &mut n[..g.rows()], 1, g.rows() * g.taps(), |r0, out| {
         for (i, o) in out.iter_mut().enumerate() {
             let r = r0 + i;
             let (b, oy, ox) = (r / hw, (r % hw) / g.wo, r % g.wo);
@@ -23,9 +33,8 @@ pub(crate) fn window_norm(cpu: &Cpu, g: &Window, x: &[f32], eps: f32, n: &mut [f
             if hi > lo {
                 for ky in 0..g.k {
                     if let Some(y) = src_row(g, oy, ky) {
-                        let x0 = ox * g.stride + lo - g.pad_left;
-                        let src = ((b * g.h + y) * g.w + x0) * c;
-                        s += sum_sq_f32(&x[src..src + (hi - lo) * c]);
+                        let src = (b * g.h + y) * g.w + ox * g.stride + lo - g.pad_left;
+                        s += q[src..src + (hi - lo)].iter().sum::<f32>();
                     }
                 }
             }
