@@ -144,22 +144,30 @@ pub(crate) fn padded_size(g: &Window) -> (usize, usize) {
 pub(crate) fn pad_map(cpu: &Cpu, g: &Window, x: &[f32], xp: &mut [f32]) {
     let (hp, wp) = padded_size(g);
     let c = g.c;
-    let (lo, hi) = (g.pad_left.min(wp), (g.pad_left + g.w).min(wp)); // padded columns holding x
     let x = &x[..g.input_len()];
     let len = g.batch * hp * wp * c;
     par::rows_mut(cpu, &mut xp[..len], wp * c, len, |r0, out| {
         for (i, row) in out.chunks_exact_mut(wp * c).enumerate() {
-            let (b, py) = ((r0 + i) / hp, (r0 + i) % hp);
-            match py.checked_sub(g.pad_top).filter(|&y| y < g.h) {
-                Some(y) => {
-                    row[..lo * c].fill(0.0);
-                    row[lo * c..hi * c].copy_from_slice(&x[(b * g.h + y) * g.w * c..][..(hi - lo) * c]);
-                    row[hi * c..].fill(0.0);
-                }
-                _ => row.fill(0.0),
-            }
+            pad_row(g, x, (r0 + i) / hp, (r0 + i) % hp, row);
         }
     });
+}
+
+/// Padded row `py` of image `b`: `row[px] = x[b, py − pad_top, px − pad_left]` (zero outside
+/// `x`), as many columns as `row` holds.
+#[inline]
+pub(crate) fn pad_row(g: &Window, x: &[f32], b: usize, py: usize, row: &mut [f32]) {
+    let c = g.c;
+    let wp = row.len() / c;
+    let (lo, hi) = (g.pad_left.min(wp), (g.pad_left + g.w).min(wp)); // padded columns holding x
+    match py.checked_sub(g.pad_top).filter(|&y| y < g.h) {
+        Some(y) => {
+            row[..lo * c].fill(0.0);
+            row[lo * c..hi * c].copy_from_slice(&x[(b * g.h + y) * g.w * c..][..(hi - lo) * c]);
+            row[hi * c..].fill(0.0);
+        }
+        None => row.fill(0.0),
+    }
 }
 
 /// See [`nsl_core::Backend::im2col`].

@@ -26,6 +26,7 @@
 use nsl_core::Window;
 use rayon::prelude::*;
 
+use crate::conv::pad_row;
 use crate::conv2d::{backward_tasks, with_scratch};
 use crate::gemm::kernels::Kernels;
 use crate::gemm::{OuterPlan, PackedB};
@@ -391,19 +392,10 @@ fn input_tile(tl: &Tiles, c: usize, (row, tx): (usize, usize), j: usize, bl: usi
 /// input is read once, with no padded copy of the whole batch.
 #[inline(always)]
 fn pad_rows(g: &Window, tl: &Tiles, x: &[f32], tr0: usize, count: usize, rows: &mut [f32]) {
-    let (c, wp) = (g.c, tl.wp);
-    let (lo, hi) = (g.pad_left.min(wp), (g.pad_left + g.w).min(wp)); // padded columns holding x
-    for (i, row) in rows[..count * T * wp * c].chunks_exact_mut(wp * c).enumerate() {
+    let row_len = tl.wp * g.c;
+    for (i, row) in rows[..count * T * row_len].chunks_exact_mut(row_len).enumerate() {
         let tr = tr0 + i / T;
-        let (b, py) = (tr / tl.th, (tr % tl.th) * M + i % T);
-        match py.checked_sub(g.pad_top).filter(|&y| y < g.h) {
-            Some(y) => {
-                row[..lo * c].fill(0.0);
-                row[lo * c..hi * c].copy_from_slice(&x[(b * g.h + y) * g.w * c..][..(hi - lo) * c]);
-                row[hi * c..].fill(0.0);
-            }
-            None => row.fill(0.0),
-        }
+        pad_row(g, x, tr / tl.th, (tr % tl.th) * M + i % T, row);
     }
 }
 
