@@ -12,7 +12,7 @@
 //! [--shapes rows,K,N;rows,K,N...] [--conv BATCH] [--net BATCH]` (`--shapes` replaces the CNN-9
 //! list; `--conv` also times `Backend::conv2d` forward and backward for the CNN-9 layers: as
 //! the backend picks (Winograd where it applies), direct, and with a DNS patch scale (skipped
-//! with `--no-scaled`); `--net` also times CNN-9 training steps, plain and with
+//! with `--no-scaled`; `--conv-only TEXT` keeps the layers whose label contains TEXT); `--net` also times CNN-9 training steps, plain and with
 //! dynamic DNS, at that batch; `--net-only plain` or `--net-only "dynamic DNS"` times one).
 
 use std::time::Instant;
@@ -134,7 +134,10 @@ fn main() {
         );
         let layers =
             [("root 3->32 @32", 3, 32, 32), ("pred m2 64->9 @32", 64, 9, 32), ("pred m1 32->64 @32", 32, 64, 32)];
-        for (label, c_in, n, side) in layers.into_iter().chain(nsl_bench::cnn9_layers()) {
+        let only = arg(&args, "--conv-only").unwrap_or_default();
+        for (label, c_in, n, side) in
+            layers.into_iter().chain(nsl_bench::cnn9_layers()).filter(|(label, ..)| label.contains(only.as_str()))
+        {
             let g = Window::same(batch, side, side, c_in, 3, 1);
             let x = be.upload(&rand(g.input_len()));
             let w = be.upload(&rand(g.patch_len() * n));
