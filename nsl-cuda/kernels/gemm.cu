@@ -43,11 +43,57 @@ struct ConvA {
     }
 };
 
-// One 64×64 tile of C = alpha·op(A)·op(B) + beta·C; `a_at(i, l)` reads op(A) (TA picks the
-// load pattern that keeps its reads coalesced).
-template <bool TA, bool TB, class ALoad>
-__device__ __forceinline__ void gemm_tile(int m, int n, int k, float alpha, float beta, ALoad a_at,
-                                          const float* __restrict__ B, float* __restrict__ C) {
+// op(B) of a plain product: B[l][j], stored n×k when transposed.
+template <bool TB>
+struct MatB {
+    const float* __restrict__ b;
+    int k, n;
+    __device__ __forceinline__ float operator()(int l, int j) const {
+        return TB ? b[(size_t)j * k + l] : b[(size_t)l * n + j];
+    }
+};
+
+// The patch matrix transposed, (s ⊙ P)ᵀ[i][r] = ConvA(r, i): the weight gradient's op(A).
+struct ConvAT {
+    ConvA a;
+    __device__ __forceinline__ float operator()(int i, int r) const { return a(r, i); }
+};
+
+// The input gradient's op(A), dx = A'·B' with A'[p][t·n + o] = s[r][t]·dy[r][o] for the output
+// r whose tap t reads input pixel p = (b·h + iy)·w + ix (zero when none does).
+struct ConvDyA {
+    Win g;
+    int n;
+    const float* __restrict__ dy;
+    const float* __restrict__ s;
+    __device__ __forceinline__ float operator()(int p, int l) const {
+        int t = l / n, o = l - t * n;
+        int ix = p % g.w, rest = p / g.w;
+        int iy = rest % g.h, b = rest / g.h;
+        int oy = reader(iy, g.pad_top, t / g.k, g.stride, g.ho);
+        int ox = reader(ix, g.pad_left, t % g.k, g.stride, g.wo);
+        if (oy < 0 || ox < 0) return 0.0f;
+        size_t r = (size_t)(b * g.ho + oy) * g.wo + ox;
+        float v = dy[r * n + o];
+        return s ? s[r * g.k * g.k + t] * v : v;
+    }
+};
+
+// The input gradient's op(B): B'[t·n + o][ch] = w[t·c + ch][o].
+struct ConvWT {
+    const float* __restrict__ w;
+    int c, n;
+    __device__ __forceinline__ float operator()(int l, int ch) const {
+        int t = l / n, o = l - t * n;
+        return w[((size_t)t * c + ch) * n + o];
+    }
+};
+
+// One 64×64 tile of C = alpha·op(A)·op(B) + beta·C; `a_at(i, l)` and `b_at(l, j)` read op(A)
+// and op(B) (TA and TB pick the load patterns that keep their reads coalesced).
+template <bool TA, bool TB, class ALoad, class BLoad>
+__device__ __forceinline__ void gemm_tile(int m, int n, int k, float alpha, float beta, ALoad a_at, BLoad b_at,
+                                          float* __restrict__ C) {
     __shared__ float As[BK][BM + 1];
     __shared__ float Bs[BK][BN + 1];
     const int tid = threadIdx.x;
@@ -77,7 +123,7 @@ __device__ __forceinline__ void gemm_tile(int m, int n, int k, float alpha, floa
             if (TB) { l = e % BK; j = e / BK; } else { j = e % BN; l = e / BN; }
             int gj = bn + j, gl = l0 + l;
             float v = 0.0f;
-            if (gj < n && gl < k) v = TB ? B[(size_t)gj * k + gl] : B[(size_t)gl * n + gj];
+            if (gj < n && gl < k) v = b_at(gl, gj);
             Bs[l][j] = v;
         }
         __syncthreads();
@@ -116,7 +162,7 @@ __device__ __forceinline__ void gemm_tile(int m, int n, int k, float alpha, floa
         float* __restrict__ C, long long sa, long long sb, long long sc
 #define NSL_GEMM_BODY(TA, TB)                                                                        \
     const long long z = blockIdx.z;                                                                  \
-    gemm_tile<TA, TB>(m, n, k, alpha, beta, MatA<TA>{A + z * sa, m, k}, B + z * sb, C + z * sc);
+    gemm_tile<TA, TB>(m, n, k, alpha, beta, MatA<TA>{A + z * sa, m, k}, MatB<TB>{B + z * sb, k, n}, C + z * sc);
 
 extern "C" __global__ void __launch_bounds__(NSL_THREADS) nsl_gemm_nn(NSL_GEMM_PARAMS) { NSL_GEMM_BODY(false, false) }
 extern "C" __global__ void __launch_bounds__(NSL_THREADS) nsl_gemm_nt(NSL_GEMM_PARAMS) { NSL_GEMM_BODY(false, true) }
@@ -130,5 +176,50 @@ extern "C" __global__ void __launch_bounds__(NSL_THREADS)
     nsl_conv2d(Win g, int n, const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ s,
                float* __restrict__ y) {
     const int rows = g.batch * g.ho * g.wo, pl = g.k * g.k * g.c;
-    gemm_tile<false, false>(rows, n, pl, 1.0f, 0.0f, ConvA{g, x, s}, w, y);
+    gemm_tile<false, false>(rows, n, pl, 1.0f, 0.0f, ConvA{g, x, s}, MatB<false>{w, pl, n}, y);
+}
+
+// Backward of nsl_conv2d, weight gradient: dw += (s ⊙ P)ᵀ·dy (k²c × n), the patch matrix read
+// from x. blockIdx.x tiles k²c, blockIdx.y tiles n.
+extern "C" __global__ void __launch_bounds__(NSL_THREADS)
+    nsl_conv2d_dw(Win g, int n, const float* __restrict__ x, const float* __restrict__ s, const float* __restrict__ dy,
+                  float* __restrict__ dw) {
+    const int rows = g.batch * g.ho * g.wo, pl = g.k * g.k * g.c;
+    gemm_tile<true, false>(pl, n, rows, 1.0f, 1.0f, ConvAT{ConvA{g, x, s}}, MatB<false>{dy, rows, n}, dw);
+}
+
+// Backward of nsl_conv2d, input gradient: dx = col2im(s ⊙ (dy·wᵀ)) as one product over
+// (tap, output channel) per input pixel, nothing materialised; overwrites dx.
+// blockIdx.x tiles the batch·h·w pixels, blockIdx.y tiles c.
+extern "C" __global__ void __launch_bounds__(NSL_THREADS)
+    nsl_conv2d_dx(Win g, int n, const float* __restrict__ w, const float* __restrict__ s, const float* __restrict__ dy,
+                  float* __restrict__ dx) {
+    const int pixels = g.batch * g.h * g.w, depth = g.k * g.k * n;
+    gemm_tile<false, true>(pixels, g.c, depth, 1.0f, 0.0f, ConvDyA{g, n, dy, s}, ConvWT{w, g.c, n}, dx);
+}
+
+// Backward of nsl_conv2d, scale gradient: ds[r][t] = Σ_ch x[src(r, t), ch] · Σ_o dy[r][o]·w[t·c + ch][o]
+// (one thread per (r, t), channels then outputs in order); overwrites ds.
+extern "C" __global__ void nsl_conv2d_ds(Win g, int n, const float* __restrict__ x, const float* __restrict__ w,
+                                         const float* __restrict__ dy, float* __restrict__ ds) {
+    const int taps = g.k * g.k;
+    int e = gid();
+    if (e >= g.batch * g.ho * g.wo * taps) return;
+    int r = e / taps, t = e - r * taps;
+    int ox = r % g.wo, rest = r / g.wo;
+    int oy = rest % g.ho, b = rest / g.ho;
+    int y = oy * g.stride + t / g.k - g.pad_top;
+    int xx = ox * g.stride + t % g.k - g.pad_left;
+    float acc = 0.0f;
+    if (y >= 0 && y < g.h && xx >= 0 && xx < g.w) {
+        const float* xp = x + ((size_t)(b * g.h + y) * g.w + xx) * g.c;
+        const float* dyr = dy + (size_t)r * n;
+        for (int ch = 0; ch < g.c; ch++) {
+            const float* wr = w + ((size_t)t * g.c + ch) * n;
+            float dp = 0.0f;
+            for (int o = 0; o < n; o++) dp = fmaf(dyr[o], wr[o], dp);
+            acc = fmaf(xp[ch], dp, acc);
+        }
+    }
+    ds[e] = acc;
 }

@@ -1,8 +1,8 @@
 //! Convolution geometry: `im2col` and its adjoint `col2im` (`kernels/conv.cu`; formulas on
 //! [`nsl_core::Backend::im2col`]). `col2im` is a gather — each input element sums the patch
-//! entries that read it, in the CPU's (ky, kx) order — so it needs no atomics. The forward
-//! convolution itself (`conv2d`, with or without a DNS patch scale) is the tiled GEMM of
-//! `kernels/gemm.cu` reading its patch matrix straight from `x` (implicit im2col).
+//! entries that read it, in the CPU's (ky, kx) order — so it needs no atomics. The convolution
+//! itself (`conv2d`, with or without a DNS patch scale) and its backward are the tiled GEMM of
+//! `kernels/gemm.cu` with operands read in place (implicit im2col), see [`conv2d_backward`].
 
 use nsl_core::Window;
 
@@ -43,4 +43,52 @@ pub(crate) fn conv2d(be: &Cuda, g: &Window, n: usize, x: &CudaBuf, w: &CudaBuf, 
         0,
         &[Arg::Win(Win::new(g)), int(n), p(x), p(w), s.map_or(Arg::Ptr(0), p), p(y)],
     );
+}
+
+/// See [`nsl_core::Backend::conv2d_backward`]: three fused kernels, none materialising a patch
+/// matrix — `dw += (s ⊙ P)ᵀ·dy` and `dx = col2im(s ⊙ dy·wᵀ)` as tiled products reading `x`, `dy`
+/// and `w` in place, and (with a scale) `ds` one thread per (row, tap).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv2d_backward(
+    be: &Cuda,
+    g: &Window,
+    n: usize,
+    x: &CudaBuf,
+    w: &CudaBuf,
+    s: Option<&CudaBuf>,
+    dy: &CudaBuf,
+    dx: &mut CudaBuf,
+    dw: &mut CudaBuf,
+    ds: Option<&mut CudaBuf>,
+) {
+    let (rows, pl) = (g.rows(), g.patch_len());
+    need("conv2d_backward", "x", x, g.input_len());
+    need("conv2d_backward", "w", w, pl * n);
+    need("conv2d_backward", "dy", dy, rows * n);
+    need("conv2d_backward", "dx", dx, g.input_len());
+    need("conv2d_backward", "dw", dw, pl * n);
+    if let Some(s) = s {
+        need("conv2d_backward", "scale", s, rows * g.taps());
+    }
+    let win = || Arg::Win(Win::new(g));
+    let sp = || s.map_or(Arg::Ptr(0), p);
+    let pixels = g.batch * g.h * g.w;
+    be.launch(
+        "nsl_conv2d_dw",
+        (blocks(pl, TILE), blocks(n, TILE), 1),
+        (THREADS, 1, 1),
+        0,
+        &[win(), int(n), p(x), sp(), p(dy), p(dw)],
+    );
+    be.launch(
+        "nsl_conv2d_dx",
+        (blocks(pixels, TILE), blocks(g.c, TILE), 1),
+        (THREADS, 1, 1),
+        0,
+        &[win(), int(n), p(w), sp(), p(dy), p(dx)],
+    );
+    if let (Some(_), Some(ds)) = (s, ds) {
+        need("conv2d_backward", "ds", ds, rows * g.taps());
+        be.launch_1d("nsl_conv2d_ds", rows * g.taps(), &[win(), int(n), p(x), p(w), p(dy), p(ds)]);
+    }
 }

@@ -21,9 +21,11 @@
 //! through the same op code and launch arguments. The CPU≡CUDA tests run there on any machine;
 //! it says nothing about GPU-only behaviour (speed, memory model, the driver, PTX JIT).
 //!
-//! The forward convolution (`conv2d`, with or without a DNS patch scale) is fused: the tiled
-//! GEMM reads its patch matrix straight from `x`. Its backward and the fused batch norm + ReLU
-//! still use `nsl_core`'s default compositions of the ops below.
+//! The convolution (`conv2d`, with or without a DNS patch scale) and its backward are fused:
+//! the tiled GEMM reads its patch matrix straight from `x` (forward, weight gradient), the
+//! input gradient is one product over (tap, output channel) per input pixel, and the scale
+//! gradient one thread per (row, tap); no patch matrix is materialised. The fused batch norm +
+//! ReLU still uses `nsl_core`'s default composition of the two ops.
 //!
 //! Every op has its own kernel, written to compute the formula in the [`nsl_core::Backend`]
 //! rustdoc with the CPU backend's semantics (which outputs are overwritten and which
@@ -204,6 +206,20 @@ mod backend_impl {
         }
         fn conv2d(&self, g: &Window, n: usize, x: &CudaBuf, w: &CudaBuf, scale: Option<&CudaBuf>, y: &mut CudaBuf) {
             conv::conv2d(self, g, n, x, w, scale, y)
+        }
+        fn conv2d_backward(
+            &self,
+            g: &Window,
+            n: usize,
+            x: &CudaBuf,
+            w: &CudaBuf,
+            scale: Option<&CudaBuf>,
+            dy: &CudaBuf,
+            dx: &mut CudaBuf,
+            dw: &mut CudaBuf,
+            dscale: Option<&mut CudaBuf>,
+        ) {
+            conv::conv2d_backward(self, g, n, x, w, scale, dy, dx, dw, dscale)
         }
         fn patch_scale(&self, rows: usize, taps: usize, c: usize, cols: &CudaBuf, m: &CudaBuf, out: &mut CudaBuf) {
             patch::patch_scale(self, rows, taps, c, cols, m, out)

@@ -354,8 +354,8 @@ fn conv2d_scaled_and_backward() {
     });
 }
 
-/// The fused forward across several 64×64 tiles of `y` (rows and outputs), with and without a
-/// scale, including CNN shapes the CPU runs as Winograd convolutions.
+/// The fused forward and backward across several 64×64 tiles (rows, outputs, input pixels),
+/// with and without a scale, including CNN shapes the CPU runs as Winograd convolutions.
 #[test]
 fn conv2d_multi_tile() {
     let cases = [
@@ -374,9 +374,23 @@ fn conv2d_multi_tile() {
             let w = pair(gpu, cpu, &rand_vec(&mut rng, g.patch_len() * n));
             let s = scaled.then(|| pair(gpu, cpu, &rand_vec(&mut rng, g.rows() * g.taps())));
             let mut y = Pair { g: gpu.alloc(g.rows() * n), c: cpu.alloc(g.rows() * n) };
-            gpu.conv2d(&g, n, &x.g, &w.g, s.as_ref().map(|s| &s.g), &mut y.g);
-            cpu.conv2d(&g, n, &x.c, &w.c, s.as_ref().map(|s| &s.c), &mut y.c);
-            cmp(&format!("conv2d {g:?} n={n} scaled={scaled}"), gpu, cpu, &y, g.patch_len())
+            let (sg, sc) = (s.as_ref().map(|s| &s.g), s.as_ref().map(|s| &s.c));
+            gpu.conv2d(&g, n, &x.g, &w.g, sg, &mut y.g);
+            cpu.conv2d(&g, n, &x.c, &w.c, sc, &mut y.c);
+            let what = format!("{g:?} n={n} scaled={scaled}");
+            cmp(&format!("conv2d {what}"), gpu, cpu, &y, g.patch_len())?;
+            let dy = pair(gpu, cpu, &rand_vec(&mut rng, g.rows() * n));
+            let mut dx = Pair { g: gpu.alloc(g.input_len()), c: cpu.alloc(g.input_len()) };
+            let mut dw = pair(gpu, cpu, &rand_vec(&mut rng, g.patch_len() * n)); // accumulates
+            let mut ds = Pair { g: gpu.alloc(g.rows() * g.taps()), c: cpu.alloc(g.rows() * g.taps()) };
+            gpu.conv2d_backward(&g, n, &x.g, &w.g, sg, &dy.g, &mut dx.g, &mut dw.g, scaled.then_some(&mut ds.g));
+            cpu.conv2d_backward(&g, n, &x.c, &w.c, sc, &dy.c, &mut dx.c, &mut dw.c, scaled.then_some(&mut ds.c));
+            cmp(&format!("conv2d dx {what}"), gpu, cpu, &dx, g.k * g.k * n)?;
+            cmp(&format!("conv2d dw {what}"), gpu, cpu, &dw, g.rows())?;
+            if scaled {
+                cmp(&format!("conv2d ds {what}"), gpu, cpu, &ds, g.c * n)?;
+            }
+            Ok(())
         },
     );
 }
