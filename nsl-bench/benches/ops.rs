@@ -34,6 +34,29 @@ fn ops(c: &mut Criterion) {
         group.bench_function("batch_norm_train", |b| {
             b.iter(|| be.batch_norm_train(&d, &y, &gamma, &beta, &mut out, &mut mean, &mut var))
         });
+        group.bench_function("batch_norm_relu_train", |b| {
+            b.iter(|| be.batch_norm_relu_train(&d, &y, &gamma, &beta, &mut out, &mut mean, &mut var))
+        });
+        let (dy, mut dz) = (be.upload(&rng.normal_vec(g.rows() * c_out, 1.0)), be.zeros(g.rows() * c_out));
+        let (mut dgamma, mut dbeta) = (be.zeros(c_out), be.zeros(c_out));
+        group.bench_function("batch_norm_relu_backward", |b| {
+            b.iter(|| {
+                be.batch_norm_relu_backward(&d, &y, &out, &gamma, &mean, &var, &dy, &mut dz, &mut dgamma, &mut dbeta)
+            })
+        });
+        // conv2d as the backend picks it (Winograd here), direct, and with a DNS patch scale
+        let direct = be.clone().with_winograd(false);
+        let mut dw = be.zeros(g.patch_len() * c_out);
+        let mut ds = be.zeros(g.rows() * 9);
+        group.bench_function("conv2d", |b| b.iter(|| be.conv2d(&g, c_out, &x, &w, None, &mut y)));
+        group.bench_function("conv2d direct", |b| b.iter(|| direct.conv2d(&g, c_out, &x, &w, None, &mut y)));
+        group.bench_function("conv2d scaled (DNS)", |b| b.iter(|| be.conv2d(&g, c_out, &x, &w, Some(&m), &mut y)));
+        group.bench_function("conv2d_backward", |b| {
+            b.iter(|| be.conv2d_backward(&g, c_out, &x, &w, None, &dy, &mut dx, &mut dw, None))
+        });
+        group.bench_function("conv2d_backward scaled (DNS)", |b| {
+            b.iter(|| be.conv2d_backward(&g, c_out, &x, &w, Some(&m), &dy, &mut dx, &mut dw, Some(&mut ds)))
+        });
         group.finish();
     }
 }

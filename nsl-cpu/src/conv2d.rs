@@ -35,7 +35,7 @@ const TILE_ELEMS: usize = 1 << 15;
 /// Bounds on the rows of a tile.
 const TILE_ROWS: (usize, usize) = (16, 1024);
 /// Most backward tasks (each holds a private copy of `dw`).
-const MAX_BACKWARD_TASKS: usize = 8;
+pub(crate) const MAX_BACKWARD_TASKS: usize = 8;
 /// Narrowest output map for the im2col-free forward: it runs register tiles along one output
 /// row, and on narrower maps the short leftover tiles cost more than gathering (measured:
 /// faster from 16 columns, slower at 8).
@@ -60,11 +60,11 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
 }
 
 /// `(images per task, tasks)` of a backward over `batch` images and `flops` multiply-adds:
-/// at most [`MAX_BACKWARD_TASKS`], none smaller than [`PAR_MIN_FLOPS`]. It depends on the
-/// problem only, never on the thread count, so summing per-task partials in task order is
-/// reproducible.
-pub(crate) fn backward_tasks(batch: usize, flops: usize) -> (usize, usize) {
-    let tasks = batch.min(MAX_BACKWARD_TASKS).min(flops.div_ceil(PAR_MIN_FLOPS)).max(1);
+/// at most `max_tasks` (each holds a private copy of the weight gradient), none smaller than
+/// [`PAR_MIN_FLOPS`]. It depends on the problem only, never on the thread count, so summing
+/// per-task partials in task order is reproducible.
+pub(crate) fn backward_tasks(batch: usize, flops: usize, max_tasks: usize) -> (usize, usize) {
+    let tasks = batch.min(max_tasks).min(flops.div_ceil(PAR_MIN_FLOPS)).max(1);
     let imgs = batch.div_ceil(tasks);
     (imgs, batch.div_ceil(imgs))
 }
@@ -224,7 +224,7 @@ pub(crate) fn conv2d_backward(
     let wt = PackedB::new(ks, w, n, pl, true);
     let plan = OuterPlan::new(ks, pl, n);
     let flops = rows * pl * n;
-    let (imgs, tasks) = backward_tasks(g.batch, flops);
+    let (imgs, tasks) = backward_tasks(g.batch, flops, MAX_BACKWARD_TASKS);
     let (per_img_out, per_img_in) = (g.ho * g.wo, g.h * g.w * g.c);
     let mut parts = CpuBuf::zeros(tasks * plan.part_len());
     let ds_chunks = chunks_or_none(dscale, imgs * per_img_out * taps, tasks);

@@ -27,7 +27,7 @@ use nsl_core::Window;
 use rayon::prelude::*;
 
 use crate::conv::pad_row;
-use crate::conv2d::{backward_tasks, with_scratch};
+use crate::conv2d::{backward_tasks, with_scratch, MAX_BACKWARD_TASKS};
 use crate::gemm::kernels::Kernels;
 use crate::gemm::{OuterPlan, PackedB};
 use crate::{Cpu, CpuBuf};
@@ -46,6 +46,11 @@ const MIN_N: usize = 8;
 const BLOCK_FLOATS: usize = 160 * 1024;
 /// Tiles per block are rounded to this (a multiple of the GEMM tiles' 6, 8 and 12 rows).
 const BLOCK_ALIGN: usize = 24;
+/// Floats of all backward tasks' private `dU` copies together (16 MiB).
+const PARTS_BUDGET: usize = 1 << 22;
+/// Fewest tiles per backward task: each block reloads the task's `dU` copy, so a task needs
+/// enough tiles for its products to outweigh that traffic.
+const MIN_TASK_TILES: usize = 64;
 /// Flops (of the direct convolution) below which a call stays on the calling thread.
 const PAR_MIN_FLOPS: usize = 1 << 20;
 
@@ -673,7 +678,13 @@ pub(crate) fn backward(
     let plan = OuterPlan::new(ks, c, n);
     let part = plan.part_len();
     let flops = g.rows() * g.patch_len() * n;
-    let (imgs, tasks) = backward_tasks(g.batch, flops);
+    // Each task zeroes, accumulates into and later sums its own 36·c·n copy of dU, which only
+    // pays with enough tiles per task and within a memory budget (the 128-channel layers):
+    // fewer tasks then, a power of two so that they split evenly over 2ᵏ threads.
+    let tiles = g.batch * tl.th * tl.tw;
+    let fit = (PARTS_BUDGET / (XI * part)).min(tiles / MIN_TASK_TILES).max(1);
+    let max_tasks = MAX_BACKWARD_TASKS.min(1 << fit.ilog2());
+    let (imgs, tasks) = backward_tasks(g.batch, flops, max_tasks);
     // parts[task][ξ]: the task's copy of dU[ξ].
     let mut parts = CpuBuf::zeros(tasks * XI * part);
     let img_len = g.h * g.w * c;
