@@ -41,7 +41,7 @@ pub(crate) const MAX_BACKWARD_TASKS: usize = 8;
 /// faster from 16 columns, slower at 8).
 const PADDED_MIN_WO: usize = 16;
 /// Flops (rows·k²c·n) below which a call stays on the calling thread.
-const PAR_MIN_FLOPS: usize = 1 << 20;
+pub(crate) const PAR_MIN_FLOPS: usize = 1 << 20;
 
 thread_local! {
     /// Per-thread scratch for tiles, grown on demand and kept (rayon's workers live on).

@@ -27,7 +27,7 @@ use nsl_core::Window;
 use rayon::prelude::*;
 
 use crate::conv::pad_row;
-use crate::conv2d::{backward_tasks, with_scratch, MAX_BACKWARD_TASKS};
+use crate::conv2d::{backward_tasks, with_scratch, MAX_BACKWARD_TASKS, PAR_MIN_FLOPS};
 use crate::gemm::kernels::Kernels;
 use crate::gemm::{OuterPlan, PackedB};
 use crate::{Cpu, CpuBuf};
@@ -51,9 +51,6 @@ const PARTS_BUDGET: usize = 1 << 22;
 /// Fewest tiles per backward task: each block reloads the task's `dU` copy, so a task needs
 /// enough tiles for its products to outweigh that traffic.
 const MIN_TASK_TILES: usize = 64;
-/// Flops (of the direct convolution) below which a call stays on the calling thread.
-const PAR_MIN_FLOPS: usize = 1 << 20;
-
 /// Whether [`crate::Cpu`]'s `conv2d` of `g` with `n` outputs (and a patch scale or not) takes
 /// the Winograd path: 3×3 windows at stride 1, no scale, at least 8 input and output channels.
 pub(crate) fn applies(g: &Window, n: usize, scaled: bool) -> bool {
