@@ -29,6 +29,7 @@ SRC
     $SUDO apt-get update
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends \
         nvidia-cuda-toolkit nvidia-cuda-dev libcuda1
+    $SUDO apt-get clean  # the downloaded .debs (~1.5 GB) are not needed once installed
 fi
 nvcc --version | tail -n 2
 
