@@ -13,7 +13,9 @@
 //! (the input gradient, `dd = B·dV·Bᵀ`, added into the overlapping 6×6 windows).
 //!
 //! Tiles are processed in blocks of whole tile rows whose transformed values stay in L2; their
-//! 6×6 windows are read in place from a zero-padded copy of the block's input rows.
+//! 6×6 windows are read in place from the input (entries in the padding read as zero). Each
+//! tile's transforms run on explicit vectors of 16, 8 or 4 channels (AVX-512, AVX2, baseline,
+//! picked at run time), the leftover channels one at a time.
 //! The forward's blocks own disjoint rows of `y`; backward tasks own whole images (a count
 //! fixed by the batch, never by the thread count), add `dd` into their images of `dx` in tile
 //! order and accumulate `dU` into private copies summed in task order, so results are bitwise
@@ -26,9 +28,10 @@
 use nsl_core::Window;
 use rayon::prelude::*;
 
-use crate::conv::pad_row;
 use crate::conv2d::{backward_tasks, with_scratch, MAX_BACKWARD_TASKS, PAR_MIN_FLOPS};
-use crate::gemm::kernels::Kernels;
+use crate::gemm::kernels::{Kernels, Lane1, Simd, Xmm};
+#[cfg(target_arch = "x86_64")]
+use crate::gemm::kernels::{Ymm, Zmm};
 use crate::gemm::{OuterPlan, PackedB};
 use crate::{Cpu, CpuBuf};
 
@@ -62,8 +65,6 @@ pub(crate) fn applies(g: &Window, n: usize, scaled: bool) -> bool {
 struct Tiles {
     th: usize,
     tw: usize,
-    /// Columns of a padded input row ([`pad_rows`]).
-    wp: usize,
     /// Tile rows per block.
     rows_per_block: usize,
 }
@@ -71,9 +72,10 @@ struct Tiles {
 impl Tiles {
     fn new(g: &Window, n: usize) -> Self {
         let (th, tw) = (g.ho.div_ceil(M), g.wo.div_ceil(M));
-        // Per tile: padded input rows (at most 6·6·c), transformed inputs and outputs.
+        // Per tile: transformed inputs and outputs (36·(c + n)), and about as much again for
+        // the input rows its window reads (at most 6·6·c).
         let per_block = (BLOCK_FLOATS / (XI * (2 * g.c + n))).next_multiple_of(BLOCK_ALIGN);
-        Tiles { th, tw, wp: tw * M + 2, rows_per_block: (per_block / tw).max(1) }
+        Tiles { th, tw, rows_per_block: (per_block / tw).max(1) }
     }
 
     /// Most tiles in one block.
@@ -88,198 +90,76 @@ impl Tiles {
 }
 
 // ---- 1-D transforms over channel vectors ------------------------------------------------------
+//
+// Written against the explicit vectors of [`Simd`] (`L` channels at a time) with multiplies and
+// adds only, never fused, in the same order on every instruction set: results are identical
+// whatever the vector width.
 
-/// Six rows of `len` values at `off + i·stride` of `s`.
+/// `Bᵀ·d` (the input transform, 6 → 6).
 #[inline(always)]
-fn six(s: &[f32], off: usize, stride: usize, len: usize) -> [&[f32]; T] {
-    let r = |i: usize| &s[off + i * stride..][..len];
-    [r(0), r(1), r(2), r(3), r(4), r(5)]
-}
-
-/// The next row of `len` values of `rest`, advancing it by `stride` (or to its end).
-#[inline(always)]
-fn next_row<'a>(rest: &mut &'a mut [f32], stride: usize, len: usize) -> &'a mut [f32] {
-    let s = std::mem::take(rest);
-    let (row, tail) = s.split_at_mut(stride.min(s.len()));
-    *rest = tail;
-    &mut row[..len]
-}
-
-/// Four and six disjoint rows of `len` values at `off + i·stride` of `s` (`stride ≥ len`).
-#[inline(always)]
-fn rows4(s: &mut [f32], off: usize, stride: usize, len: usize) -> [&mut [f32]; M] {
-    let mut r = &mut s[off..];
-    [
-        next_row(&mut r, stride, len),
-        next_row(&mut r, stride, len),
-        next_row(&mut r, stride, len),
-        next_row(&mut r, stride, len),
-    ]
-}
-
-#[inline(always)]
-fn rows6(s: &mut [f32], off: usize, stride: usize, len: usize) -> [&mut [f32]; T] {
-    let mut r = &mut s[off..];
-    let (r0, r1, r2) = (next_row(&mut r, stride, len), next_row(&mut r, stride, len), next_row(&mut r, stride, len));
-    let (r3, r4, r5) = (next_row(&mut r, stride, len), next_row(&mut r, stride, len), next_row(&mut r, stride, len));
-    [r0, r1, r2, r3, r4, r5]
-}
-
-/// `o = Bᵀ·d` (the input transform, 6 → 6), elementwise over channel vectors.
-#[inline(always)]
-fn bt(d: [&[f32]; T], o: [&mut [f32]; T]) {
-    let [o0, o1, o2, o3, o4, o5] = o;
-    let [d0, d1, d2, d3, d4, d5] = d;
-    bt_k(d0, d1, d2, d3, d4, d5, o0, o1, o2, o3, o4, o5)
-}
-
-// The kernels take each vector as its own argument: `&mut` arguments are `noalias`, which the
-// loop vectoriser needs (a runtime check of 50 pointer pairs is past its limit), and slicing
-// every vector to the same length removes the bounds checks.
-
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn bt_k(
-    d0: &[f32],
-    d1: &[f32],
-    d2: &[f32],
-    d3: &[f32],
-    d4: &[f32],
-    d5: &[f32],
-    o0: &mut [f32],
-    o1: &mut [f32],
-    o2: &mut [f32],
-    o3: &mut [f32],
-    o4: &mut [f32],
-    o5: &mut [f32],
-) {
-    let c = o0.len();
-    let (d0, d1, d2, d3, d4, d5) = (&d0[..c], &d1[..c], &d2[..c], &d3[..c], &d4[..c], &d5[..c]);
-    let (o1, o2, o3, o4, o5) = (&mut o1[..c], &mut o2[..c], &mut o3[..c], &mut o4[..c], &mut o5[..c]);
-    for i in 0..c {
-        let (a0, a1, a2, a3, a4, a5) = (d0[i], d1[i], d2[i], d3[i], d4[i], d5[i]);
-        o0[i] = 4.0 * a0 - 5.0 * a2 + a4;
-        o1[i] = (a3 + a4) - 4.0 * (a1 + a2);
-        o2[i] = (a4 - a3) + 4.0 * (a1 - a2);
-        o3[i] = (a4 - a2) + 2.0 * (a3 - a1);
-        o4[i] = (a4 - a2) + 2.0 * (a1 - a3);
-        o5[i] = 4.0 * a1 - 5.0 * a3 + a5;
+unsafe fn bt<S: Simd>(d: [S::V; T]) -> [S::V; T] {
+    let [a0, a1, a2, a3, a4, a5] = d;
+    // SAFETY (whole block): the CPU has the features of `S` (caller's contract).
+    unsafe {
+        let (two, four, five) = (S::splat(2.0), S::splat(4.0), S::splat(5.0));
+        let (a42, a13) = (S::sub(a4, a2), S::sub(a1, a3));
+        [
+            S::add(S::sub(S::mul(four, a0), S::mul(five, a2)), a4),
+            S::sub(S::add(a3, a4), S::mul(four, S::add(a1, a2))),
+            S::add(S::sub(a4, a3), S::mul(four, S::sub(a1, a2))),
+            S::add(a42, S::mul(two, S::sub(a3, a1))),
+            S::add(a42, S::mul(two, a13)),
+            S::add(S::sub(S::mul(four, a1), S::mul(five, a3)), a5),
+        ]
     }
 }
 
-/// `o = B·v` (adjoint of [`bt`], 6 → 6).
+/// `B·v` (adjoint of [`bt`], 6 → 6).
 #[inline(always)]
-fn b(v: [&[f32]; T], o: [&mut [f32]; T]) {
-    let [o0, o1, o2, o3, o4, o5] = o;
-    let [v0, v1, v2, v3, v4, v5] = v;
-    b_k(v0, v1, v2, v3, v4, v5, o0, o1, o2, o3, o4, o5)
-}
-
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn b_k(
-    v0: &[f32],
-    v1: &[f32],
-    v2: &[f32],
-    v3: &[f32],
-    v4: &[f32],
-    v5: &[f32],
-    o0: &mut [f32],
-    o1: &mut [f32],
-    o2: &mut [f32],
-    o3: &mut [f32],
-    o4: &mut [f32],
-    o5: &mut [f32],
-) {
-    let c = o0.len();
-    let (v0, v1, v2, v3, v4, v5) = (&v0[..c], &v1[..c], &v2[..c], &v3[..c], &v4[..c], &v5[..c]);
-    let (o1, o2, o3, o4, o5) = (&mut o1[..c], &mut o2[..c], &mut o3[..c], &mut o4[..c], &mut o5[..c]);
-    for i in 0..c {
-        let (a0, a1, a2, a3, a4, a5) = (v0[i], v1[i], v2[i], v3[i], v4[i], v5[i]);
-        o0[i] = 4.0 * a0;
-        o1[i] = 4.0 * (a2 - a1 + a5) + 2.0 * (a4 - a3);
-        o2[i] = -5.0 * a0 - 4.0 * (a1 + a2) - (a3 + a4);
-        o3[i] = (a1 - a2) + 2.0 * (a3 - a4) - 5.0 * a5;
-        o4[i] = a0 + a1 + a2 + a3 + a4;
-        o5[i] = a5;
+unsafe fn b<S: Simd>(v: [S::V; T]) -> [S::V; T] {
+    let [a0, a1, a2, a3, a4, a5] = v;
+    // SAFETY (whole block): the CPU has the features of `S` (caller's contract).
+    unsafe {
+        let (two, four, m5, five) = (S::splat(2.0), S::splat(4.0), S::splat(-5.0), S::splat(5.0));
+        [
+            S::mul(four, a0),
+            S::add(S::mul(four, S::add(S::sub(a2, a1), a5)), S::mul(two, S::sub(a4, a3))),
+            S::sub(S::sub(S::mul(m5, a0), S::mul(four, S::add(a1, a2))), S::add(a3, a4)),
+            S::sub(S::add(S::sub(a1, a2), S::mul(two, S::sub(a3, a4))), S::mul(five, a5)),
+            S::add(S::add(S::add(S::add(a0, a1), a2), a3), a4),
+            a5,
+        ]
     }
 }
 
-/// `o = Aᵀ·m` (the output transform, 6 → 4).
+/// `Aᵀ·m` (the output transform, 6 → 4).
 #[inline(always)]
-fn at(m: [&[f32]; T], o: [&mut [f32]; M]) {
-    let [o0, o1, o2, o3] = o;
+unsafe fn at<S: Simd>(m: [S::V; T]) -> [S::V; M] {
     let [m0, m1, m2, m3, m4, m5] = m;
-    at_k(m0, m1, m2, m3, m4, m5, o0, o1, o2, o3)
-}
-
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn at_k(
-    m0: &[f32],
-    m1: &[f32],
-    m2: &[f32],
-    m3: &[f32],
-    m4: &[f32],
-    m5: &[f32],
-    o0: &mut [f32],
-    o1: &mut [f32],
-    o2: &mut [f32],
-    o3: &mut [f32],
-) {
-    let c = o0.len();
-    let (m0, m1, m2, m3, m4, m5) = (&m0[..c], &m1[..c], &m2[..c], &m3[..c], &m4[..c], &m5[..c]);
-    let (o1, o2, o3) = (&mut o1[..c], &mut o2[..c], &mut o3[..c]);
-    for i in 0..c {
-        let (s12, d12, s34, d34) = (m1[i] + m2[i], m1[i] - m2[i], m3[i] + m4[i], m3[i] - m4[i]);
-        o0[i] = m0[i] + s12 + s34;
-        o1[i] = d12 + 2.0 * d34;
-        o2[i] = s12 + 4.0 * s34;
-        o3[i] = d12 + 8.0 * d34 + m5[i];
+    // SAFETY (whole block): the CPU has the features of `S` (caller's contract).
+    unsafe {
+        let (two, four, eight) = (S::splat(2.0), S::splat(4.0), S::splat(8.0));
+        let (s12, d12, s34, d34) = (S::add(m1, m2), S::sub(m1, m2), S::add(m3, m4), S::sub(m3, m4));
+        [
+            S::add(S::add(m0, s12), s34),
+            S::add(d12, S::mul(two, d34)),
+            S::add(s12, S::mul(four, s34)),
+            S::add(S::add(d12, S::mul(eight, d34)), m5),
+        ]
     }
 }
 
-/// `o = A·y` (adjoint of [`at`], 4 → 6).
+/// `A·y` (adjoint of [`at`], 4 → 6).
 #[inline(always)]
-fn a(y: [&[f32]; M], o: [&mut [f32]; T]) {
-    let [o0, o1, o2, o3, o4, o5] = o;
+unsafe fn a<S: Simd>(y: [S::V; M]) -> [S::V; T] {
     let [y0, y1, y2, y3] = y;
-    a_k(y0, y1, y2, y3, o0, o1, o2, o3, o4, o5)
-}
-
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn a_k(
-    y0: &[f32],
-    y1: &[f32],
-    y2: &[f32],
-    y3: &[f32],
-    o0: &mut [f32],
-    o1: &mut [f32],
-    o2: &mut [f32],
-    o3: &mut [f32],
-    o4: &mut [f32],
-    o5: &mut [f32],
-) {
-    let c = o0.len();
-    let (y0, y1, y2, y3) = (&y0[..c], &y1[..c], &y2[..c], &y3[..c]);
-    let (o1, o2, o3, o4, o5) = (&mut o1[..c], &mut o2[..c], &mut o3[..c], &mut o4[..c], &mut o5[..c]);
-    for i in 0..c {
-        let (s02, d13, s02w, d13w) = (y0[i] + y2[i], y1[i] + y3[i], y0[i] + 4.0 * y2[i], 2.0 * y1[i] + 8.0 * y3[i]);
-        o0[i] = y0[i];
-        o1[i] = s02 + d13;
-        o2[i] = s02 - d13;
-        o3[i] = s02w + d13w;
-        o4[i] = s02w - d13w;
-        o5[i] = y3[i];
+    // SAFETY (whole block): the CPU has the features of `S` (caller's contract).
+    unsafe {
+        let (two, four, eight) = (S::splat(2.0), S::splat(4.0), S::splat(8.0));
+        let (s02, d13) = (S::add(y0, y2), S::add(y1, y3));
+        let (s02w, d13w) = (S::add(y0, S::mul(four, y2)), S::add(S::mul(two, y1), S::mul(eight, y3)));
+        [y0, S::add(s02, d13), S::sub(s02, d13), S::add(s02w, d13w), S::sub(s02w, d13w), y3]
     }
-}
-
-/// Four rows of `len` values at `off + i·stride` of `s`.
-#[inline(always)]
-fn four(s: &[f32], off: usize, stride: usize, len: usize) -> [&[f32]; M] {
-    let r = |i: usize| &s[off + i * stride..][..len];
-    [r(0), r(1), r(2), r(3)]
 }
 
 /// `G` of F(4, 3): `u = G·g` maps 3 filter taps to 6 points.
@@ -349,161 +229,329 @@ fn weight_grad_from_points(c: usize, n: usize, du: &[f32], dw: &mut [f32]) {
 
 // ---- per-tile transforms ----------------------------------------------------------------------
 
-/// Scratch of one block: its padded input rows `rows` (6 per tile row, see [`pad_rows`]),
-/// transformed inputs `v` (36 × tiles × c), transformed outputs `m` (36 × tiles × n) and two
-/// 6×6 tiles of channel vectors.
+/// Scratch of one block: transformed inputs `v` (36 × tiles × c) and outputs `m` (36 × tiles × n).
 struct Block<'a> {
-    rows: &'a mut [f32],
     v: &'a mut [f32],
     m: &'a mut [f32],
-    d: &'a mut [f32],
-    tmp: &'a mut [f32],
 }
 
 impl<'a> Block<'a> {
     fn floats(tl: &Tiles, c: usize, n: usize) -> usize {
-        tl.rows_per_block * T * tl.wp * c + XI * tl.block_len() * (c + n) + 2 * XI * c.max(n)
+        XI * tl.block_len() * (c + n)
     }
 
     fn split(s: &'a mut [f32], tl: &Tiles, c: usize, n: usize) -> Self {
-        let (rows, rest) = s.split_at_mut(tl.rows_per_block * T * tl.wp * c);
-        let (v, rest) = rest.split_at_mut(XI * tl.block_len() * c);
-        let (m, rest) = rest.split_at_mut(XI * tl.block_len() * n);
-        let (d, tmp) = rest.split_at_mut(XI * c.max(n));
-        Block { rows, v, m, d, tmp }
+        let (v, m) = s.split_at_mut(XI * tl.block_len() * c);
+        Block { v, m: &mut m[..XI * tl.block_len() * n] }
     }
 }
 
-/// `v[ξ][j][..] = (Bᵀ d B)[ξ]` for tile `j` of a block of `bl` tiles, in tile row `row` of the
-/// block and column `tx`: `d` is its 6×6 window, read in place from the block's padded rows.
+/// The indices `i < side` with `0 ≤ o + i < len`.
+fn span(o: isize, len: usize, side: usize) -> (usize, usize) {
+    ((-o).clamp(0, side as isize) as usize, (len as isize - o).clamp(0, side as isize) as usize)
+}
+
+/// A square window of channel vectors in an NHWC map: entry `(i, j)` starts `origin + i·rs +
+/// j·cs` floats into the map and is present for `i ∈ rows`, `j ∈ cols`; absent entries (padding,
+/// past the map's edge) read as zero and are never written.
+#[derive(Clone, Copy)]
+struct Patch {
+    origin: isize,
+    rs: usize,
+    cs: usize,
+    rows: (usize, usize),
+    cols: (usize, usize),
+}
+
+impl Patch {
+    /// The `side × side` window from pixel `(y0, x0)` of image `b` of a `h × w × c` map.
+    fn new(b: usize, (y0, x0): (isize, isize), (h, w, c): (usize, usize, usize), side: usize) -> Self {
+        let origin = (((b * h) as isize + y0) * w as isize + x0) * c as isize;
+        Patch { origin, rs: w * c, cs: c, rows: span(y0, h, side), cols: span(x0, w, side) }
+    }
+
+    #[inline(always)]
+    fn has(&self, i: usize, j: usize) -> bool {
+        (self.rows.0..self.rows.1).contains(&i) && (self.cols.0..self.cols.1).contains(&j)
+    }
+
+    /// Offset of channel `ch` of entry `(i, j)`; non-negative for a present entry.
+    #[inline(always)]
+    fn at(&self, i: usize, j: usize, ch: usize) -> usize {
+        (self.origin + (i * self.rs + j * self.cs + ch) as isize) as usize
+    }
+}
+
+/// `v[ξ] = (Bᵀ d B)[ξ]`, `ξ = i·6 + k`, for channels `ch..ch + L`: `d` is the 6×6 window `p`
+/// of `x`, `v[ξ]` at `v + ξ·xs`.
+///
+/// # Safety
+/// The CPU has the features of `S`; present entries of `p` and `v[ξ]` are in bounds.
 #[inline(always)]
-fn input_tile(tl: &Tiles, c: usize, (row, tx): (usize, usize), j: usize, bl: usize, s: &mut Block) {
-    let d0 = (row * T * tl.wp + tx * M) * c;
-    // Columns: tmp[i][s] = Σ_r Bᵀ[i][r]·d[r][s]; rows: v[i·6 + k][j] = Σ_s Bᵀ[k][s]·tmp[i][s].
-    for col in 0..T {
-        bt(six(s.rows, d0 + col * c, tl.wp * c, c), rows6(s.tmp, col * c, T * c, c));
-    }
-    for i in 0..T {
-        bt(six(s.tmp, i * T * c, c, c), rows6(s.v, (i * T * bl + j) * c, bl * c, c));
-    }
-}
-
-/// The six zero-padded input rows of each of the `count` tile rows from global tile row `tr0`
-/// (`rows[j][r][px] = x[b, 4·ty + r − pad_top, px − pad_left]`, zero outside the map, for
-/// tile row `tr0 + j` = image `b`, row `ty`): copied per block so that they stay in L2 and the
-/// input is read once, with no padded copy of the whole batch.
-#[inline(always)]
-fn pad_rows(g: &Window, tl: &Tiles, x: &[f32], tr0: usize, count: usize, rows: &mut [f32]) {
-    let row_len = tl.wp * g.c;
-    for (i, row) in rows[..count * T * row_len].chunks_exact_mut(row_len).enumerate() {
-        let tr = tr0 + i / T;
-        pad_row(g, x, tr / tl.th, (tr % tl.th) * M + i % T, row);
-    }
-}
-
-/// Row pass of the output transform of tile `j` (of a block of `bl`):
-/// `tmp[a][jj] = Σ_i Aᵀ[a][i]·m[i·6 + jj][j]` (4×6 vectors of `n`); [`output_cols`] finishes it.
-#[inline(always)]
-fn output_rows(n: usize, j: usize, bl: usize, s: &mut Block) {
-    for jj in 0..T {
-        at(six(s.m, (jj * bl + j) * n, T * bl * n, n), rows4(s.tmp, jj * n, T * n, n));
-    }
-}
-
-/// Row `a` of the tile's outputs, `out[bb] = Σ_jj Aᵀ[bb][jj]·tmp[a][jj]`, into four vectors of
-/// `n` at `off + bb·n` of `out`.
-#[inline(always)]
-fn output_cols(n: usize, a: usize, tmp: &[f32], out: &mut [f32], off: usize) {
-    at(six(tmp, a * T * n, n, n), rows4(out, off, n, n));
-}
-
-/// `m[ξ][j] = (A dY Aᵀ)[ξ]` for tile `(b, ty, tx)` of `dy` (zero past the map's edge).
-#[inline(always)]
-fn output_grad_tile(
-    g: &Window,
-    n: usize,
-    dy: &[f32],
-    (b, ty, tx): (usize, usize, usize),
-    j: usize,
-    bl: usize,
-    s: &mut Block,
-) {
-    let (oy0, ox0) = (ty * M, tx * M);
-    let cols = (g.wo - ox0).min(M);
-    for a in 0..M {
-        let row = &mut s.d[a * M * n..(a + 1) * M * n];
-        if oy0 + a < g.ho {
-            let src = ((b * g.ho + oy0 + a) * g.wo + ox0) * n;
-            row[..cols * n].copy_from_slice(&dy[src..src + cols * n]);
-            row[cols * n..].fill(0.0);
-        } else {
-            row.fill(0.0);
-        }
-    }
-    // Columns: tmp[i][bb] = Σ_a A[i][a]·dY[a][bb]; rows: m[i·6 + k][j] = Σ_bb A[k][bb]·tmp[i][bb].
-    for bb in 0..M {
-        a(four(s.d, bb * n, M * n, n), rows6(s.tmp, bb * n, M * n, n));
-    }
-    for i in 0..T {
-        a(four(s.tmp, i * M * n, n, n), rows6(s.m, (i * T * bl + j) * n, bl * n, n));
-    }
-}
-
-/// Adds `(B dV Bᵀ)` of tile `j` (`s.v` holds `dV`) into the image's `dx` at tile `(ty, tx)`.
-#[inline(always)]
-fn input_grad_tile(g: &Window, (ty, tx): (usize, usize), j: usize, bl: usize, s: &mut Block, dx_img: &mut [f32]) {
-    let c = g.c;
-    // Rows: tmp[i][col] = Σ_k B[col][k]·dV[i·6 + k][j]; columns: dd[r][col] = Σ_i B[r][i]·tmp[i][col].
-    for i in 0..T {
-        b(six(s.v, (i * T * bl + j) * c, bl * c, c), rows6(s.tmp, i * T * c, c, c));
-    }
-    for col in 0..T {
-        b(six(s.tmp, col * c, T * c, c), rows6(s.d, col * c, T * c, c));
-    }
-    let (iy0, ix0) = ((ty * M) as isize - g.pad_top as isize, (tx * M) as isize - g.pad_left as isize);
-    let (s0, s1) = ((-ix0).clamp(0, T as isize) as usize, (g.w as isize - ix0).clamp(0, T as isize) as usize);
-    for r in 0..T {
-        let iy = iy0 + r as isize;
-        if iy < 0 || iy >= g.h as isize || s0 >= s1 {
-            continue;
-        }
-        let dst = ((iy as usize * g.w) as isize + ix0 + s0 as isize) as usize;
-        let out = &mut dx_img[dst * c..(dst + s1 - s0) * c];
-        for (o, v) in out.iter_mut().zip(&s.d[(r * T + s0) * c..(r * T + s1) * c]) {
-            *o += v;
-        }
-    }
-}
-
-/// Runs `f` compiled for AVX-512 or AVX2 when the CPU has them, so that the transforms'
-/// auto-vectorised loops use wide vectors without `-C target-cpu` (no FMA contraction: the
-/// result is the same on every instruction set).
-macro_rules! wide {
-    ($f:ident($($arg:expr),*)) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F.
-                unsafe { isa::avx512::$f($($arg),*) }
-            } else if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2.
-                unsafe { isa::avx2::$f($($arg),*) }
-            } else {
-                $f($($arg),*)
+unsafe fn input_tile<S: Simd>(x: *const f32, p: Patch, v: *mut f32, xs: usize, ch: usize) {
+    // SAFETY (whole block): the caller's contract.
+    unsafe {
+        // Columns: t[i][col] = Σ_r Bᵀ[i][r]·d[r][col]; rows: v[i·6 + k] = Σ_col Bᵀ[k][col]·t[i][col].
+        let mut t = [[S::zero(); T]; T];
+        for col in 0..T {
+            let mut d = [S::zero(); T];
+            for (r, d) in d.iter_mut().enumerate() {
+                if p.has(r, col) {
+                    *d = S::load(x.add(p.at(r, col, ch)));
+                }
+            }
+            for (ti, o) in t.iter_mut().zip(bt::<S>(d)) {
+                ti[col] = o;
             }
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            $f($($arg),*)
+        for (i, ti) in t.iter().enumerate() {
+            for (k, o) in bt::<S>(*ti).into_iter().enumerate() {
+                S::store(v.add((i * T + k) * xs + ch), o);
+            }
+        }
+    }
+}
+
+/// `Y = Aᵀ M A` for channels `ch..ch + L` (`M[ξ]` at `m + ξ·xs`), written to the present
+/// entries of the 4×4 window `p` of `y`.
+///
+/// # Safety
+/// As [`input_tile`].
+#[inline(always)]
+unsafe fn output_tile<S: Simd>(m: *const f32, xs: usize, y: *mut f32, p: Patch, ch: usize) {
+    // SAFETY (whole block): the caller's contract.
+    unsafe {
+        // Rows: t[a][jj] = Σ_i Aᵀ[a][i]·M[i·6 + jj]; columns: Y[a][bb] = Σ_jj Aᵀ[bb][jj]·t[a][jj].
+        let mut t = [[S::zero(); T]; M];
+        for jj in 0..T {
+            let mut col = [S::zero(); T];
+            for (i, v) in col.iter_mut().enumerate() {
+                *v = S::load(m.add((i * T + jj) * xs + ch));
+            }
+            for (ta, o) in t.iter_mut().zip(at::<S>(col)) {
+                ta[jj] = o;
+            }
+        }
+        for (a, ta) in t.iter().enumerate().take(p.rows.1) {
+            for (bb, o) in at::<S>(*ta).into_iter().enumerate() {
+                if p.has(a, bb) {
+                    S::store(y.add(p.at(a, bb, ch)), o);
+                }
+            }
+        }
+    }
+}
+
+/// `M = A dY Aᵀ` for channels `ch..ch + L`: `dY` is the 4×4 window `p` of `dy` (zero where
+/// absent), `M[ξ]` goes to `m + ξ·xs`.
+///
+/// # Safety
+/// As [`input_tile`].
+#[inline(always)]
+unsafe fn output_grad_tile<S: Simd>(dy: *const f32, p: Patch, m: *mut f32, xs: usize, ch: usize) {
+    // SAFETY (whole block): the caller's contract.
+    unsafe {
+        // Columns: t[i][bb] = Σ_a A[i][a]·dY[a][bb]; rows: M[i·6 + k] = Σ_bb A[k][bb]·t[i][bb].
+        let mut t = [[S::zero(); M]; T];
+        for bb in 0..M {
+            let mut col = [S::zero(); M];
+            for (a, v) in col.iter_mut().enumerate() {
+                if p.has(a, bb) {
+                    *v = S::load(dy.add(p.at(a, bb, ch)));
+                }
+            }
+            for (ti, o) in t.iter_mut().zip(a::<S>(col)) {
+                ti[bb] = o;
+            }
+        }
+        for (i, ti) in t.iter().enumerate() {
+            for (k, o) in a::<S>(*ti).into_iter().enumerate() {
+                S::store(m.add((i * T + k) * xs + ch), o);
+            }
+        }
+    }
+}
+
+/// Adds `B dV Bᵀ` for channels `ch..ch + L` (`dV[ξ]` at `v + ξ·xs`) into the present entries
+/// of the 6×6 window `p` of `dx`.
+///
+/// # Safety
+/// As [`input_tile`].
+#[inline(always)]
+unsafe fn input_grad_tile<S: Simd>(v: *const f32, xs: usize, dx: *mut f32, p: Patch, ch: usize) {
+    // SAFETY (whole block): the caller's contract.
+    unsafe {
+        // Rows: t[col][i] = Σ_k B[col][k]·dV[i·6 + k]; columns: dd[r][col] = Σ_i B[r][i]·t[col][i].
+        let mut t = [[S::zero(); T]; T];
+        for i in 0..T {
+            let mut row = [S::zero(); T];
+            for (k, r) in row.iter_mut().enumerate() {
+                *r = S::load(v.add((i * T + k) * xs + ch));
+            }
+            for (tc, o) in t.iter_mut().zip(b::<S>(row)) {
+                tc[i] = o;
+            }
+        }
+        for (col, tc) in t.iter().enumerate().take(p.cols.1).skip(p.cols.0) {
+            for (r, o) in b::<S>(*tc).into_iter().enumerate() {
+                if p.has(r, col) {
+                    let q = dx.add(p.at(r, col, ch));
+                    S::store(q, S::add(S::load(q), o));
+                }
+            }
+        }
+    }
+}
+
+/// Calls `$f::<V>(args…, ch)` over the channels `0..len`: vectors of `$s`, then of `$h`, then
+/// single lanes.
+macro_rules! by_chunks {
+    ($len:expr, $s:ty, $h:ty, $f:ident($($arg:expr),*)) => {{
+        let len = $len;
+        let mut ch = 0;
+        while ch + <$s as Simd>::L <= len {
+            $f::<$s>($($arg,)* ch);
+            ch += <$s as Simd>::L;
+        }
+        while ch + <$h as Simd>::L <= len {
+            $f::<$h>($($arg,)* ch);
+            ch += <$h as Simd>::L;
+        }
+        while ch < len {
+            $f::<Lane1>($($arg,)* ch);
+            ch += 1;
         }
     }};
 }
 
-/// The block-level transforms compiled with wider vector extensions (see [`wide!`]).
+// ---- per-block transforms ---------------------------------------------------------------------
+//
+// Generic over the vector `S` (and `H`, half as wide, for the channels left over); [`wide!`]
+// instantiates them for the widest instruction set the CPU has.
+
+/// `(b, ty, tx)` of the `j`-th tile from global tile row `tr0`.
+#[inline(always)]
+fn tile_at(tl: &Tiles, tr0: usize, j: usize) -> (usize, usize, usize) {
+    let tr = tr0 + j / tl.tw;
+    (tr / tl.th, tr % tl.th, j % tl.tw)
+}
+
+/// The 6×6 input window of tile `(b, ty, tx)` in the `h × w × c` maps (image `b` counted from
+/// the slice's first).
+fn input_patch(g: &Window, (b, ty, tx): (usize, usize, usize)) -> Patch {
+    let (y0, x0) = ((ty * M) as isize - g.pad_top as isize, (tx * M) as isize - g.pad_left as isize);
+    Patch::new(b, (y0, x0), (g.h, g.w, g.c), T)
+}
+
+/// The 4×4 output window of tile `(b, ty, tx)` in `ho × wo × n` maps.
+fn output_patch(g: &Window, n: usize, (b, ty, tx): (usize, usize, usize)) -> Patch {
+    Patch::new(b, ((ty * M) as isize, (tx * M) as isize), (g.ho, g.wo, n), M)
+}
+
+/// Input transform of the `tiles` tiles (whole tile rows) from tile row `tr0` into `v`.
+#[inline(always)]
+fn input_block<S: Simd, H: Simd>(g: &Window, x: &[f32], tl: &Tiles, tr0: usize, tiles: usize, v: &mut [f32]) {
+    let (c, bl) = (g.c, tl.block_len());
+    assert!(x.len() >= g.input_len() && v.len() >= XI * bl * c && tiles <= bl);
+    for j in 0..tiles {
+        let p = input_patch(g, tile_at(tl, tr0, j));
+        // SAFETY: present window entries lie in image b of x, v[ξ][j] in v (asserted above);
+        // the caller ([`wide!`]) runs this with the features of S and H.
+        unsafe { by_chunks!(c, S, H, input_tile(x.as_ptr(), p, v.as_mut_ptr().add(j * c), bl * c)) }
+    }
+}
+
+/// Output transform of `m` into `y`, the block's output rows (from tile row `tr0`).
+#[inline(always)]
+fn output_block<S: Simd, H: Simd>(
+    g: &Window,
+    n: usize,
+    tl: &Tiles,
+    tr0: usize,
+    tiles: usize,
+    m: &[f32],
+    y: &mut [f32],
+) {
+    let bl = tl.block_len();
+    let (b0, ty0, _) = tile_at(tl, tr0, 0);
+    // `y` starts at output row `ty0·4` of image `b0`.
+    let skip = (b0 * g.ho + ty0 * M) * g.wo * n;
+    assert!(m.len() >= XI * bl * n && tiles <= bl);
+    for j in 0..tiles {
+        let p = output_patch(g, n, tile_at(tl, tr0, j));
+        let end = p.at(p.rows.1 - 1, p.cols.1 - 1, n);
+        assert!(p.at(0, 0, 0) >= skip && end <= skip + y.len());
+        let yp = y.as_mut_ptr().wrapping_sub(skip);
+        // SAFETY: the window's present entries lie in y (asserted above), m[ξ][j] in m.
+        unsafe { by_chunks!(n, S, H, output_tile(m.as_ptr().add(j * n), bl * n, yp, p)) }
+    }
+}
+
+/// `m = A·dY·Aᵀ` of the block's tiles.
+#[inline(always)]
+fn output_grad_block<S: Simd, H: Simd>(
+    g: &Window,
+    n: usize,
+    dy: &[f32],
+    tl: &Tiles,
+    tr0: usize,
+    tiles: usize,
+    m: &mut [f32],
+) {
+    let bl = tl.block_len();
+    assert!(dy.len() >= g.rows() * n && m.len() >= XI * bl * n && tiles <= bl);
+    for j in 0..tiles {
+        let p = output_patch(g, n, tile_at(tl, tr0, j));
+        // SAFETY: present entries lie in image b of dy, m[ξ][j] in m (asserted above).
+        unsafe { by_chunks!(n, S, H, output_grad_tile(dy.as_ptr(), p, m.as_mut_ptr().add(j * n), bl * n)) }
+    }
+}
+
+/// Adds `B·dV·Bᵀ` (`dV` in `v`) of the block's tiles, in order, into `dx` (images from `b0`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn input_grad_block<S: Simd, H: Simd>(
+    g: &Window,
+    tl: &Tiles,
+    tr0: usize,
+    b0: usize,
+    tiles: usize,
+    v: &[f32],
+    dx: &mut [f32],
+) {
+    let (c, bl) = (g.c, tl.block_len());
+    let (b_last, ..) = tile_at(tl, tr0, tiles.max(1) - 1);
+    assert!(v.len() >= XI * bl * c && tiles <= bl && dx.len() >= (b_last + 1 - b0) * g.h * g.w * c);
+    for j in 0..tiles {
+        let (b, ty, tx) = tile_at(tl, tr0, j);
+        let p = input_patch(g, (b - b0, ty, tx));
+        // SAFETY: present entries lie in image b − b0 of dx (asserted above), v[ξ][j] in v.
+        unsafe { by_chunks!(c, S, H, input_grad_tile(v.as_ptr().add(j * c), bl * c, dx.as_mut_ptr(), p)) }
+    }
+}
+
+/// Runs a block transform instantiated for the instruction set of the GEMM tiles `$ks` (the
+/// widest the CPU has, or what `NSL_CPU_GEMM` asked for): AVX-512, AVX2, else the baseline's 4
+/// lanes, compiled with those features (no `-C target-cpu` needed).
+macro_rules! wide {
+    ($ks:expr, $f:ident($($arg:expr),*)) => {{
+        match $ks.name {
+            // SAFETY: `kernels::mode` picks the AVX-512 tiles only on a CPU with AVX-512F.
+            #[cfg(target_arch = "x86_64")]
+            "avx512" => unsafe { isa::avx512::$f($($arg),*) },
+            // SAFETY: and the AVX2 tiles only with AVX2.
+            #[cfg(target_arch = "x86_64")]
+            "avx2" => unsafe { isa::avx2::$f($($arg),*) },
+            _ => $f::<Xmm, Xmm>($($arg),*),
+        }
+    }};
+}
+
+/// The block transforms compiled with wider vector extensions (see [`wide!`]).
 #[cfg(target_arch = "x86_64")]
 mod isa {
     macro_rules! variants {
-        ($name:ident, $feat:literal) => {
+        ($name:ident, $feat:literal, $s:ty, $h:ty) => {
             pub(super) mod $name {
                 use super::super::*;
 
@@ -514,9 +562,9 @@ mod isa {
                     tl: &Tiles,
                     tr0: usize,
                     tiles: usize,
-                    s: &mut Block,
+                    v: &mut [f32],
                 ) {
-                    super::super::input_block(g, x, tl, tr0, tiles, s)
+                    super::super::input_block::<$s, $h>(g, x, tl, tr0, tiles, v)
                 }
                 #[target_feature(enable = $feat)]
                 pub(in super::super) unsafe fn output_block(
@@ -525,10 +573,10 @@ mod isa {
                     tl: &Tiles,
                     tr0: usize,
                     tiles: usize,
-                    s: &mut Block,
+                    m: &[f32],
                     y: &mut [f32],
                 ) {
-                    super::super::output_block(g, n, tl, tr0, tiles, s, y)
+                    super::super::output_block::<$s, $h>(g, n, tl, tr0, tiles, m, y)
                 }
                 #[target_feature(enable = $feat)]
                 pub(in super::super) unsafe fn output_grad_block(
@@ -538,9 +586,9 @@ mod isa {
                     tl: &Tiles,
                     tr0: usize,
                     tiles: usize,
-                    s: &mut Block,
+                    m: &mut [f32],
                 ) {
-                    super::super::output_grad_block(g, n, dy, tl, tr0, tiles, s)
+                    super::super::output_grad_block::<$s, $h>(g, n, dy, tl, tr0, tiles, m)
                 }
                 #[target_feature(enable = $feat)]
                 pub(in super::super) unsafe fn input_grad_block(
@@ -549,72 +597,16 @@ mod isa {
                     tr0: usize,
                     b0: usize,
                     tiles: usize,
-                    s: &mut Block,
+                    v: &[f32],
                     dx: &mut [f32],
                 ) {
-                    super::super::input_grad_block(g, tl, tr0, b0, tiles, s, dx)
+                    super::super::input_grad_block::<$s, $h>(g, tl, tr0, b0, tiles, v, dx)
                 }
             }
         };
     }
-    variants!(avx512, "avx512f");
-    variants!(avx2, "avx2");
-}
-
-/// `(b, ty, tx)` of the `j`-th tile from global tile row `tr0`.
-#[inline(always)]
-fn tile_at(tl: &Tiles, tr0: usize, j: usize) -> (usize, usize, usize) {
-    let tr = tr0 + j / tl.tw;
-    (tr / tl.th, tr % tl.th, j % tl.tw)
-}
-
-/// Input transform of the `tiles` tiles (whole tile rows) from tile row `tr0` into `s.v`.
-#[inline(always)]
-fn input_block(g: &Window, x: &[f32], tl: &Tiles, tr0: usize, tiles: usize, s: &mut Block) {
-    pad_rows(g, tl, x, tr0, tiles / tl.tw, s.rows);
-    for j in 0..tiles {
-        input_tile(tl, g.c, (j / tl.tw, j % tl.tw), j, tl.block_len(), s);
-    }
-}
-
-/// Output transform of `s.m` into `y`, the block's output rows (from tile row `tr0`).
-#[inline(always)]
-fn output_block(g: &Window, n: usize, tl: &Tiles, tr0: usize, tiles: usize, s: &mut Block, y: &mut [f32]) {
-    let row0 = tl.first_out_row(g, tr0);
-    for j in 0..tiles {
-        let (b, ty, tx) = tile_at(tl, tr0, j);
-        output_rows(n, j, tl.block_len(), s);
-        let (oy0, ox0) = (ty * M, tx * M);
-        let (rows, cols) = ((g.ho - oy0).min(M), (g.wo - ox0).min(M));
-        let dst = |a: usize| ((b * g.ho + oy0 + a - row0) * g.wo + ox0) * n;
-        for a in 0..rows {
-            if cols == M {
-                output_cols(n, a, s.tmp, y, dst(a));
-            } else {
-                // A partial tile: through scratch, then its columns inside the map.
-                output_cols(n, a, s.tmp, s.d, 0);
-                y[dst(a)..dst(a) + cols * n].copy_from_slice(&s.d[..cols * n]);
-            }
-        }
-    }
-}
-
-/// `s.m = A·dY·Aᵀ` of the block's tiles.
-#[inline(always)]
-fn output_grad_block(g: &Window, n: usize, dy: &[f32], tl: &Tiles, tr0: usize, tiles: usize, s: &mut Block) {
-    for j in 0..tiles {
-        output_grad_tile(g, n, dy, tile_at(tl, tr0, j), j, tl.block_len(), s);
-    }
-}
-
-/// Adds `B·dV·Bᵀ` (`dV` in `s.v`) of the block's tiles, in order, into `dx` (images from `b0`).
-#[inline(always)]
-fn input_grad_block(g: &Window, tl: &Tiles, tr0: usize, b0: usize, tiles: usize, s: &mut Block, dx: &mut [f32]) {
-    let img = g.h * g.w * g.c;
-    for j in 0..tiles {
-        let (b, ty, tx) = tile_at(tl, tr0, j);
-        input_grad_tile(g, (ty, tx), j, tl.block_len(), s, &mut dx[(b - b0) * img..(b - b0 + 1) * img]);
-    }
+    variants!(avx512, "avx512f", Zmm, Ymm);
+    variants!(avx2, "avx2", Ymm, Xmm);
 }
 
 // ---- forward and backward ---------------------------------------------------------------------
@@ -638,14 +630,14 @@ pub(crate) fn forward(cpu: &Cpu, ks: &Kernels, g: &Window, n: usize, x: &[f32], 
     }
     let run = |(tr0, tiles, yb): (usize, usize, &mut [f32])| {
         with_scratch(Block::floats(&tl, c, n), |scratch| {
-            let mut s = Block::split(scratch, &tl, c, n);
+            let s = Block::split(scratch, &tl, c, n);
             let bl = tl.block_len();
-            wide!(input_block(g, x, &tl, tr0, tiles, &mut s));
+            wide!(ks, input_block(g, x, &tl, tr0, tiles, s.v));
             for (xi, p) in packs.iter().enumerate() {
                 // SAFETY: m[ξ] holds `bl ≥ tiles` rows of n values, borrowed mutably.
                 unsafe { p.times(ks, &s.v[xi * bl * c..], tiles, s.m[xi * bl * n..].as_mut_ptr(), 1.0, 0.0) };
             }
-            wide!(output_block(g, n, &tl, tr0, tiles, &mut s, yb));
+            wide!(ks, output_block(g, n, &tl, tr0, tiles, s.m, yb));
         })
     };
     if g.rows() * g.patch_len() * n < PAR_MIN_FLOPS || blocks.len() == 1 {
@@ -696,12 +688,12 @@ pub(crate) fn backward(
         let b1 = (b0 + imgs).min(g.batch);
         with_scratch(Block::floats(&tl, c, n) + plan.tail_len(), |scratch| {
             let (scratch, tail) = scratch.split_at_mut(Block::floats(&tl, c, n));
-            let mut s = Block::split(scratch, &tl, c, n);
+            let s = Block::split(scratch, &tl, c, n);
             let bl = tl.block_len();
             for tr0 in (b0 * tl.th..b1 * tl.th).step_by(tl.rows_per_block) {
                 let tiles = (b1 * tl.th - tr0).min(tl.rows_per_block) * tl.tw;
-                wide!(input_block(g, x, &tl, tr0, tiles, &mut s));
-                wide!(output_grad_block(g, n, dy, &tl, tr0, tiles, &mut s));
+                wide!(ks, input_block(g, x, &tl, tr0, tiles, s.v));
+                wide!(ks, output_grad_block(g, n, dy, &tl, tr0, tiles, s.m));
                 for xi in 0..XI {
                     let (v, m) = (&s.v[xi * bl * c..], &s.m[xi * bl * n..]);
                     plan.accumulate(ks, v, m, tiles, &mut parts[xi * part..(xi + 1) * part], tail);
@@ -711,7 +703,7 @@ pub(crate) fn backward(
                     // transformed inputs were consumed above).
                     unsafe { p.times(ks, &s.m[xi * bl * n..], tiles, s.v[xi * bl * c..].as_mut_ptr(), 1.0, 0.0) };
                 }
-                wide!(input_grad_block(g, &tl, tr0, b0, tiles, &mut s, dx));
+                wide!(ks, input_grad_block(g, &tl, tr0, b0, tiles, s.v, dx));
             }
         });
     };

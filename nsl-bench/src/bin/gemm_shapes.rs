@@ -13,11 +13,12 @@
 //! list; `--conv` also times `Backend::conv2d` forward and backward for the CNN-9 layers: as
 //! the backend picks (Winograd where it applies), direct, and with a DNS patch scale (skipped
 //! with `--no-scaled`; `--conv-only TEXT` keeps the layers whose label contains TEXT); `--net` also times CNN-9 training steps, plain and with
-//! dynamic DNS, at that batch; `--net-only plain` or `--net-only "dynamic DNS"` times one).
+//! dynamic DNS, at that batch; `--net-only plain` or `--net-only "dynamic DNS"` times one;
+//! `--norm BATCH` times batch norm (+ ReLU) forward and backward at the dynamic net's shapes).
 
 use std::time::Instant;
 
-use nsl_core::{Backend, Gemm, Rng, Window};
+use nsl_core::{Backend, BatchNormDims, Gemm, Rng, Window};
 use nsl_cpu::Cpu;
 use nsl_models::nets::{PredictorKind, SimilarityChoice};
 
@@ -158,6 +159,45 @@ fn main() {
             ];
             let [a, b, c, d, e, f] = t.map(|t| flops / t / 1e9);
             println!("{label:<24} | {a:>8.1} {b:>8.1} {c:>8.1} | {d:>8.1} {e:>8.1} {f:>8.1}");
+        }
+    }
+    if let Some(batch) = arg(&args, "--norm").map(|s| s.parse::<usize>().expect("--norm BATCH")) {
+        // The memory-bound passes of a dynamic-DNS step at its 32×32 shapes: batch norm + ReLU
+        // (forward, backward) of the predictor's hidden map (64 channels), of its 9-channel
+        // output and of the 32-channel backbone. GB/s counts each array read or written once.
+        println!("{:<24} | {:>14} {:>14}  (GB/s: bytes of the arrays read and written once)", "norm", "fwd", "bwd");
+        for (label, c) in [("bn+relu c=64 @32", 64), ("bn+relu c=32 @32", 32), ("bn c=9 @32", 9)] {
+            let rows = batch * 32 * 32;
+            let d = BatchNormDims { rows, c, eps: 1e-3 };
+            let (x, dy) = (be.upload(&rand(rows * c)), be.upload(&rand(rows * c)));
+            let (gamma, beta) = (be.upload(&rand(c)), be.upload(&rand(c)));
+            let (mut y, mut dx) = (be.zeros(rows * c), be.zeros(rows * c));
+            let (mut mean, mut var, mut dg, mut db) = (be.zeros(c), be.zeros(c), be.zeros(c), be.zeros(c));
+            let relu = c != 9;
+            let fwd = nsl_bench::best_of(reps, &mut || {
+                if relu {
+                    be.batch_norm_relu_train(&d, &x, &gamma, &beta, &mut y, &mut mean, &mut var)
+                } else {
+                    be.batch_norm_train(&d, &x, &gamma, &beta, &mut y, &mut mean, &mut var)
+                }
+            });
+            let bwd = nsl_bench::best_of(reps, &mut || {
+                if relu {
+                    be.batch_norm_relu_backward(&d, &x, &y, &gamma, &mean, &var, &dy, &mut dx, &mut dg, &mut db)
+                } else {
+                    be.batch_norm_backward(&d, &x, &gamma, &mean, &var, &dy, &mut dx, &mut dg, &mut db)
+                }
+            });
+            // forward: x read, y written; backward: x, dy (and y with the ReLU) read, dx written
+            let bytes = (rows * c * 4) as f64;
+            let (fb, bb) = (2.0 * bytes, (if relu { 4.0 } else { 3.0 }) * bytes);
+            println!(
+                "{label:<24} | {:>5.1} ms {:>5.1} | {:>5.1} ms {:>5.1}",
+                fwd * 1e3,
+                fb / fwd / 1e9,
+                bwd * 1e3,
+                bb / bwd / 1e9
+            );
         }
     }
     if let Some(batch) = arg(&args, "--net").map(|s| s.parse::<usize>().expect("--net BATCH")) {

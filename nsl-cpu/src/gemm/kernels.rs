@@ -55,10 +55,10 @@ pub(super) type NnFn = unsafe fn(segs: &[Segment], out: Out);
 /// `R × W` tile accumulated in place into `acc[r·ld + w]` over `len` steps.
 pub(super) type AccFn = unsafe fn(len: usize, x: Strided, y: Rows, acc: *mut f32, ld: usize);
 
-/// A vector of `L` lanes and the few operations the tiles need. Implementations wrap
-/// `std::arch` intrinsics; every method is `#[inline(always)]` so that it is compiled inside
-/// (and with the features of) the `#[target_feature]` function that calls it.
-trait Simd {
+/// A vector of `L` lanes and the few operations the tiles (and the Winograd transforms) need.
+/// Implementations wrap `std::arch` intrinsics; every method is `#[inline(always)]` so that it
+/// is compiled inside (and with the features of) the `#[target_feature]` function that calls it.
+pub(crate) trait Simd {
     const L: usize;
     type V: Copy;
     /// # Safety
@@ -76,13 +76,15 @@ trait Simd {
     /// `a·b` (not fused with anything).
     unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
 }
 
 /// Implements [`Simd`] for a zero-sized type from intrinsics.
 macro_rules! simd {
-    ($t:ident, $l:literal, $v:ty, zero: $zero:ident, splat: $splat:ident, load: $load:ident,
-     store: $store:ident, mul: $mul:ident, add: $add:ident, madd: |$a:ident, $b:ident, $c:ident| $madd:expr) => {
-        struct $t;
+    ($t:ident, $l:literal, $v:ty, zero: $zero:path, splat: $splat:path, load: $load:path,
+     store: $store:path, mul: $mul:path, add: $add:path, sub: $sub:path,
+     madd: |$a:ident, $b:ident, $c:ident| $madd:expr) => {
+        pub(crate) struct $t;
         impl Simd for $t {
             const L: usize = $l;
             type V = $v;
@@ -114,6 +116,10 @@ macro_rules! simd {
             unsafe fn add(a: $v, b: $v) -> $v {
                 unsafe { $add(a, b) }
             }
+            #[inline(always)]
+            unsafe fn sub(a: $v, b: $v) -> $v {
+                unsafe { $sub(a, b) }
+            }
         }
     };
 }
@@ -123,16 +129,16 @@ use std::arch::x86_64::*;
 
 #[cfg(target_arch = "x86_64")]
 simd!(Zmm, 16, __m512, zero: _mm512_setzero_ps, splat: _mm512_set1_ps, load: _mm512_loadu_ps,
-      store: _mm512_storeu_ps, mul: _mm512_mul_ps, add: _mm512_add_ps,
+      store: _mm512_storeu_ps, mul: _mm512_mul_ps, add: _mm512_add_ps, sub: _mm512_sub_ps,
       madd: |a, b, c| _mm512_fmadd_ps(a, b, c));
 #[cfg(target_arch = "x86_64")]
 simd!(Ymm, 8, __m256, zero: _mm256_setzero_ps, splat: _mm256_set1_ps, load: _mm256_loadu_ps,
-      store: _mm256_storeu_ps, mul: _mm256_mul_ps, add: _mm256_add_ps,
+      store: _mm256_storeu_ps, mul: _mm256_mul_ps, add: _mm256_add_ps, sub: _mm256_sub_ps,
       madd: |a, b, c| _mm256_fmadd_ps(a, b, c));
 // SSE2 is part of the x86-64 baseline; no FMA there.
 #[cfg(target_arch = "x86_64")]
 simd!(Xmm, 4, __m128, zero: _mm_setzero_ps, splat: _mm_set1_ps, load: _mm_loadu_ps,
-      store: _mm_storeu_ps, mul: _mm_mul_ps, add: _mm_add_ps,
+      store: _mm_storeu_ps, mul: _mm_mul_ps, add: _mm_add_ps, sub: _mm_sub_ps,
       madd: |a, b, c| _mm_add_ps(_mm_mul_ps(a, b), c));
 
 /// Plain `f32` lanes of four for other architectures (LLVM vectorises what it can).
@@ -165,12 +171,52 @@ mod scalar4 {
     pub(super) unsafe fn add(a: F4, b: F4) -> F4 {
         std::array::from_fn(|i| a[i] + b[i])
     }
+    #[inline(always)]
+    pub(super) unsafe fn sub(a: F4, b: F4) -> F4 {
+        std::array::from_fn(|i| a[i] - b[i])
+    }
 }
 #[cfg(not(target_arch = "x86_64"))]
 use scalar4::*;
 #[cfg(not(target_arch = "x86_64"))]
-simd!(Xmm, 4, F4, zero: zero, splat: splat, load: load, store: store, mul: mul, add: add,
+simd!(Xmm, 4, F4, zero: zero, splat: splat, load: load, store: store, mul: mul, add: add, sub: sub,
       madd: |a, b, c| add(mul(a, b), c));
+
+/// One lane: plain `f32`, for the channels left over after the vectors (Winograd transforms).
+mod lane1 {
+    #[inline(always)]
+    pub(super) unsafe fn zero() -> f32 {
+        0.0
+    }
+    #[inline(always)]
+    pub(super) unsafe fn splat(x: f32) -> f32 {
+        x
+    }
+    #[inline(always)]
+    pub(super) unsafe fn load(p: *const f32) -> f32 {
+        // SAFETY: caller's contract (one readable value).
+        unsafe { *p }
+    }
+    #[inline(always)]
+    pub(super) unsafe fn store(p: *mut f32, v: f32) {
+        // SAFETY: caller's contract (one writable value).
+        unsafe { *p = v }
+    }
+    #[inline(always)]
+    pub(super) unsafe fn mul(a: f32, b: f32) -> f32 {
+        a * b
+    }
+    #[inline(always)]
+    pub(super) unsafe fn add(a: f32, b: f32) -> f32 {
+        a + b
+    }
+    #[inline(always)]
+    pub(super) unsafe fn sub(a: f32, b: f32) -> f32 {
+        a - b
+    }
+}
+simd!(Lane1, 1, f32, zero: lane1::zero, splat: lane1::splat, load: lane1::load, store: lane1::store,
+      mul: lane1::mul, add: lane1::add, sub: lane1::sub, madd: |a, b, c| lane1::add(lane1::mul(a, b), c));
 
 /// `acc[r][v] += Σ_l x(r, l)·y(l, v·L..(v+1)·L)`, `l` ascending.
 ///
@@ -316,6 +362,7 @@ isa_module!(portable);
 
 /// The tile functions compiled for one instruction set.
 pub(crate) struct Kernels {
+    /// `"avx512"`, `"avx2"` or `"portable"`: also picks the Winograd transforms' vectors.
     pub name: &'static str,
     /// Tile widths `W` (ascending) with the row count `R` of their main tile. Tiles of 4, 2
     /// and 1 rows (those below `R`) exist too, for the last rows.
