@@ -442,6 +442,22 @@ fn large_shapes_take_parallel_paths() {
 
 // ---- edge cases ------------------------------------------------------------------------------
 
+/// The one-pass statistics (sums of values shifted by the first row) keep the variance when the
+/// mean is a million standard deviations away from zero, where `Σx² − (Σx)²/N` would cancel.
+#[test]
+fn batch_norm_statistics_with_a_large_offset() {
+    let (rows, c) = (20_000, 5);
+    let mut rng = Rng::new(3);
+    let x: Vec<f32> = rand_vec(&mut rng, rows * c).iter().map(|v| 1e4 + 0.01 * v).collect();
+    let d = BatchNormDims { rows, c, eps: 1e-5 };
+    let be = Cpu::with_threads(2);
+    let (mut y, mut mean, mut var) = (be.zeros(rows * c), be.zeros(c), be.zeros(c));
+    be.batch_norm_train(&d, &be.upload(&x), &be.upload(&vec![1.0; c]), &be.zeros(c), &mut y, &mut mean, &mut var);
+    let (_, emean, evar) = common::batch_norm_train(&d, &x, &vec![1.0; c], &vec![0.0; c]);
+    assert_close("large-offset mean", &be.download(&mean), &emean, 1e-7, 0.0);
+    assert_close("large-offset var", &be.download(&var), &evar, 1e-4, 0.0);
+}
+
 #[test]
 fn conv_shapes_take_streaming_paths() {
     let be = Cpu::with_threads(3);
