@@ -6,9 +6,10 @@
 //! AVX-512 / AVX2+FMA / SSE2 chosen at run time (no `target-cpu=native` needed); convolutions
 //! (`conv2d.rs`) feed windows straight into those kernels, read in place from a zero-padded
 //! input or gathered per tile of rows, and unscaled stride-1 3×3 ones run as Winograd
-//! F(4×4, 3×3) convolutions (`winograd.rs`, see [`Cpu::with_winograd`]); everything
-//! else is plain loops over contiguous slices that LLVM auto-vectorises, parallelised with
-//! [`rayon`].
+//! F(4×4, 3×3) convolutions (`winograd.rs`, see [`Cpu::with_winograd`]) whose tile transforms
+//! use the same explicit vectors as the GEMM kernels; everything else is plain loops over
+//! contiguous slices that LLVM auto-vectorises (batch norm's `f64` sums compiled for the widest
+//! vectors at run time), parallelised with [`rayon`].
 //!
 //! **Determinism.** Every reduction uses a fixed chunking that depends only on the problem
 //! size (never on the thread count or on work stealing) and combines partial results in a
