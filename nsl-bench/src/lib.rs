@@ -36,6 +36,15 @@ pub fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
         .fold(f64::MAX, f64::min)
 }
 
+/// [`best_of`] for work on backend `be`, waiting for it to finish inside each timed call
+/// ([`Backend::synchronize`]: GPU ops only queue work when they return).
+pub fn best_of_on<B: Backend>(be: &B, reps: usize, mut f: impl FnMut()) -> f64 {
+    best_of(reps, || {
+        f();
+        be.synchronize();
+    })
+}
+
 /// GFLOP/s of a square sgemm with (about) `flops` floating-point operations.
 pub fn sgemm_gflops<B: Backend>(be: &B, flops: f64, reps: usize) -> f64 {
     let n = ((flops / 2.0).cbrt().round() as usize).max(16);
@@ -43,7 +52,7 @@ pub fn sgemm_gflops<B: Backend>(be: &B, flops: f64, reps: usize) -> f64 {
     let a = be.upload(&rng.normal_vec(n * n, 1.0));
     let b = be.upload(&rng.normal_vec(n * n, 1.0));
     let mut c = be.zeros(n * n);
-    let t = best_of(reps, || be.gemm(&Gemm::new(n, n, n), &a, &b, &mut c));
+    let t = best_of_on(be, reps, || be.gemm(&Gemm::new(n, n, n), &a, &b, &mut c));
     2.0 * (n * n * n) as f64 / t / 1e9
 }
 
@@ -76,7 +85,7 @@ pub fn network_step_seconds<B: Backend>(
     let x = Tensor::from_vec(be, &[batch, 32, 32, 3], &rng.normal_vec(batch * 32 * 32 * 3, 50.0));
     let labels: Vec<usize> = (0..batch).map(|i| i % 10).collect();
     let mut opt = Optimizer::momentum(0.9);
-    let train = best_of(reps, || {
+    let train = best_of_on(be, reps, || {
         let logits = net.forward(be, &x, Mode::Train);
         let (_, d) = nsl_core::nn::cross_entropy(be, &logits, &labels, 0.01, 1e-4);
         net.backward(be, &d);
@@ -85,7 +94,7 @@ pub fn network_step_seconds<B: Backend>(
     if fold {
         net.fold(be).expect("static similarity folds");
     }
-    let infer = best_of(reps, || {
+    let infer = best_of_on(be, reps, || {
         net.forward(be, &x, Mode::Eval);
     });
     (train, infer)
@@ -119,7 +128,7 @@ pub fn throughput_report<B: Backend>(be: &B, batch: usize, reps: usize) -> Strin
     for (name, c_in, c_out, side) in cnn9_layers() {
         let (mut layer, x) = conv_layer(be, nsl_core::similarity::InnerProduct::boxed(), c_in, c_out, side, batch);
         let flops = 2.0 * (batch * side * side * 9 * c_in * c_out) as f64;
-        let t = best_of(reps, || {
+        let t = best_of_on(be, reps, || {
             layer.forward(be, &x, Mode::Eval);
         });
         let conv = flops / t / 1e9;

@@ -148,6 +148,11 @@ pub trait Backend: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// Human-readable name with the device, e.g. `cpu (2 threads, avx512f)`.
     fn name(&self) -> String;
 
+    /// Waits until every op issued so far has finished, for timing (a backend that queues work
+    /// asynchronously, like a GPU stream, overrides it). The default does nothing: ops of a
+    /// synchronous backend are done when they return.
+    fn synchronize(&self) {}
+
     // ---- storage -------------------------------------------------------------------------
     /// A zero-filled buffer of `len` elements.
     fn zeros(&self, len: usize) -> Self::Buf;

@@ -135,6 +135,13 @@ mod backend_impl {
             format!("cuda ({})", self.device_description())
         }
 
+        fn synchronize(&self) {
+            // The inherent `Cuda::synchronize`, which reports asynchronous kernel errors.
+            if let Err(e) = Cuda::synchronize(self) {
+                panic!("nsl-cuda: synchronize: {e}");
+            }
+        }
+
         fn zeros(&self, len: usize) -> CudaBuf {
             self.try_zeros(len).unwrap_or_else(|e| panic!("nsl-cuda: zeros({len}): {e}"))
         }

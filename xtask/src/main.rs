@@ -1,6 +1,6 @@
 //! `cargo xtask`: project tasks.
 //! - `repro`: rerun every experiment of the paper and write a report with plots.
-//! - `bench`: throughput table of the CPU backend.
+//! - `bench`: throughput table of a backend (`--backend cpu|cuda`).
 //! - `compare-backends`: CPU vs CUDA training-loss curves of one run.
 //! - `fetch-data`: download and verify CIFAR-10/100.
 
@@ -11,7 +11,7 @@ use std::time::Instant;
 mod compare;
 
 use clap::{Parser, Subcommand};
-use nsl_models::backend_choice::{cpu, run_on_backend, BackendJob};
+use nsl_models::backend_choice::{run_on_backend, BackendJob};
 use nsl_models::data::fetch::{fetch, ARCHIVES};
 use nsl_models::repro::{
     experiments, run_all, run_fewshot_row, summary_table, write_report, ReportHeader, RunnerOptions, Scale, TABLES,
@@ -71,6 +71,9 @@ enum Command {
         /// CPU threads (0 = all cores).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// `cpu` or `cuda` (`cuda` needs `cargo xtask --features cuda` and an NVIDIA GPU).
+        #[arg(long, default_value = "cpu")]
+        backend: String,
     },
     /// Train the same smoke CNN-9 run (embedded data, same seed) on the CPU and on CUDA and print
     /// both training-loss curves with their relative difference; fails if the first steps disagree.
@@ -120,6 +123,19 @@ fn git_revision() -> String {
             }
         }
         None => "unknown (not a git checkout)".into(),
+    }
+}
+
+/// One `cargo xtask bench` table.
+struct Bench {
+    batch: usize,
+    reps: usize,
+}
+
+impl BackendJob for Bench {
+    type Output = String;
+    fn run<B: nsl_core::Backend>(self, be: &B) -> Result<String, String> {
+        Ok(nsl_bench::throughput_report(be, self.batch, self.reps))
     }
 }
 
@@ -178,9 +194,8 @@ fn main() -> ExitCode {
         Command::Repro { only, scale, data, out, seeds, threads, backend, progress } => {
             run_on_backend(&backend, threads, Repro { only, scale, data, out, seeds, progress })
         }
-        Command::Bench { batch, reps, threads } => {
-            println!("{}", nsl_bench::throughput_report(&cpu(threads), batch, reps));
-            Ok(())
+        Command::Bench { batch, reps, threads, backend } => {
+            run_on_backend(&backend, threads, Bench { batch, reps }).map(|table| println!("{table}"))
         }
         Command::CompareBackends { backends, similarity, iterations, out, tolerance } => match backends.as_slice() {
             [a, b] => compare::compare_backends([a, b], &similarity, iterations, &out, tolerance),
