@@ -282,8 +282,71 @@ impl Patch {
     }
 }
 
-/// `v[ξ] = (Bᵀ d B)[ξ]`, `ξ = i·6 + k`, for channels `ch..ch + L`: `d` is the 6×6 window `p`
-/// of `x`, `v[ξ]` at `v + ξ·xs`.
+/// The 36 points `P = F·D·Fᵀ` (`ξ = i·6 + k`) of an `N × N` window `D` of channel vectors
+/// (`d(r, col)`), `f` the 1-D transform `F` (`N → 6`), each point handed to `put(ξ, P[ξ])`.
+///
+/// # Safety
+/// The CPU has the features of `S` (so do `d`, `f` and `put`, which are inlined here).
+#[inline(always)]
+unsafe fn window_to_points<S: Simd, const N: usize>(
+    d: impl Fn(usize, usize) -> S::V,
+    f: impl Fn([S::V; N]) -> [S::V; T],
+    mut put: impl FnMut(usize, S::V),
+) {
+    // Columns: t[i][col] = Σ_r F[i][r]·D[r][col]; rows: P[i·6 + k] = Σ_col F[k][col]·t[i][col].
+    // SAFETY (whole block): the caller's contract.
+    unsafe {
+        let mut t = [[S::zero(); N]; T];
+        for col in 0..N {
+            for (ti, o) in t.iter_mut().zip(f(std::array::from_fn(
+                #[inline(always)]
+                |r| d(r, col),
+            ))) {
+                ti[col] = o;
+            }
+        }
+        for (i, ti) in t.iter().enumerate() {
+            for (k, o) in f(*ti).into_iter().enumerate() {
+                put(i * T + k, o);
+            }
+        }
+    }
+}
+
+/// The `N × N` window `W = F·P·Fᵀ` of 36 points (`pt(ξ)`), `f` the 1-D transform `F`
+/// (`6 → N`): each entry of the window's rows `rows` handed to `put(r, col, W[r][col])`.
+///
+/// # Safety
+/// As [`window_to_points`].
+#[inline(always)]
+unsafe fn points_to_window<S: Simd, const N: usize>(
+    pt: impl Fn(usize) -> S::V,
+    f: impl Fn([S::V; T]) -> [S::V; N],
+    rows: (usize, usize),
+    mut put: impl FnMut(usize, usize, S::V),
+) {
+    // Columns: t[r][k] = Σ_i F[r][i]·P[i·6 + k]; rows: W[r][col] = Σ_k F[col][k]·t[r][k].
+    // SAFETY (whole block): the caller's contract.
+    unsafe {
+        let mut t = [[S::zero(); T]; N];
+        for k in 0..T {
+            for (tr, o) in t.iter_mut().zip(f(std::array::from_fn(
+                #[inline(always)]
+                |i| pt(i * T + k),
+            ))) {
+                tr[k] = o;
+            }
+        }
+        for (r, tr) in t.iter().enumerate().take(rows.1).skip(rows.0) {
+            for (col, o) in f(*tr).into_iter().enumerate() {
+                put(r, col, o);
+            }
+        }
+    }
+}
+
+/// `v[ξ] = (Bᵀ d B)[ξ]` for channels `ch..ch + L`: `d` is the 6×6 window `p` of `x` (zero where
+/// absent), `v[ξ]` at `v + ξ·xs`.
 ///
 /// # Safety
 /// The CPU has the features of `S`; present entries of `p` and `v[ξ]` are in bounds.
@@ -291,54 +354,14 @@ impl Patch {
 unsafe fn input_tile<S: Simd>(x: *const f32, p: Patch, v: *mut f32, xs: usize, ch: usize) {
     // SAFETY (whole block): the caller's contract.
     unsafe {
-        // Columns: t[i][col] = Σ_r Bᵀ[i][r]·d[r][col]; rows: v[i·6 + k] = Σ_col Bᵀ[k][col]·t[i][col].
-        let mut t = [[S::zero(); T]; T];
-        for col in 0..T {
-            let mut d = [S::zero(); T];
-            for (r, d) in d.iter_mut().enumerate() {
-                if p.has(r, col) {
-                    *d = S::load(x.add(p.at(r, col, ch)));
-                }
-            }
-            for (ti, o) in t.iter_mut().zip(bt::<S>(d)) {
-                ti[col] = o;
-            }
-        }
-        for (i, ti) in t.iter().enumerate() {
-            for (k, o) in bt::<S>(*ti).into_iter().enumerate() {
-                S::store(v.add((i * T + k) * xs + ch), o);
-            }
-        }
-    }
-}
-
-/// `Y = Aᵀ M A` for channels `ch..ch + L` (`M[ξ]` at `m + ξ·xs`), written to the present
-/// entries of the 4×4 window `p` of `y`.
-///
-/// # Safety
-/// As [`input_tile`].
-#[inline(always)]
-unsafe fn output_tile<S: Simd>(m: *const f32, xs: usize, y: *mut f32, p: Patch, ch: usize) {
-    // SAFETY (whole block): the caller's contract.
-    unsafe {
-        // Rows: t[a][jj] = Σ_i Aᵀ[a][i]·M[i·6 + jj]; columns: Y[a][bb] = Σ_jj Aᵀ[bb][jj]·t[a][jj].
-        let mut t = [[S::zero(); T]; M];
-        for jj in 0..T {
-            let mut col = [S::zero(); T];
-            for (i, v) in col.iter_mut().enumerate() {
-                *v = S::load(m.add((i * T + jj) * xs + ch));
-            }
-            for (ta, o) in t.iter_mut().zip(at::<S>(col)) {
-                ta[jj] = o;
-            }
-        }
-        for (a, ta) in t.iter().enumerate().take(p.rows.1) {
-            for (bb, o) in at::<S>(*ta).into_iter().enumerate() {
-                if p.has(a, bb) {
-                    S::store(y.add(p.at(a, bb, ch)), o);
-                }
-            }
-        }
+        window_to_points::<S, T>(
+            #[inline(always)]
+            |r, col| if p.has(r, col) { S::load(x.add(p.at(r, col, ch))) } else { S::zero() },
+            #[inline(always)]
+            |d| bt::<S>(d),
+            #[inline(always)]
+            |xi, o| S::store(v.add(xi * xs + ch), o),
+        )
     }
 }
 
@@ -351,24 +374,39 @@ unsafe fn output_tile<S: Simd>(m: *const f32, xs: usize, y: *mut f32, p: Patch, 
 unsafe fn output_grad_tile<S: Simd>(dy: *const f32, p: Patch, m: *mut f32, xs: usize, ch: usize) {
     // SAFETY (whole block): the caller's contract.
     unsafe {
-        // Columns: t[i][bb] = Σ_a A[i][a]·dY[a][bb]; rows: M[i·6 + k] = Σ_bb A[k][bb]·t[i][bb].
-        let mut t = [[S::zero(); M]; T];
-        for bb in 0..M {
-            let mut col = [S::zero(); M];
-            for (a, v) in col.iter_mut().enumerate() {
-                if p.has(a, bb) {
-                    *v = S::load(dy.add(p.at(a, bb, ch)));
+        window_to_points::<S, M>(
+            #[inline(always)]
+            |r, col| if p.has(r, col) { S::load(dy.add(p.at(r, col, ch))) } else { S::zero() },
+            #[inline(always)]
+            |y| a::<S>(y),
+            #[inline(always)]
+            |xi, o| S::store(m.add(xi * xs + ch), o),
+        )
+    }
+}
+
+/// `Y = Aᵀ M A` for channels `ch..ch + L` (`M[ξ]` at `m + ξ·xs`), written to the present
+/// entries of the 4×4 window `p` of `y`.
+///
+/// # Safety
+/// As [`input_tile`].
+#[inline(always)]
+unsafe fn output_tile<S: Simd>(m: *const f32, xs: usize, y: *mut f32, p: Patch, ch: usize) {
+    // SAFETY (whole block): the caller's contract.
+    unsafe {
+        points_to_window::<S, M>(
+            #[inline(always)]
+            |xi| S::load(m.add(xi * xs + ch)),
+            #[inline(always)]
+            |v| at::<S>(v),
+            p.rows,
+            #[inline(always)]
+            |r, col, o| {
+                if p.has(r, col) {
+                    S::store(y.add(p.at(r, col, ch)), o)
                 }
-            }
-            for (ti, o) in t.iter_mut().zip(a::<S>(col)) {
-                ti[bb] = o;
-            }
-        }
-        for (i, ti) in t.iter().enumerate() {
-            for (k, o) in a::<S>(*ti).into_iter().enumerate() {
-                S::store(m.add((i * T + k) * xs + ch), o);
-            }
-        }
+            },
+        )
     }
 }
 
@@ -381,25 +419,20 @@ unsafe fn output_grad_tile<S: Simd>(dy: *const f32, p: Patch, m: *mut f32, xs: u
 unsafe fn input_grad_tile<S: Simd>(v: *const f32, xs: usize, dx: *mut f32, p: Patch, ch: usize) {
     // SAFETY (whole block): the caller's contract.
     unsafe {
-        // Rows: t[col][i] = Σ_k B[col][k]·dV[i·6 + k]; columns: dd[r][col] = Σ_i B[r][i]·t[col][i].
-        let mut t = [[S::zero(); T]; T];
-        for i in 0..T {
-            let mut row = [S::zero(); T];
-            for (k, r) in row.iter_mut().enumerate() {
-                *r = S::load(v.add((i * T + k) * xs + ch));
-            }
-            for (tc, o) in t.iter_mut().zip(b::<S>(row)) {
-                tc[i] = o;
-            }
-        }
-        for (col, tc) in t.iter().enumerate().take(p.cols.1).skip(p.cols.0) {
-            for (r, o) in b::<S>(*tc).into_iter().enumerate() {
+        points_to_window::<S, T>(
+            #[inline(always)]
+            |xi| S::load(v.add(xi * xs + ch)),
+            #[inline(always)]
+            |w| b::<S>(w),
+            p.rows,
+            #[inline(always)]
+            |r, col, o| {
                 if p.has(r, col) {
                     let q = dx.add(p.at(r, col, ch));
                     S::store(q, S::add(S::load(q), o));
                 }
-            }
-        }
+            },
+        )
     }
 }
 
