@@ -40,4 +40,5 @@ cargo build --release -p xtask --features cuda
 cp target/release/xtask "$out/"
 strip "$out"/tests/* "$out"/cuda_smoke "$out"/xtask
 cp nsl-cuda/gpu-run.sh "$out/run.sh"
+cp nsl-cuda/tools/cublas_sgemm.cu "$out/"
 du -sh "$out"

@@ -4,7 +4,6 @@
 //! shared machine, so the report also gives each convolution's speed as a **ratio** to a plain
 //! sgemm of the same FLOPs measured in the same run.
 
-use std::fmt::Write as _;
 use std::time::Instant;
 
 use nsl_core::nn::{Layer, Mode, NslConv, Padding};
@@ -101,12 +100,12 @@ pub fn network_step_seconds<B: Backend>(
 }
 
 /// The table `cargo xtask bench` prints: network img/s, then per-layer GFLOP/s and the ratio to
-/// a same-FLOP sgemm.
-pub fn throughput_report<B: Backend>(be: &B, batch: usize, reps: usize) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "backend: {}, batch {batch}, best of {reps}\n", be.name());
-    let _ = writeln!(out, "| CNN-9 variant | train img/s | inference img/s |");
-    let _ = writeln!(out, "|---|---:|---:|");
+/// a same-FLOP sgemm. Each line goes to `emit` as soon as it is measured, so a run cut short
+/// still leaves its finished rows.
+pub fn throughput_report<B: Backend>(be: &B, batch: usize, reps: usize, mut emit: impl FnMut(&str)) {
+    emit(&format!("backend: {}, batch {batch}, best of {reps}\n", be.name()));
+    emit("| CNN-9 variant | train img/s | inference img/s |");
+    emit("|---|---:|---:|");
     for (label, sim, fold) in [
         ("plain", SimilarityChoice::Conv, false),
         ("static DNS", SimilarityChoice::StaticDns { code_init: true }, false),
@@ -116,15 +115,12 @@ pub fn throughput_report<B: Backend>(be: &B, batch: usize, reps: usize) -> Strin
         ("dynamic UNS", SimilarityChoice::DynamicUns, false),
     ] {
         let (train, infer) = network_step_seconds(be, sim, fold, batch, reps);
-        let _ = writeln!(out, "| {label} | {:.0} | {:.0} |", batch as f64 / train, batch as f64 / infer);
+        emit(&format!("| {label} | {:.0} | {:.0} |", batch as f64 / train, batch as f64 / infer));
     }
     // GFLOP/s counts the direct convolution's 2·rows·9c·n FLOPs whatever algorithm runs
     // (Winograd layers do fewer), so the ratio is a speed ratio.
-    let _ = writeln!(
-        out,
-        "\n| 3×3 conv forward (GFLOP/s of the direct FLOPs) | GFLOP/s | same-FLOP sgemm GFLOP/s | ratio |"
-    );
-    let _ = writeln!(out, "|---|---:|---:|---:|");
+    emit("\n| 3×3 conv forward (GFLOP/s of the direct FLOPs) | GFLOP/s | same-FLOP sgemm GFLOP/s | ratio |");
+    emit("|---|---:|---:|---:|");
     for (name, c_in, c_out, side) in cnn9_layers() {
         let (mut layer, x) = conv_layer(be, nsl_core::similarity::InnerProduct::boxed(), c_in, c_out, side, batch);
         let flops = 2.0 * (batch * side * side * 9 * c_in * c_out) as f64;
@@ -133,7 +129,6 @@ pub fn throughput_report<B: Backend>(be: &B, batch: usize, reps: usize) -> Strin
         });
         let conv = flops / t / 1e9;
         let gemm = sgemm_gflops(be, flops, reps);
-        let _ = writeln!(out, "| {name} | {conv:.1} | {gemm:.1} | {:.2} |", conv / gemm);
+        emit(&format!("| {name} | {conv:.1} | {gemm:.1} | {:.2} |", conv / gemm));
     }
-    out
 }

@@ -133,9 +133,10 @@ struct Bench {
 }
 
 impl BackendJob for Bench {
-    type Output = String;
-    fn run<B: nsl_core::Backend>(self, be: &B) -> Result<String, String> {
-        Ok(nsl_bench::throughput_report(be, self.batch, self.reps))
+    type Output = ();
+    fn run<B: nsl_core::Backend>(self, be: &B) -> Result<(), String> {
+        nsl_bench::throughput_report(be, self.batch, self.reps, |line| println!("{line}"));
+        Ok(())
     }
 }
 
@@ -194,9 +195,7 @@ fn main() -> ExitCode {
         Command::Repro { only, scale, data, out, seeds, threads, backend, progress } => {
             run_on_backend(&backend, threads, Repro { only, scale, data, out, seeds, progress })
         }
-        Command::Bench { batch, reps, threads, backend } => {
-            run_on_backend(&backend, threads, Bench { batch, reps }).map(|table| println!("{table}"))
-        }
+        Command::Bench { batch, reps, threads, backend } => run_on_backend(&backend, threads, Bench { batch, reps }),
         Command::CompareBackends { backends, similarity, iterations, out, tolerance } => match backends.as_slice() {
             [a, b] => compare::compare_backends([a, b], &similarity, iterations, &out, tolerance),
             _ => Err(format!("--backends takes two names (e.g. cpu,cuda), got {}", backends.join(","))),
