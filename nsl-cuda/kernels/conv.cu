@@ -43,3 +43,25 @@ extern "C" __global__ void nsl_col2im(Win g, const float* __restrict__ dcols, fl
     }
     dx[i] = s;
 }
+
+// Backward of nsl_conv2d, scale gradient, from dP = dy·wᵀ (rows × k²c, computed by the GEMM):
+// ds[r][t] = Σ_ch x[src(r, t), ch] · dP[r][t·c + ch], one thread per (r, t), channels in order;
+// overwrites ds.
+extern "C" __global__ void nsl_conv2d_ds(Win g, const float* __restrict__ x, const float* __restrict__ dp,
+                                         float* __restrict__ ds) {
+    const int taps = g.k * g.k;
+    int e = gid();
+    if (e >= g.batch * g.ho * g.wo * taps) return;
+    int r = e / taps, t = e - r * taps;
+    int ox = r % g.wo, rest = r / g.wo;
+    int oy = rest % g.ho, b = rest / g.ho;
+    int y = oy * g.stride + t / g.k - g.pad_top;
+    int xx = ox * g.stride + t % g.k - g.pad_left;
+    float acc = 0.0f;
+    if (y >= 0 && y < g.h && xx >= 0 && xx < g.w) {
+        const float* xp = x + ((size_t)(b * g.h + y) * g.w + xx) * g.c;
+        const float* dpr = dp + (size_t)e * g.c;  // row r, tap t: (r·taps + t)·c
+        for (int ch = 0; ch < g.c; ch++) acc = fmaf(xp[ch], dpr[ch], acc);
+    }
+    ds[e] = acc;
+}

@@ -8,6 +8,11 @@
 // are deterministic. Edges are zero-padded in shared memory; with beta = 0, C is never read
 // (garbage/NaN in C is ignored). blockIdx.x tiles m, blockIdx.y tiles n, blockIdx.z is the
 // batch item.
+//
+// Split-k: a product with few output tiles and a long k (a weight gradient sums over
+// batch·h·w rows) leaves most of the GPU idle, so the host may cut k into `splits` slices of
+// `slice`: blockIdx.z then also numbers the slice, each block writes its partial tile to a
+// scratch buffer, and nsl_split_k_sum adds the partials in slice order (deterministic).
 #include "common.cuh"
 
 #define BM 64
@@ -89,11 +94,12 @@ struct ConvWT {
     }
 };
 
-// One 64×64 tile of C = alpha·op(A)·op(B) + beta·C; `a_at(i, l)` and `b_at(l, j)` read op(A)
-// and op(B) (TA and TB pick the load patterns that keep their reads coalesced).
+// One 64×64 tile of C = alpha·op(A)[:, k0..k1]·op(B)[k0..k1, :] + beta·C; `a_at(i, l)` and
+// `b_at(l, j)` read op(A) and op(B) (TA and TB pick the load patterns that keep their reads
+// coalesced).
 template <bool TA, bool TB, class ALoad, class BLoad>
-__device__ __forceinline__ void gemm_tile(int m, int n, int k, float alpha, float beta, ALoad a_at, BLoad b_at,
-                                          float* __restrict__ C) {
+__device__ __forceinline__ void gemm_tile(int m, int n, int k0, int k1, float alpha, float beta, ALoad a_at,
+                                          BLoad b_at, float* __restrict__ C) {
     __shared__ float As[BK][BM + 1];
     __shared__ float Bs[BK][BN + 1];
     const int tid = threadIdx.x;
@@ -105,7 +111,7 @@ __device__ __forceinline__ void gemm_tile(int m, int n, int k, float alpha, floa
 #pragma unroll
         for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
 
-    for (int l0 = 0; l0 < k; l0 += BK) {
+    for (int l0 = k0; l0 < k1; l0 += BK) {
 #pragma unroll
         for (int s = 0; s < 4; s++) {
             int e = tid + NSL_THREADS * s;
@@ -113,7 +119,7 @@ __device__ __forceinline__ void gemm_tile(int m, int n, int k, float alpha, floa
             if (TA) { i = e % BM; l = e / BM; } else { l = e % BK; i = e / BK; }
             int gi = bm + i, gl = l0 + l;
             float v = 0.0f;
-            if (gi < m && gl < k) v = a_at(gi, gl);
+            if (gi < m && gl < k1) v = a_at(gi, gl);
             As[l][i] = v;
         }
 #pragma unroll
@@ -123,7 +129,7 @@ __device__ __forceinline__ void gemm_tile(int m, int n, int k, float alpha, floa
             if (TB) { l = e % BK; j = e / BK; } else { j = e % BN; l = e / BN; }
             int gj = bn + j, gl = l0 + l;
             float v = 0.0f;
-            if (gj < n && gl < k) v = b_at(gl, gj);
+            if (gj < n && gl < k1) v = b_at(gl, gj);
             Bs[l][j] = v;
         }
         __syncthreads();
@@ -157,12 +163,16 @@ __device__ __forceinline__ void gemm_tile(int m, int n, int k, float alpha, floa
     }
 }
 
+// blockIdx.z = item·splits + slice. With splits > 1, C is the partials buffer (splits·batch
+// tiles of m×n, written with the alpha and beta given, which the host sets to 1 and 0).
 #define NSL_GEMM_PARAMS                                                                              \
     int m, int n, int k, float alpha, float beta, const float* __restrict__ A, const float* __restrict__ B, \
-        float* __restrict__ C, long long sa, long long sb, long long sc
+        float* __restrict__ C, long long sa, long long sb, long long sc, int splits, int slice
 #define NSL_GEMM_BODY(TA, TB)                                                                        \
-    const long long z = blockIdx.z;                                                                  \
-    gemm_tile<TA, TB>(m, n, k, alpha, beta, MatA<TA>{A + z * sa, m, k}, MatB<TB>{B + z * sb, k, n}, C + z * sc);
+    const long long z = blockIdx.z, item = z / splits;                                               \
+    const int k0 = (int)(z - item * splits) * slice, k1 = min(k, k0 + slice);                        \
+    float* out = splits > 1 ? C + z * (long long)m * n : C + item * sc;                             \
+    gemm_tile<TA, TB>(m, n, k0, k1, alpha, beta, MatA<TA>{A + item * sa, m, k}, MatB<TB>{B + item * sb, k, n}, out);
 
 extern "C" __global__ void __launch_bounds__(NSL_THREADS) nsl_gemm_nn(NSL_GEMM_PARAMS) { NSL_GEMM_BODY(false, false) }
 extern "C" __global__ void __launch_bounds__(NSL_THREADS) nsl_gemm_nt(NSL_GEMM_PARAMS) { NSL_GEMM_BODY(false, true) }
@@ -176,16 +186,20 @@ extern "C" __global__ void __launch_bounds__(NSL_THREADS)
     nsl_conv2d(Win g, int n, const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ s,
                float* __restrict__ y) {
     const int rows = g.batch * g.ho * g.wo, pl = g.k * g.k * g.c;
-    gemm_tile<false, false>(rows, n, pl, 1.0f, 0.0f, ConvA{g, x, s}, MatB<false>{w, pl, n}, y);
+    gemm_tile<false, false>(rows, n, 0, pl, 1.0f, 0.0f, ConvA{g, x, s}, MatB<false>{w, pl, n}, y);
 }
 
-// Backward of nsl_conv2d, weight gradient: dw += (s ⊙ P)ᵀ·dy (k²c × n), the patch matrix read
-// from x. blockIdx.x tiles k²c, blockIdx.y tiles n.
+// Backward of nsl_conv2d, weight gradient: out[z] = (s ⊙ P)ᵀ·dy + beta·out[z] (k²c × n) over the
+// rows z·slice .. (z+1)·slice, the patch matrix read from x. blockIdx.x tiles k²c, blockIdx.y
+// tiles n, blockIdx.z is the slice: one slice accumulates into dw (beta = 1); several write
+// partials (beta = 0) that nsl_split_k_sum adds to dw.
 extern "C" __global__ void __launch_bounds__(NSL_THREADS)
     nsl_conv2d_dw(Win g, int n, const float* __restrict__ x, const float* __restrict__ s, const float* __restrict__ dy,
-                  float* __restrict__ dw) {
+                  float* __restrict__ out, int slice, float beta) {
     const int rows = g.batch * g.ho * g.wo, pl = g.k * g.k * g.c;
-    gemm_tile<true, false>(pl, n, rows, 1.0f, 1.0f, ConvAT{ConvA{g, x, s}}, MatB<false>{dy, rows, n}, dw);
+    const int z = blockIdx.z, r0 = z * slice, r1 = min(rows, r0 + slice);
+    gemm_tile<true, false>(pl, n, r0, r1, 1.0f, beta, ConvAT{ConvA{g, x, s}}, MatB<false>{dy, rows, n},
+                           out + (size_t)z * pl * n);
 }
 
 // Backward of nsl_conv2d, input gradient: dx = col2im(s ⊙ (dy·wᵀ)) as one product over
@@ -195,31 +209,15 @@ extern "C" __global__ void __launch_bounds__(NSL_THREADS)
     nsl_conv2d_dx(Win g, int n, const float* __restrict__ w, const float* __restrict__ s, const float* __restrict__ dy,
                   float* __restrict__ dx) {
     const int pixels = g.batch * g.h * g.w, depth = g.k * g.k * n;
-    gemm_tile<false, true>(pixels, g.c, depth, 1.0f, 0.0f, ConvDyA{g, n, dy, s}, ConvWT{w, g.c, n}, dx);
+    gemm_tile<false, true>(pixels, g.c, 0, depth, 1.0f, 0.0f, ConvDyA{g, n, dy, s}, ConvWT{w, g.c, n}, dx);
 }
 
-// Backward of nsl_conv2d, scale gradient: ds[r][t] = Σ_ch x[src(r, t), ch] · Σ_o dy[r][o]·w[t·c + ch][o]
-// (one thread per (r, t), channels then outputs in order); overwrites ds.
-extern "C" __global__ void nsl_conv2d_ds(Win g, int n, const float* __restrict__ x, const float* __restrict__ w,
-                                         const float* __restrict__ dy, float* __restrict__ ds) {
-    const int taps = g.k * g.k;
-    int e = gid();
-    if (e >= g.batch * g.ho * g.wo * taps) return;
-    int r = e / taps, t = e - r * taps;
-    int ox = r % g.wo, rest = r / g.wo;
-    int oy = rest % g.ho, b = rest / g.ho;
-    int y = oy * g.stride + t / g.k - g.pad_top;
-    int xx = ox * g.stride + t % g.k - g.pad_left;
-    float acc = 0.0f;
-    if (y >= 0 && y < g.h && xx >= 0 && xx < g.w) {
-        const float* xp = x + ((size_t)(b * g.h + y) * g.w + xx) * g.c;
-        const float* dyr = dy + (size_t)r * n;
-        for (int ch = 0; ch < g.c; ch++) {
-            const float* wr = w + ((size_t)t * g.c + ch) * n;
-            float dp = 0.0f;
-            for (int o = 0; o < n; o++) dp = fmaf(dyr[o], wr[o], dp);
-            acc = fmaf(xp[ch], dp, acc);
-        }
-    }
-    ds[e] = acc;
+// The split-k reduction: c[i] = alpha·Σ_z part[z·len + i] + beta·c[i], slices added in order.
+extern "C" __global__ void nsl_split_k_sum(int len, int parts, const float* __restrict__ part, float alpha, float beta,
+                                           float* __restrict__ c) {
+    int i = gid();
+    if (i >= len) return;
+    float s = 0.0f;
+    for (int z = 0; z < parts; z++) s += part[(size_t)z * len + i];
+    c[i] = beta == 0.0f ? alpha * s : fmaf(beta, c[i], alpha * s);
 }

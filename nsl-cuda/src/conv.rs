@@ -2,10 +2,13 @@
 //! [`nsl_core::Backend::im2col`]). `col2im` is a gather — each input element sums the patch
 //! entries that read it, in the CPU's (ky, kx) order — so it needs no atomics. The convolution
 //! itself (`conv2d`, with or without a DNS patch scale) and its backward are the tiled GEMM of
-//! `kernels/gemm.cu` with operands read in place (implicit im2col), see [`conv2d_backward`].
+//! `kernels/gemm.cu` with operands read in place (implicit im2col), see [`conv2d_backward`];
+//! the weight gradient, a sum over all batch·h·w rows, is split along them (split-k, see
+//! `gemm.rs`).
 
-use nsl_core::Window;
+use nsl_core::{Gemm, Window};
 
+use crate::gemm::{split_k, sum_split_k};
 use crate::launch::{blocks, int, need, p, Arg, Win, THREADS};
 use crate::{Cuda, CudaBuf};
 
@@ -47,7 +50,8 @@ pub(crate) fn conv2d(be: &Cuda, g: &Window, n: usize, x: &CudaBuf, w: &CudaBuf, 
 
 /// See [`nsl_core::Backend::conv2d_backward`]: three fused kernels, none materialising a patch
 /// matrix — `dw += (s ⊙ P)ᵀ·dy` and `dx = col2im(s ⊙ dy·wᵀ)` as tiled products reading `x`, `dy`
-/// and `w` in place, and (with a scale) `ds` one thread per (row, tap).
+/// and `w` in place, and (with a scale) `ds` from `dP = dy·wᵀ` (a GEMM into scratch) dotted with
+/// the patches, one thread per (row, tap).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv2d_backward(
     be: &Cuda,
@@ -73,13 +77,18 @@ pub(crate) fn conv2d_backward(
     let win = || Arg::Win(Win::new(g));
     let sp = || s.map_or(Arg::Ptr(0), p);
     let pixels = g.batch * g.h * g.w;
-    be.launch(
-        "nsl_conv2d_dw",
-        (blocks(pl, TILE), blocks(n, TILE), 1),
-        (THREADS, 1, 1),
-        0,
-        &[win(), int(n), p(x), sp(), p(dy), p(dw)],
-    );
+    let tiles = (blocks(pl, TILE), blocks(n, TILE));
+    let split = split_k(be, (tiles.0 * tiles.1) as usize, rows);
+    let dw_args =
+        |out: u64, beta: f32| [win(), int(n), p(x), sp(), p(dy), Arg::Ptr(out), int(split.slice), Arg::F32(beta)];
+    let grid = (tiles.0, tiles.1, split.splits as u32);
+    if split.splits == 1 {
+        be.launch("nsl_conv2d_dw", grid, (THREADS, 1, 1), 0, &dw_args(dw.ptr(), 1.0));
+    } else {
+        let part = be.scratch::<f32>("conv2d_backward (split-k partials)", split.splits * pl * n);
+        be.launch("nsl_conv2d_dw", grid, (THREADS, 1, 1), 0, &dw_args(part.ptr(), 0.0));
+        sum_split_k(be, pl * n, split.splits, &part, 1.0, 1.0, dw.ptr());
+    }
     be.launch(
         "nsl_conv2d_dx",
         (blocks(pixels, TILE), blocks(g.c, TILE), 1),
@@ -89,6 +98,11 @@ pub(crate) fn conv2d_backward(
     );
     if let (Some(_), Some(ds)) = (s, ds) {
         need("conv2d_backward", "ds", ds, rows * g.taps());
-        be.launch_1d("nsl_conv2d_ds", rows * g.taps(), &[win(), int(n), p(x), p(w), p(dy), p(ds)]);
+        // dP = dy·wᵀ through the tiled GEMM, then one thread per (row, tap) dots it with x.
+        let mut dp = be.try_alloc(rows * pl).unwrap_or_else(|e| panic!("nsl-cuda: conv2d_backward (dy·wᵀ): {e}"));
+        let mut dp_gemm = Gemm::new(rows, pl, n);
+        dp_gemm.trans_b = true;
+        crate::gemm::gemm(be, &dp_gemm, dy, w, &mut dp);
+        be.launch_1d("nsl_conv2d_ds", rows * g.taps(), &[win(), p(x), p(&dp), p(ds)]);
     }
 }

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::ffi::{c_void, CStr, CString};
 use std::fmt;
 use std::ptr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use cust::context::{Context, CurrentContext};
 use cust::device::Device;
@@ -32,6 +32,7 @@ use cust::sys;
 
 use crate::error::code;
 use crate::launch::{Arg, Elem, MAX_ELEMS};
+use crate::profile::Profile;
 use crate::{CudaBuf, CudaError, DriverError};
 
 /// The virtual architecture the kernels were compiled for (`NSL_CUDA_ARCH` at build time).
@@ -175,6 +176,10 @@ struct Inner {
     /// Stream-ordered allocation (memory pools) available.
     pooled: bool,
     description: String,
+    /// Streaming multiprocessors (sizes split-k launches).
+    sms: usize,
+    /// Kernel times when `NSL_CUDA_PROFILE` is set.
+    profile: Option<Mutex<Profile>>,
     // Dropped last: everything above needs the context.
     ctx: Context,
 }
@@ -197,6 +202,9 @@ impl Drop for Inner {
         // The fields are dropped after this: modules and stream need the context current.
         if CurrentContext::set_current(&self.ctx).is_ok() {
             let _ = self.stream.synchronize();
+            if let Some(p) = &self.profile {
+                eprint!("{}", p.lock().unwrap_or_else(|e| e.into_inner()).report());
+            }
         } else {
             std::mem::forget(std::mem::take(&mut self.modules));
         }
@@ -313,12 +321,19 @@ impl Cuda {
             "{name}, sm_{major}{minor}, {mem:.0} GiB, PTX {PTX_ARCH}{}",
             if pooled { "" } else { ", no memory pools" }
         );
-        Ok(Cuda { inner: Arc::new(Inner { funcs, modules, stream, pooled, description, ctx }) })
+        let profile = Profile::from_env().map(Mutex::new);
+        let sms = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).max(1) as usize;
+        Ok(Cuda { inner: Arc::new(Inner { funcs, modules, stream, pooled, description, sms, profile, ctx }) })
     }
 
     /// Device name, compute capability, memory and PTX architecture.
     pub fn device_description(&self) -> &str {
         &self.inner.description
+    }
+
+    /// Streaming multiprocessors of the device.
+    pub(crate) fn sm_count(&self) -> usize {
+        self.inner.sms
     }
 
     /// Wait for all queued work; reports a kernel fault or other asynchronous error.
@@ -462,6 +477,11 @@ impl Cuda {
         );
         let mut params: Vec<*mut c_void> = args.iter().map(Arg::as_param).collect();
         self.bind();
+        let profile = self.inner.profile.as_ref().map(|p| p.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut profile = profile.map(|mut p| {
+            let start = p.start(&self.inner.stream);
+            (p, start)
+        });
         // SAFETY: `params` points at one value per kernel parameter, of the kernel's parameter
         // types (each op file passes them in the order of the kernel's signature), alive for the
         // duration of the call; cuLaunchKernel copies them before returning.
@@ -482,6 +502,9 @@ impl Cuda {
         };
         if let Err(e) = check(r) {
             panic!("nsl-cuda: launching {kernel} (grid {grid:?}, block {block:?}, {shmem} B shared) failed: {e}");
+        }
+        if let Some((p, start)) = profile.as_mut() {
+            p.end(kernel, start.take(), &self.inner.stream);
         }
     }
 }
@@ -579,6 +602,7 @@ mod tests {
         let gemm = KERNEL_FILES.iter().find(|k| k.file.ends_with("gemm.cu")).expect("gemm.cu");
         let g = &ptx_signatures(gemm.ptx)["nsl_gemm_tn"];
         assert_eq!(g[..5], [Param::Int32, Param::Int32, Param::Int32, Param::F32, Param::F32]);
-        assert_eq!(g.len(), 11);
+        assert_eq!(g.len(), 13);
+        assert_eq!(g[11..], [Param::Int32, Param::Int32]);
     }
 }

@@ -69,6 +69,11 @@ impl Cuda {
         "CPU emulation of the CUDA kernels (feature `emulate`, for tests)"
     }
 
+    /// One emulated multiprocessor (so small test shapes already take the split-k path).
+    pub(crate) fn sm_count(&self) -> usize {
+        1
+    }
+
     /// Nothing is asynchronous in the emulator.
     pub fn synchronize(&self) -> Result<(), CudaError> {
         Ok(())

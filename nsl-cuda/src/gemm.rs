@@ -8,15 +8,55 @@
 //! and will be well below cuBLAS on H100/H200; TF32 would also change numerics (10-bit
 //! mantissa inputs), which the CPU≡CUDA tolerances would have to allow.
 //!
+//! **Split-k.** A product with few 64×64 output tiles and a long k — the weight gradients, which
+//! sum over batch·h·w rows — would run on a handful of blocks: [`split_k`] cuts k into slices so
+//! that about four blocks per multiprocessor run, each writing a partial tile to scratch, and
+//! `nsl_split_k_sum` adds the partials in slice order (deterministic, no atomics).
+//!
 //! Batch items whose C blocks overlap (`stride_c < m·n`, e.g. `stride_c = 0` to sum products
 //! into one C) are launched one after the other, in order, like the CPU backend applies them.
 
 use nsl_core::Gemm;
 
-use crate::launch::{blocks, int, Arg};
-use crate::{Cuda, CudaBuf};
+use crate::launch::{blocks, int, pm, Arg};
+use crate::{Cuda, CudaBuf, DevMem};
 
 const TILE: usize = 64;
+/// Depth of the kernel's shared-memory panels (`BK`); slices are multiples of it.
+const PANEL: usize = 16;
+/// Shortest slice worth a block of its own.
+const MIN_SLICE: usize = 256;
+/// Blocks per multiprocessor a split product aims for.
+const BLOCKS_PER_SM: usize = 4;
+
+/// How a product's k dimension is cut: `splits` slices of `slice` (the last may be shorter).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct SplitK {
+    pub splits: usize,
+    pub slice: usize,
+}
+
+/// The split of a k-long product with `tiles` output tiles: none when the tiles alone fill the
+/// device or k is short, else enough slices (of at least [`MIN_SLICE`]) for
+/// [`BLOCKS_PER_SM`] blocks per multiprocessor.
+pub(crate) fn split_k(be: &Cuda, tiles: usize, k: usize) -> SplitK {
+    let target = BLOCKS_PER_SM * be.sm_count();
+    let most = k / MIN_SLICE;
+    if tiles >= target || most < 2 {
+        return SplitK { splits: 1, slice: k };
+    }
+    let slice = k.div_ceil(target.div_ceil(tiles).min(most)).next_multiple_of(PANEL);
+    SplitK { splits: k.div_ceil(slice), slice }
+}
+
+/// `c[..len] = alpha·Σ_z part[z·len ..][..len] + beta·c[..len]` over `parts` partials, in order.
+pub(crate) fn sum_split_k(be: &Cuda, len: usize, parts: usize, part: &DevMem<f32>, alpha: f32, beta: f32, c: u64) {
+    be.launch_1d(
+        "nsl_split_k_sum",
+        len,
+        &[int(len), int(parts), pm(part), Arg::F32(alpha), Arg::F32(beta), Arg::Ptr(c)],
+    );
+}
 const MAX_GRID_YZ: usize = 65_535;
 
 /// Minimum buffer length for `batch` operands of `len` elements at stride `stride`.
@@ -50,6 +90,38 @@ pub(crate) fn gemm(be: &Cuda, g: &Gemm, a: &CudaBuf, b: &CudaBuf, c: &mut CudaBu
     };
     let grid_n = n.div_ceil(TILE);
     assert!(grid_n <= MAX_GRID_YZ, "nsl-cuda: gemm: n = {n} is too large for one launch");
+    let args = |a: u64, b: u64, c: u64, alpha: f32, beta: f32, split: SplitK| {
+        [
+            int(m),
+            int(n),
+            int(k),
+            Arg::F32(alpha),
+            Arg::F32(beta),
+            Arg::Ptr(a),
+            Arg::Ptr(b),
+            Arg::Ptr(c),
+            Arg::I64(g.stride_a as i64),
+            Arg::I64(g.stride_b as i64),
+            Arg::I64(g.stride_c as i64),
+            int(split.splits),
+            int(split.slice),
+        ]
+    };
+    let split = split_k(be, blocks(m, TILE) as usize * grid_n, k);
+    if batch == 1 && split.splits > 1 {
+        let part = be.scratch::<f32>("gemm (split-k partials)", split.splits * m * n);
+        let grid = (blocks(m, TILE), grid_n as u32, split.splits as u32);
+        be.launch(
+            kernel,
+            grid,
+            (crate::launch::THREADS, 1, 1),
+            0,
+            &args(a.ptr(), b.ptr(), part.ptr(), 1.0, 0.0, split),
+        );
+        sum_split_k(be, m * n, split.splits, &part, g.alpha, g.beta, c.ptr());
+        return;
+    }
+    let whole = SplitK { splits: 1, slice: k };
     let overlap = batch > 1 && g.stride_c < m * n;
     let per_launch = if overlap { 1 } else { MAX_GRID_YZ };
     let offset = |base: u64, z: usize, stride: usize| base + (z * stride * 4) as u64;
@@ -61,19 +133,14 @@ pub(crate) fn gemm(be: &Cuda, g: &Gemm, a: &CudaBuf, b: &CudaBuf, c: &mut CudaBu
             (blocks(m, TILE), grid_n as u32, zc as u32),
             (crate::launch::THREADS, 1, 1),
             0,
-            &[
-                int(m),
-                int(n),
-                int(k),
-                Arg::F32(g.alpha),
-                Arg::F32(g.beta),
-                Arg::Ptr(if k > 0 { offset(a.ptr(), z0, g.stride_a) } else { a.ptr() }),
-                Arg::Ptr(if k > 0 { offset(b.ptr(), z0, g.stride_b) } else { b.ptr() }),
-                Arg::Ptr(offset(c.ptr(), z0, g.stride_c)),
-                Arg::I64(g.stride_a as i64),
-                Arg::I64(g.stride_b as i64),
-                Arg::I64(g.stride_c as i64),
-            ],
+            &args(
+                if k > 0 { offset(a.ptr(), z0, g.stride_a) } else { a.ptr() },
+                if k > 0 { offset(b.ptr(), z0, g.stride_b) } else { b.ptr() },
+                offset(c.ptr(), z0, g.stride_c),
+                g.alpha,
+                g.beta,
+                whole,
+            ),
         );
         z0 += zc;
     }

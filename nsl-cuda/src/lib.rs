@@ -76,6 +76,8 @@ mod norm;
 mod optim;
 #[cfg(any(feature = "cuda", feature = "emulate"))]
 mod patch;
+#[cfg(feature = "cuda")]
+mod profile;
 
 #[cfg(feature = "cuda")]
 use device::DevMem;

@@ -213,6 +213,42 @@ fn gemm_multi_tile() {
     });
 }
 
+/// Products with few output tiles and a long k take the split-k path (slices of at least 256
+/// computed by separate blocks, partials summed in order): GEMMs of every transpose and scale,
+/// and convolution weight gradients accumulating into a nonzero `dw`.
+#[test]
+fn long_reductions_split_k() {
+    check(
+        "long_reductions_split_k gemm",
+        8,
+        (gemm_case(1..=40, 600..=2000), any::<u64>()),
+        |gpu, cpu, (mut g, seed)| {
+            g.batch = 1;
+            check_gemm(gpu, cpu, &g, seed)
+        },
+    );
+    check(
+        "long_reductions_split_k conv2d dw",
+        6,
+        (1usize..=4, 1usize..=12, any::<bool>(), any::<u64>()),
+        |gpu, cpu, (c, n, scaled, seed)| {
+            let g = Window::same(4, 16, 16, c, 3, 1); // 1024 rows: one output tile, four slices
+            let mut rng = Rng::new(seed);
+            let x = pair(gpu, cpu, &rand_vec(&mut rng, g.input_len()));
+            let w = pair(gpu, cpu, &rand_vec(&mut rng, g.patch_len() * n));
+            let s = pair(gpu, cpu, &rand_vec(&mut rng, g.rows() * g.taps()));
+            let dy = pair(gpu, cpu, &rand_vec(&mut rng, g.rows() * n));
+            let mut dx = Pair { g: gpu.alloc(g.input_len()), c: cpu.alloc(g.input_len()) };
+            let mut dw = pair(gpu, cpu, &rand_vec(&mut rng, g.patch_len() * n));
+            let (sg, sc) = if scaled { (Some(&s.g), Some(&s.c)) } else { (None, None) };
+            gpu.conv2d_backward(&g, n, &x.g, &w.g, sg, &dy.g, &mut dx.g, &mut dw.g, None);
+            cpu.conv2d_backward(&g, n, &x.c, &w.c, sc, &dy.c, &mut dx.c, &mut dw.c, None);
+            cmp(&format!("conv2d dw (split-k) {g:?} n={n} scaled={scaled}"), gpu, cpu, &dw, g.rows())?;
+            cmp(&format!("conv2d dx {g:?}"), gpu, cpu, &dx, g.k * g.k * n)
+        },
+    );
+}
+
 // ---- elementwise and reductions ----------------------------------------------------------------
 
 #[test]

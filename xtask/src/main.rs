@@ -74,6 +74,11 @@ enum Command {
         /// `cpu` or `cuda` (`cuda` needs `cargo xtask --features cuda` and an NVIDIA GPU).
         #[arg(long, default_value = "cpu")]
         backend: String,
+        /// Only these rows (comma-separated): plain, static-dns, static-dns-folded, static-uns,
+        /// dynamic-dns, dynamic-uns, layers. With `NSL_CUDA_PROFILE=1` the CUDA backend prints
+        /// its kernel-time table at exit: pick one row to profile one network.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Train the same smoke CNN-9 run (embedded data, same seed) on the CPU and on CUDA and print
     /// both training-loss curves with their relative difference; fails if the first steps disagree.
@@ -130,12 +135,13 @@ fn git_revision() -> String {
 struct Bench {
     batch: usize,
     reps: usize,
+    only: Vec<String>,
 }
 
 impl BackendJob for Bench {
     type Output = ();
     fn run<B: nsl_core::Backend>(self, be: &B) -> Result<(), String> {
-        nsl_bench::throughput_report(be, self.batch, self.reps, |line| println!("{line}"));
+        nsl_bench::throughput_report(be, self.batch, self.reps, &self.only, |line| println!("{line}"));
         Ok(())
     }
 }
@@ -195,7 +201,12 @@ fn main() -> ExitCode {
         Command::Repro { only, scale, data, out, seeds, threads, backend, progress } => {
             run_on_backend(&backend, threads, Repro { only, scale, data, out, seeds, progress })
         }
-        Command::Bench { batch, reps, threads, backend } => run_on_backend(&backend, threads, Bench { batch, reps }),
+        Command::Bench { batch, reps, threads, backend, only } => {
+            match only.iter().find(|o| !nsl_bench::REPORT_ROWS.contains(&o.as_str())) {
+                Some(bad) => Err(format!("--only: unknown row `{bad}` (rows: {})", nsl_bench::REPORT_ROWS.join(", "))),
+                None => run_on_backend(&backend, threads, Bench { batch, reps, only }),
+            }
+        }
         Command::CompareBackends { backends, similarity, iterations, out, tolerance } => match backends.as_slice() {
             [a, b] => compare::compare_backends([a, b], &similarity, iterations, &out, tolerance),
             _ => Err(format!("--backends takes two names (e.g. cpu,cuda), got {}", backends.join(","))),
