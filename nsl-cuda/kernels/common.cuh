@@ -21,6 +21,17 @@ struct Win {
     int batch, h, w, c, k, stride, pad_top, pad_left, ho, wo;
 };
 
+// Four consecutive floats from 16-byte-aligned shared memory (one 128-bit load on the GPU).
+__device__ __forceinline__ float4 ld4(const float* p) {
+#ifdef NSL_EMULATE
+    float4 v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+#else
+    return *reinterpret_cast<const float4*>(p);
+#endif
+}
+
 // Global thread index for one-thread-per-element kernels.
 __device__ __forceinline__ int gid() { return blockIdx.x * blockDim.x + threadIdx.x; }
 

@@ -9,7 +9,7 @@
 use nsl_core::{Gemm, Window};
 
 use crate::gemm::{split_k, sum_split_k};
-use crate::launch::{blocks, int, need, p, Arg, Win, THREADS};
+use crate::launch::{blocks, int, need, p, Arg, Win, THREADS, TILE_M, TILE_N};
 use crate::{Cuda, CudaBuf};
 
 /// See [`nsl_core::Backend::im2col`].
@@ -26,8 +26,34 @@ pub(crate) fn col2im(be: &Cuda, g: &Window, dcols: &CudaBuf, dx: &mut CudaBuf) {
     be.launch_1d("nsl_col2im", g.input_len(), &[Arg::Win(Win::new(g)), p(dcols), p(dx)]);
 }
 
-/// Columns of `y` per block of [`conv2d`] (the GEMM tile).
-const TILE: usize = 64;
+/// Launch one of the tiled convolution kernels of `kernels/gemm.cu` for an `m × cols` output
+/// summed over `depth`: `args` are the kernel's leading arguments, then (out, slice, beta) are
+/// added. `kernel` names the 128×64-tile kernel and its 128×32-tile twin, used when
+/// `cols ≤ 32` (half the 64-wide tile would be padding). The sum is split along `depth` when
+/// the output alone is too few tiles ([`split_k`]). `accumulate`: `out += result` (else
+/// `out = result`).
+fn launch_tiled(
+    be: &Cuda,
+    kernel: [&'static str; 2],
+    (m, cols, depth): (usize, usize, usize),
+    args: &[Arg],
+    out: &mut CudaBuf,
+    accumulate: bool,
+) {
+    let (kernel, tile_n) = if cols <= TILE_N / 2 { (kernel[1], TILE_N / 2) } else { (kernel[0], TILE_N) };
+    let tiles = (blocks(m, TILE_M), blocks(cols, tile_n));
+    let split = split_k(be, (tiles.0 * tiles.1) as usize, depth);
+    let grid = (tiles.0, tiles.1, split.splits as u32);
+    let beta = if accumulate { 1.0 } else { 0.0 };
+    let with = |out: u64, beta: f32| [args, &[Arg::Ptr(out), int(split.slice), Arg::F32(beta)]].concat();
+    if split.splits == 1 {
+        be.launch(kernel, grid, (THREADS, 1, 1), 0, &with(out.ptr(), beta));
+    } else {
+        let part = be.scratch::<f32>(kernel, split.splits * m * cols);
+        be.launch(kernel, grid, (THREADS, 1, 1), 0, &with(part.ptr(), 0.0));
+        sum_split_k(be, m * cols, split.splits, &part, 1.0, beta, out.ptr());
+    }
+}
 
 /// See [`nsl_core::Backend::conv2d`]: `y = (s ⊙ im2col(x))·w` with the patch matrix never
 /// materialised (overwrites `y`).
@@ -39,13 +65,8 @@ pub(crate) fn conv2d(be: &Cuda, g: &Window, n: usize, x: &CudaBuf, w: &CudaBuf, 
     if let Some(s) = s {
         need("conv2d", "scale", s, rows * g.taps());
     }
-    be.launch(
-        "nsl_conv2d",
-        (blocks(rows, TILE), blocks(n, TILE), 1),
-        (THREADS, 1, 1),
-        0,
-        &[Arg::Win(Win::new(g)), int(n), p(x), p(w), s.map_or(Arg::Ptr(0), p), p(y)],
-    );
+    let args = [Arg::Win(Win::new(g)), int(n), p(x), p(w), s.map_or(Arg::Ptr(0), p)];
+    launch_tiled(be, ["nsl_conv2d", "nsl_conv2d_n32"], (rows, n, g.patch_len()), &args, y, false);
 }
 
 /// See [`nsl_core::Backend::conv2d_backward`]: three fused kernels, none materialising a patch
@@ -76,25 +97,22 @@ pub(crate) fn conv2d_backward(
     }
     let win = || Arg::Win(Win::new(g));
     let sp = || s.map_or(Arg::Ptr(0), p);
+    launch_tiled(
+        be,
+        ["nsl_conv2d_dw", "nsl_conv2d_dw_n32"],
+        (pl, n, rows),
+        &[win(), int(n), p(x), sp(), p(dy)],
+        dw,
+        true,
+    );
     let pixels = g.batch * g.h * g.w;
-    let tiles = (blocks(pl, TILE), blocks(n, TILE));
-    let split = split_k(be, (tiles.0 * tiles.1) as usize, rows);
-    let dw_args =
-        |out: u64, beta: f32| [win(), int(n), p(x), sp(), p(dy), Arg::Ptr(out), int(split.slice), Arg::F32(beta)];
-    let grid = (tiles.0, tiles.1, split.splits as u32);
-    if split.splits == 1 {
-        be.launch("nsl_conv2d_dw", grid, (THREADS, 1, 1), 0, &dw_args(dw.ptr(), 1.0));
-    } else {
-        let part = be.scratch::<f32>("conv2d_backward (split-k partials)", split.splits * pl * n);
-        be.launch("nsl_conv2d_dw", grid, (THREADS, 1, 1), 0, &dw_args(part.ptr(), 0.0));
-        sum_split_k(be, pl * n, split.splits, &part, 1.0, 1.0, dw.ptr());
-    }
-    be.launch(
-        "nsl_conv2d_dx",
-        (blocks(pixels, TILE), blocks(g.c, TILE), 1),
-        (THREADS, 1, 1),
-        0,
-        &[win(), int(n), p(w), sp(), p(dy), p(dx)],
+    launch_tiled(
+        be,
+        ["nsl_conv2d_dx", "nsl_conv2d_dx_n32"],
+        (pixels, g.c, g.taps() * n),
+        &[win(), int(n), p(w), sp(), p(dy)],
+        dx,
+        false,
     );
     if let (Some(_), Some(ds)) = (s, ds) {
         need("conv2d_backward", "ds", ds, rows * g.taps());

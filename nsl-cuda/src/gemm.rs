@@ -1,14 +1,14 @@
 //! Strided-batch GEMM (see [`nsl_core::Gemm`]) with the tiled kernel of `kernels/gemm.cu`.
 //!
-//! The kernel is our own: 64×64 tiles of C per block of 256 threads, 16-deep shared-memory
-//! panels, a 4×4 register block per thread, transposes handled by the load pattern, batch items
+//! The kernel is our own: 128×64 tiles of C per block of 256 threads, 16-deep shared-memory
+//! panels (the next ones prefetched into registers), an 8×4 register block per thread, transposes handled by the load pattern, batch items
 //! on `gridDim.z`, and `beta = 0` writing C without reading it. `cust` offers no cuBLAS binding,
 //! so cuBLAS (and TF32 tensor cores through it, or a WMMA/`mma.sync` kernel of our own) is not
 //! used. **Whether to switch is to be measured on a lent GPU**: this kernel is plain FP32 FMA
 //! and will be well below cuBLAS on H100/H200; TF32 would also change numerics (10-bit
 //! mantissa inputs), which the CPU≡CUDA tolerances would have to allow.
 //!
-//! **Split-k.** A product with few 64×64 output tiles and a long k — the weight gradients, which
+//! **Split-k.** A product with few 128×64 output tiles and a long k — the weight gradients, which
 //! sum over batch·h·w rows — would run on a handful of blocks: [`split_k`] cuts k into slices so
 //! that about four blocks per multiprocessor run, each writing a partial tile to scratch, and
 //! `nsl_split_k_sum` adds the partials in slice order (deterministic, no atomics).
@@ -18,14 +18,16 @@
 
 use nsl_core::Gemm;
 
-use crate::launch::{blocks, int, pm, Arg};
+use crate::launch::{blocks, int, pm, Arg, TILE_M, TILE_N};
 use crate::{Cuda, CudaBuf, DevMem};
 
-const TILE: usize = 64;
 /// Depth of the kernel's shared-memory panels (`BK`); slices are multiples of it.
 const PANEL: usize = 16;
 /// Shortest slice worth a block of its own.
 const MIN_SLICE: usize = 256;
+/// Blocks per multiprocessor resident at once (`__launch_bounds__(256, 2)`): a product with
+/// fewer tiles than this times the multiprocessors leaves the device partly idle.
+const RESIDENT_PER_SM: usize = 2;
 /// Blocks per multiprocessor a split product aims for.
 const BLOCKS_PER_SM: usize = 4;
 
@@ -37,12 +39,12 @@ pub(crate) struct SplitK {
 }
 
 /// The split of a k-long product with `tiles` output tiles: none when the tiles alone fill the
-/// device or k is short, else enough slices (of at least [`MIN_SLICE`]) for
-/// [`BLOCKS_PER_SM`] blocks per multiprocessor.
+/// device once ([`RESIDENT_PER_SM`]) or k is short, else enough slices (of at least
+/// [`MIN_SLICE`]) for [`BLOCKS_PER_SM`] blocks per multiprocessor.
 pub(crate) fn split_k(be: &Cuda, tiles: usize, k: usize) -> SplitK {
     let target = BLOCKS_PER_SM * be.sm_count();
     let most = k / MIN_SLICE;
-    if tiles >= target || most < 2 {
+    if tiles >= RESIDENT_PER_SM * be.sm_count() || most < 2 {
         return SplitK { splits: 1, slice: k };
     }
     let slice = k.div_ceil(target.div_ceil(tiles).min(most)).next_multiple_of(PANEL);
@@ -88,7 +90,7 @@ pub(crate) fn gemm(be: &Cuda, g: &Gemm, a: &CudaBuf, b: &CudaBuf, c: &mut CudaBu
         (true, false) => "nsl_gemm_tn",
         (true, true) => "nsl_gemm_tt",
     };
-    let grid_n = n.div_ceil(TILE);
+    let grid_n = n.div_ceil(TILE_N);
     assert!(grid_n <= MAX_GRID_YZ, "nsl-cuda: gemm: n = {n} is too large for one launch");
     let args = |a: u64, b: u64, c: u64, alpha: f32, beta: f32, split: SplitK| {
         [
@@ -107,10 +109,10 @@ pub(crate) fn gemm(be: &Cuda, g: &Gemm, a: &CudaBuf, b: &CudaBuf, c: &mut CudaBu
             int(split.slice),
         ]
     };
-    let split = split_k(be, blocks(m, TILE) as usize * grid_n, k);
+    let split = split_k(be, blocks(m, TILE_M) as usize * grid_n, k);
     if batch == 1 && split.splits > 1 {
         let part = be.scratch::<f32>("gemm (split-k partials)", split.splits * m * n);
-        let grid = (blocks(m, TILE), grid_n as u32, split.splits as u32);
+        let grid = (blocks(m, TILE_M), grid_n as u32, split.splits as u32);
         be.launch(
             kernel,
             grid,
@@ -130,7 +132,7 @@ pub(crate) fn gemm(be: &Cuda, g: &Gemm, a: &CudaBuf, b: &CudaBuf, c: &mut CudaBu
         let zc = per_launch.min(batch - z0);
         be.launch(
             kernel,
-            (blocks(m, TILE), grid_n as u32, zc as u32),
+            (blocks(m, TILE_M), grid_n as u32, zc as u32),
             (crate::launch::THREADS, 1, 1),
             0,
             &args(

@@ -5,6 +5,10 @@ use crate::{Cuda, DevMem};
 
 /// Threads per block of the one-dimensional kernels (`NSL_THREADS` in `kernels/common.cuh`).
 pub(crate) const THREADS: u32 = 256;
+/// Rows of C per block of the tiled GEMM kernels (`BM` in `kernels/gemm.cu`).
+pub(crate) const TILE_M: usize = 128;
+/// Columns of C per block of the tiled GEMM kernels (`BN`).
+pub(crate) const TILE_N: usize = 64;
 /// Rows handled per block by the warp-per-row kernels (`THREADS / 32`).
 pub(crate) const WARPS: usize = 8;
 /// Largest buffer, in elements. Kernels index with 32-bit `int`; the margin keeps
@@ -85,6 +89,7 @@ impl Win {
 }
 
 /// One kernel argument, stored with the exact type of the kernel parameter.
+#[derive(Clone, Copy)]
 pub(crate) enum Arg {
     /// A device pointer (`float*`, `double*`).
     Ptr(u64),

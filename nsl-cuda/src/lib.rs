@@ -36,7 +36,7 @@
 //!
 //! | file | kernels |
 //! |---|---|
-//! | `gemm.rs` | tiled SGEMM (64×64 tiles, 4×4 per thread), 4 transpose variants, batch on `gridDim.z` |
+//! | `gemm.rs` | tiled SGEMM (128×64 tiles, 8×4 per thread, split-k), 4 transpose variants, batch on `gridDim.z` |
 //! | `elementwise.rs` | axpy, scale, mul, map, dot (2-pass), mul_rows/cols, dot_rows (warp/row), dot_cols (2-pass) |
 //! | `conv.rs` | im2col, col2im (gather) |
 //! | `patch.rs` | patch_scale, patch_matmul and their fused backwards |

@@ -227,24 +227,31 @@ fn long_reductions_split_k() {
             check_gemm(gpu, cpu, &g, seed)
         },
     );
+    // (window, n): a weight gradient over 1024 rows (one output tile, four slices), then a deep
+    // patch (k²c = 576) and n = 64, whose forward and input gradient are split too.
+    let cases = [(Window::same(4, 16, 16, 3, 3, 1), 7), (Window::same(1, 5, 4, 64, 3, 1), 64)];
     check(
-        "long_reductions_split_k conv2d dw",
-        6,
-        (1usize..=4, 1usize..=12, any::<bool>(), any::<u64>()),
-        |gpu, cpu, (c, n, scaled, seed)| {
-            let g = Window::same(4, 16, 16, c, 3, 1); // 1024 rows: one output tile, four slices
+        "long_reductions_split_k conv2d",
+        8,
+        (0usize..cases.len(), any::<bool>(), any::<u64>()),
+        |gpu, cpu, (i, scaled, seed)| {
+            let (g, n) = cases[i];
             let mut rng = Rng::new(seed);
             let x = pair(gpu, cpu, &rand_vec(&mut rng, g.input_len()));
             let w = pair(gpu, cpu, &rand_vec(&mut rng, g.patch_len() * n));
             let s = pair(gpu, cpu, &rand_vec(&mut rng, g.rows() * g.taps()));
             let dy = pair(gpu, cpu, &rand_vec(&mut rng, g.rows() * n));
+            let (sg, sc) = if scaled { (Some(&s.g), Some(&s.c)) } else { (None, None) };
+            let mut y = Pair { g: gpu.alloc(g.rows() * n), c: cpu.alloc(g.rows() * n) };
+            gpu.conv2d(&g, n, &x.g, &w.g, sg, &mut y.g);
+            cpu.conv2d(&g, n, &x.c, &w.c, sc, &mut y.c);
+            cmp(&format!("conv2d (split-k) {g:?} n={n} scaled={scaled}"), gpu, cpu, &y, g.patch_len())?;
             let mut dx = Pair { g: gpu.alloc(g.input_len()), c: cpu.alloc(g.input_len()) };
             let mut dw = pair(gpu, cpu, &rand_vec(&mut rng, g.patch_len() * n));
-            let (sg, sc) = if scaled { (Some(&s.g), Some(&s.c)) } else { (None, None) };
             gpu.conv2d_backward(&g, n, &x.g, &w.g, sg, &dy.g, &mut dx.g, &mut dw.g, None);
             cpu.conv2d_backward(&g, n, &x.c, &w.c, sc, &dy.c, &mut dx.c, &mut dw.c, None);
             cmp(&format!("conv2d dw (split-k) {g:?} n={n} scaled={scaled}"), gpu, cpu, &dw, g.rows())?;
-            cmp(&format!("conv2d dx {g:?}"), gpu, cpu, &dx, g.k * g.k * n)
+            cmp(&format!("conv2d dx (split-k) {g:?} n={n} scaled={scaled}"), gpu, cpu, &dx, g.k * g.k * n)
         },
     );
 }
@@ -390,7 +397,7 @@ fn conv2d_scaled_and_backward() {
     });
 }
 
-/// The fused forward and backward across several 64×64 tiles (rows, outputs, input pixels),
+/// The fused forward and backward across several 128×64 tiles (rows, outputs, input pixels),
 /// with and without a scale, including CNN shapes the CPU runs as Winograd convolutions.
 #[test]
 fn conv2d_multi_tile() {

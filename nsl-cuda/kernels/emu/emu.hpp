@@ -37,6 +37,10 @@
 using std::max;
 using std::min;
 
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+
 struct EmuDim {
     unsigned x = 1, y = 1, z = 1;
 };
