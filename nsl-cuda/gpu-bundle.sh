@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds, here, everything the GPU checks of nsl-cuda run, into .gpu/ (git-ignored), for a
+# Builds, here, everything the GPU checks of nsl-cuda run (test binaries, cuda_smoke, xtask and
+# the nsl CLI, all with the cuda feature), into .gpu/ (git-ignored), for a
 # machine with an NVIDIA GPU and driver but no Rust toolchain (the lent GPU machines).
 #
 #   bash nsl-cuda/gpu-bundle.sh        # here: needs cargo and the CUDA toolkit (ci-check.sh installs it)
@@ -38,7 +39,9 @@ cargo build --release -p nsl-cuda --features cuda --example cuda_smoke
 cp target/release/examples/cuda_smoke "$out/"
 cargo build --release -p xtask --features cuda
 cp target/release/xtask "$out/"
-strip "$out"/tests/* "$out"/cuda_smoke "$out"/xtask
+cargo build --release -p nsl-models --features cuda --bin nsl
+cp target/release/nsl "$out/"
+strip "$out"/tests/* "$out"/cuda_smoke "$out"/xtask "$out"/nsl
 cp nsl-cuda/gpu-run.sh "$out/run.sh"
 cp nsl-cuda/tools/cublas_sgemm.cu "$out/"
 du -sh "$out"

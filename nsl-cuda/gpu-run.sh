@@ -2,7 +2,7 @@
 # The GPU checks of nsl-cuda, run on a machine with an NVIDIA GPU from binaries that
 # nsl-cuda/gpu-bundle.sh built elsewhere (copied here as .gpu/run.sh). From the repository root:
 #
-#   OUT=/tmp/gpu-out bash .gpu/run.sh [smoke|props|compare|bench|cublas]...   (default: all five)
+#   OUT=/tmp/gpu-out bash .gpu/run.sh [smoke|props|compare|cli|bench|cublas]...   (default: all six)
 #
 # Logs go to $OUT/gpu-<step>.log; the exit status is the number of failed steps. Each step has a
 # time limit (a hung kernel fails its step, the rest still run) and prints as it goes, so a lease
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(smoke props compare bench cublas)
+[ ${#steps[@]} -eq 0 ] && steps=(smoke props compare cli bench cublas)
 failed=0
 # step NAME SECONDS COMMAND...: runs COMMAND with a time limit, its output in $OUT/gpu-NAME.log.
 step() {
@@ -37,9 +37,13 @@ for s in "${steps[@]}"; do
         smoke) step smoke 60 .gpu/cuda_smoke ;;
         props) for t in .gpu/tests/*; do step "props-$(basename "$t")" 180 "$t" --test-threads 1; done ;;
         compare) step compare 90 .gpu/xtask compare-backends --iterations 60 --out "$OUT/compare" ;;
+        cli) step cli 120 bash -c 'set -e; .gpu/nsl --backend cuda quickstart
+              .gpu/nsl --backend cuda train --similarity static-dns --width 0.25 --batch-size 32 --lr 0.01 --bn-debias --iterations 100 --quiet --out /tmp/nsl-static
+              .gpu/nsl --backend cuda eval /tmp/nsl-static/checkpoint.safetensors
+              .gpu/nsl --backend cuda fold --out /tmp/nsl-folded.safetensors /tmp/nsl-static/checkpoint.safetensors' ;;
         bench) step bench 120 .gpu/xtask bench --backend cuda --reps 3 ;;
         cublas) step cublas 60 bash -c 'PATH=$PATH:/usr/local/cuda/bin; nvcc -O2 -o /tmp/cublas_sgemm .gpu/cublas_sgemm.cu -lcublas && /tmp/cublas_sgemm' ;;
-        *) echo "unknown step $s (smoke, props, compare, bench, cublas)"; failed=$((failed + 1)) ;;
+        *) echo "unknown step $s (smoke, props, compare, cli, bench, cublas)"; failed=$((failed + 1)) ;;
     esac
 done
 echo "== $failed step(s) failed"

@@ -58,6 +58,12 @@ struct MatA {
     __device__ __forceinline__ float at(Row i, int l) const {
         return TA ? a[(size_t)l * m + i] : a[(size_t)i * k + l];
     }
+    // out[u] = A[i][l + STEP·u] (zero unless ok and the depth is below k1).
+    template <int N, int STEP>
+    __device__ __forceinline__ void run(Row i, int l, int k1, bool ok, float (&out)[N]) const {
+#pragma unroll
+        for (int u = 0; u < N; u++) out[u] = ok && l + STEP * u < k1 ? at(i, l + STEP * u) : 0.0f;
+    }
 };
 
 // The implicit patch matrix of a convolution (nsl_core::Backend::conv2d), never materialised:
@@ -111,13 +117,28 @@ struct ConvAT {
         int t = i / g.c, ky = t / g.k;
         return Row{t, ky, t - ky * g.k, i - t * g.c};
     }
-    __device__ __forceinline__ float at(const Row& q, int r) const {
+    // out[u] = (s ⊙ P)[r + STEP·u][i] (zero unless ok and the pixel is below r_end): the pixel
+    // (b, oy, ox) is decomposed once and then stepped.
+    template <int N, int STEP>
+    __device__ __forceinline__ void run(const Row& q, int r, int r_end, bool ok, float (&out)[N]) const {
         int ox = r % g.wo, rest = r / g.wo;
         int oy = rest % g.ho, b = rest / g.ho;
-        int y = oy * g.stride + q.ky - g.pad_top, xx = ox * g.stride + q.kx - g.pad_left;
-        if (y < 0 || y >= g.h || xx < 0 || xx >= g.w) return 0.0f;
-        float v = x[((size_t)(b * g.h + y) * g.w + xx) * g.c + q.ch];
-        return s ? s[(size_t)r * g.k * g.k + q.t] * v : v;
+#pragma unroll
+        for (int u = 0; u < N; u++) {
+            float v = 0.0f;
+            int y = oy * g.stride + q.ky - g.pad_top, xx = ox * g.stride + q.kx - g.pad_left;
+            if (ok && r < r_end && y >= 0 && y < g.h && xx >= 0 && xx < g.w) {
+                v = x[((size_t)(b * g.h + y) * g.w + xx) * g.c + q.ch];
+                if (s) v *= s[(size_t)r * g.k * g.k + q.t];
+            }
+            out[u] = v;
+            r += STEP;
+            ox += STEP;
+            while (ox >= g.wo) {
+                ox -= g.wo;
+                if (++oy == g.ho) oy = 0, b++;
+            }
+        }
     }
 };
 
@@ -166,6 +187,29 @@ struct ConvWT {
     }
 };
 
+template <bool B>
+struct Bool {};
+
+// The thread's A_LOADS elements of the op(A) panel at depth l0 (zero outside m × k1).
+// Not transposed: element s is row (tid + 256·s) / BK — prepared in rows[s] — at depth
+// l0 + tid % BK.
+template <class ALoad>
+__device__ __forceinline__ void fetch_a(Bool<false>, const ALoad& a_at, const typename ALoad::Row (&rows)[A_LOADS],
+                                        int tid, int bm, int m, int l0, int k1, float (&ra)[A_LOADS]) {
+#pragma unroll
+    for (int s = 0; s < A_LOADS; s++) {
+        int gi = bm + (tid + NSL_THREADS * s) / BK, gl = l0 + tid % BK;
+        ra[s] = gi < m && gl < k1 ? a_at.at(rows[s], gl) : 0.0f;
+    }
+}
+// Transposed: one row, tid % BM, at depths l0 + tid / BM + s·(256 / BM) — a run the loader
+// reads in one go (the weight gradient walks its pixels incrementally).
+template <class ALoad>
+__device__ __forceinline__ void fetch_a(Bool<true>, const ALoad& a_at, const typename ALoad::Row (&rows)[A_LOADS],
+                                        int tid, int bm, int m, int l0, int k1, float (&ra)[A_LOADS]) {
+    a_at.template run<A_LOADS, NSL_THREADS / BM>(rows[0], l0 + tid / BM, k1, bm + tid % BM < m, ra);
+}
+
 // One 128×BN_ tile of C = alpha·op(A)[:, k0..k1]·op(B)[k0..k1, :] + beta·C; `a_at` (a loader
 // as above) and `b_at(l, j)` read op(A) and op(B) (TA and TB pick the load patterns that keep
 // their reads coalesced).
@@ -203,13 +247,7 @@ __device__ __forceinline__ void gemm_tile(int m, int n, int k0, int k1, float al
     }
     float ra[A_LOADS], rb[B_LOADS];
     auto fetch = [&](int l0) {
-#pragma unroll
-        for (int s = 0; s < A_LOADS; s++) {
-            int i, l;
-            a_pos(s, i, l);
-            int gi = bm + i, gl = l0 + l;
-            ra[s] = gi < m && gl < k1 ? a_at.at(rows[s], gl) : 0.0f;
-        }
+        fetch_a(Bool<TA>{}, a_at, rows, tid, bm, m, l0, k1, ra);
 #pragma unroll
         for (int s = 0; s < B_LOADS; s++) {
             int j, l;

@@ -1,12 +1,17 @@
 //! Strided-batch GEMM (see [`nsl_core::Gemm`]) with the tiled kernel of `kernels/gemm.cu`.
 //!
 //! The kernel is our own: 128×64 tiles of C per block of 256 threads, 16-deep shared-memory
-//! panels (the next ones prefetched into registers), an 8×4 register block per thread, transposes handled by the load pattern, batch items
-//! on `gridDim.z`, and `beta = 0` writing C without reading it. `cust` offers no cuBLAS binding,
-//! so cuBLAS (and TF32 tensor cores through it, or a WMMA/`mma.sync` kernel of our own) is not
-//! used. **Whether to switch is to be measured on a lent GPU**: this kernel is plain FP32 FMA
-//! and will be well below cuBLAS on H100/H200; TF32 would also change numerics (10-bit
-//! mantissa inputs), which the CPU≡CUDA tolerances would have to allow.
+//! panels (the next ones prefetched into registers), an 8×4 register block per thread read with
+//! 128-bit shared loads, transposes handled by the load pattern, batch items on `gridDim.z`, and
+//! `beta = 0` writing C without reading it. The convolutions run the same tile with implicit
+//! operands (`conv.rs`), plus 128×32-tile twins for outputs of at most 32 columns.
+//!
+//! **Own kernel, not cuBLAS — measured** (NVIDIA H200, `nsl-bench/RESULTS.md`): this kernel runs
+//! square SGEMMs at 20.6 TFLOP/s, ~66% of cuBLAS FP32 at 1024³; cuBLAS TF32 is 4–8× cuBLAS FP32 on
+//! large shapes. We keep the FP32 kernel: it fuses the convolutions' im2col (cuBLAS would need
+//! the patch matrix written out), keeps CPU≡CUDA agreement at FP32 tolerances and needs nothing
+//! beyond the driver (`cust` has no cuBLAS binding). The next step is TF32 `mma.sync` inside this
+//! tile, opt-in, with TF32 tolerances.
 //!
 //! **Split-k.** A product with few 128×64 output tiles and a long k — the weight gradients, which
 //! sum over batch·h·w rows — would run on a handful of blocks: [`split_k`] cuts k into slices so

@@ -148,6 +148,36 @@ fn name_names_the_device() {
     once("name_names_the_device", |gpu, _| assert!(gpu.name().starts_with("cuda ("), "{}", gpu.name()));
 }
 
+/// Allocating past the device's memory is an `OutOfMemory` error naming the bytes (not a
+/// panic or a hang), and dropped buffers give their memory back. Real devices only: the
+/// emulator's memory is the host's.
+#[test]
+fn out_of_memory_is_an_error_and_memory_comes_back() {
+    if cfg!(not(feature = "cuda")) {
+        println!("skipped: the emulator allocates host memory [out_of_memory_is_an_error_and_memory_comes_back]");
+        return;
+    }
+    once("out_of_memory_is_an_error_and_memory_comes_back", |gpu, _| {
+        let chunk = nsl_cuda::MAX_ELEMS; // 8 GiB of f32
+        let mut held = Vec::new();
+        let err = loop {
+            match gpu.try_alloc(chunk) {
+                Ok(b) => held.push(b),
+                Err(e) => break e,
+            }
+            assert!(held.len() < 4096, "allocated {} × 8 GiB without running out", held.len());
+        };
+        let msg = err.to_string();
+        assert!(matches!(err, nsl_cuda::CudaError::OutOfMemory { .. }), "{msg}");
+        assert!(msg.contains("out of memory") && msg.contains(&(chunk * 4).to_string()), "{msg}");
+        let fitted = held.len();
+        drop(held);
+        let again: Vec<_> =
+            (0..fitted).map(|i| gpu.try_alloc(chunk).unwrap_or_else(|e| panic!("chunk {i}: {e}"))).collect();
+        println!("{fitted} × 8 GiB fitted, then: {msg}; all {} fit again after the drop", again.len());
+    });
+}
+
 // ---- GEMM ---------------------------------------------------------------------------------------
 
 fn gemm_case(mn: std::ops::RangeInclusive<usize>, k: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Gemm> {
