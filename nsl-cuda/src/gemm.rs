@@ -7,7 +7,7 @@
 //! operands (`conv.rs`), plus 128×32-tile twins for outputs of at most 32 columns.
 //!
 //! **Own kernel, not cuBLAS — measured** (NVIDIA H200, `nsl-bench/RESULTS.md`): this kernel runs
-//! square SGEMMs at 20.6 TFLOP/s, ~66% of cuBLAS FP32 at 1024³; cuBLAS TF32 is 4–8× cuBLAS FP32 on
+//! square SGEMMs at ~21 TFLOP/s, ~70% of cuBLAS FP32 at 1024³; cuBLAS TF32 is 4–8× cuBLAS FP32 on
 //! large shapes. We keep the FP32 kernel: it fuses the convolutions' im2col (cuBLAS would need
 //! the patch matrix written out), keeps CPU≡CUDA agreement at FP32 tolerances and needs nothing
 //! beyond the driver (`cust` has no cuBLAS binding). The next step is TF32 `mma.sync` inside this
