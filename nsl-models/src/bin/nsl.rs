@@ -160,6 +160,22 @@ impl TrainArgs {
     }
 }
 
+/// A note for runs too short for the batch-norm running statistics to settle (EMA decay 0.999,
+/// as the reference code): their test accuracy, read with those statistics, can sit near chance
+/// while the training loss falls. `None` when the run debiases them or is long enough.
+fn short_run_bn_hint(cfg: &RunConfig) -> Option<String> {
+    let decay = nsl_core::nn::BatchNorm::<nsl_cpu::Cpu>::DEFAULT_EMA_DECAY;
+    let settle = (3.0 / (1.0 - decay as f64)).round() as u64; // e⁻³: 95% of the way
+    (!cfg.bn_debias && cfg.iterations < settle).then(|| {
+        format!(
+            "note: {} steps is short for the batch-norm running statistics (EMA decay {decay}, as the \
+             reference code; ~{settle} steps to settle), so the test accuracy above may read low. \
+             Train with --bn-debias to evaluate with debiased statistics.",
+            cfg.iterations
+        )
+    })
+}
+
 impl BackendJob for Command {
     type Output = ();
     fn run<B: Backend>(self, be: &B) -> Result<(), String> {
@@ -186,6 +202,9 @@ fn run<B: Backend>(be: &B, command: Command) -> Result<(), String> {
                 s.wall_seconds,
                 args.out.display()
             );
+            if let Some(hint) = short_run_bn_hint(&cfg) {
+                eprintln!("{hint}");
+            }
             Ok(())
         }
         Command::Eval { checkpoint, data_dir } => {
@@ -307,5 +326,19 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_runs_without_debiasing_get_the_batch_norm_note() {
+        let run = |iterations, bn_debias| RunConfig { iterations, bn_debias, ..RunConfig::default() };
+        let note = short_run_bn_hint(&run(100, false)).expect("100 steps is short");
+        assert!(note.contains("100 steps") && note.contains("--bn-debias") && note.contains("3000"), "{note}");
+        assert_eq!(short_run_bn_hint(&run(100, true)), None);
+        assert_eq!(short_run_bn_hint(&run(3000, false)), None);
     }
 }
