@@ -244,8 +244,8 @@ fn gemm_multi_tile() {
 }
 
 /// Products with few output tiles and a long k take the split-k path (slices of at least 256
-/// computed by separate blocks, partials summed in order): GEMMs of every transpose and scale,
-/// and convolution weight gradients accumulating into a nonzero `dw`.
+/// computed by separate blocks, partials summed in order): GEMMs of every transpose and scale
+/// (the convolutions' split-k cases are in `conv2d_multi_tile`).
 #[test]
 fn long_reductions_split_k() {
     check(
@@ -255,33 +255,6 @@ fn long_reductions_split_k() {
         |gpu, cpu, (mut g, seed)| {
             g.batch = 1;
             check_gemm(gpu, cpu, &g, seed)
-        },
-    );
-    // (window, n): a weight gradient over 1024 rows (one output tile, four slices), then a deep
-    // patch (k²c = 576) and n = 64, whose forward and input gradient are split too.
-    let cases = [(Window::same(4, 16, 16, 3, 3, 1), 7), (Window::same(1, 5, 4, 64, 3, 1), 64)];
-    check(
-        "long_reductions_split_k conv2d",
-        8,
-        (0usize..cases.len(), any::<bool>(), any::<u64>()),
-        |gpu, cpu, (i, scaled, seed)| {
-            let (g, n) = cases[i];
-            let mut rng = Rng::new(seed);
-            let x = pair(gpu, cpu, &rand_vec(&mut rng, g.input_len()));
-            let w = pair(gpu, cpu, &rand_vec(&mut rng, g.patch_len() * n));
-            let s = pair(gpu, cpu, &rand_vec(&mut rng, g.rows() * g.taps()));
-            let dy = pair(gpu, cpu, &rand_vec(&mut rng, g.rows() * n));
-            let (sg, sc) = if scaled { (Some(&s.g), Some(&s.c)) } else { (None, None) };
-            let mut y = Pair { g: gpu.alloc(g.rows() * n), c: cpu.alloc(g.rows() * n) };
-            gpu.conv2d(&g, n, &x.g, &w.g, sg, &mut y.g);
-            cpu.conv2d(&g, n, &x.c, &w.c, sc, &mut y.c);
-            cmp(&format!("conv2d (split-k) {g:?} n={n} scaled={scaled}"), gpu, cpu, &y, g.patch_len())?;
-            let mut dx = Pair { g: gpu.alloc(g.input_len()), c: cpu.alloc(g.input_len()) };
-            let mut dw = pair(gpu, cpu, &rand_vec(&mut rng, g.patch_len() * n));
-            gpu.conv2d_backward(&g, n, &x.g, &w.g, sg, &dy.g, &mut dx.g, &mut dw.g, None);
-            cpu.conv2d_backward(&g, n, &x.c, &w.c, sc, &dy.c, &mut dx.c, &mut dw.c, None);
-            cmp(&format!("conv2d dw (split-k) {g:?} n={n} scaled={scaled}"), gpu, cpu, &dw, g.rows())?;
-            cmp(&format!("conv2d dx (split-k) {g:?} n={n} scaled={scaled}"), gpu, cpu, &dx, g.k * g.k * n)
         },
     );
 }
@@ -427,22 +400,22 @@ fn conv2d_scaled_and_backward() {
     });
 }
 
-/// The fused forward and backward across several 128×64 tiles (rows, outputs, input pixels),
-/// with and without a scale, including CNN shapes the CPU runs as Winograd convolutions.
+/// The fused forward and backward, on every window below, across several 128×64 tiles (rows, outputs, input pixels),
+/// with and without a scale, including CNN shapes the CPU runs as Winograd convolutions, and
+/// split-k: a weight gradient over 1024 rows (one output tile, four slices on the emulator), and
+/// a deep patch (k²c = 576) with n = 64, whose forward and input gradient are split.
 #[test]
 fn conv2d_multi_tile() {
     let cases = [
         (Window::same(2, 12, 12, 5, 3, 1), 70),
         (Window::same(3, 8, 8, 16, 3, 1), 80),
         (Window::valid(2, 9, 7, 3, 4, 2), 65),
+        (Window::same(4, 16, 16, 3, 3, 1), 7),
+        (Window::same(1, 5, 4, 64, 3, 1), 64),
     ];
-    check(
-        "conv2d_multi_tile",
-        12,
-        (0usize..cases.len(), any::<bool>(), any::<u64>()),
-        |gpu, cpu, (i, scaled, seed)| {
-            let (g, n) = cases[i];
-            let mut rng = Rng::new(seed);
+    check("conv2d_multi_tile", 4, (any::<bool>(), any::<u64>()), |gpu, cpu, (scaled, seed)| {
+        let mut rng = Rng::new(seed);
+        for &(g, n) in &cases {
             let x = pair(gpu, cpu, &rand_vec(&mut rng, g.input_len()));
             let w = pair(gpu, cpu, &rand_vec(&mut rng, g.patch_len() * n));
             let s = scaled.then(|| pair(gpu, cpu, &rand_vec(&mut rng, g.rows() * g.taps())));
@@ -463,9 +436,9 @@ fn conv2d_multi_tile() {
             if scaled {
                 cmp(&format!("conv2d ds {what}"), gpu, cpu, &ds, g.c * n)?;
             }
-            Ok(())
-        },
-    );
+        }
+        Ok(())
+    });
 }
 
 // ---- patch transforms ---------------------------------------------------------------------------
