@@ -7,6 +7,7 @@
 #   3. runs its tests: on a machine without a GPU every GPU test prints
 #      `skipped: no CUDA device (...)` and passes; on a GPU they compare against the CPU,
 #   4. runs the same CPU≡CUDA tests with --features emulate (kernels on the CPU emulator),
+#   5. compiles the cuBLAS timing tool that gpu-run.sh builds on GPU machines.
 #
 # Environment: CARGO_TARGET_DIR (default: the workspace's), NSL_CUDA_ARCH (default compute_80),
 # CUDA_LIBRARY_PATH (default: the directory holding libcuda.so, found below).
@@ -47,5 +48,6 @@ cargo build -p nsl-cuda --features cuda --all-targets
 cargo test -p nsl-cuda --features cuda
 cargo run -p nsl-cuda --features cuda --example cuda_smoke || test $? -eq 2  # 2: no device
 cargo test -p nsl-cuda --features emulate
+nvcc -O2 -o "${TMPDIR:-/tmp}/nsl-cublas-sgemm" nsl-cuda/tools/cublas_sgemm.cu -lcublas
 # clippy for the cuda/emulate builds is a developer check (README), not CI:
 # CI must stay under 20 minutes on 2 cores.
