@@ -2,19 +2,20 @@
 # The GPU checks of nsl-cuda, run on a machine with an NVIDIA GPU from binaries that
 # nsl-cuda/gpu-bundle.sh built elsewhere (copied here as .gpu/run.sh). From the repository root:
 #
-#   OUT=/tmp/gpu-out bash .gpu/run.sh [smoke|props|compare|cli|bench|cublas]...   (default: all six)
+#   OUT=/tmp/gpu-out bash .gpu/run.sh [smoke|props|compare|cli|bench|profile|cublas]...   (default: all)
 #
 # Logs go to $OUT/gpu-<step>.log; the exit status is the number of failed steps. Each step has a
 # time limit (a hung kernel fails its step, the rest still run) and prints as it goes, so a lease
 # that ends early still returns what finished. `cublas` compiles tools/cublas_sgemm.cu with the
-# machine's nvcc and times cuBLAS FP32/TF32 at nsl's GEMM shapes.
+# machine's nvcc and times cuBLAS FP32/TF32 at nsl's GEMM shapes; `profile` prints the kernel-time
+# tables (NSL_CUDA_PROFILE=1) of a plain and a dynamic-DNS CNN-9 step.
 # NSL_CUDA_CASES sets the property tests' random cases per op (their default otherwise).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(smoke props compare cli bench cublas)
+[ ${#steps[@]} -eq 0 ] && steps=(smoke props compare cli bench profile cublas)
 failed=0
 # step NAME SECONDS COMMAND...: runs COMMAND with a time limit, its output in $OUT/gpu-NAME.log.
 step() {
@@ -42,8 +43,11 @@ for s in "${steps[@]}"; do
               .gpu/nsl --backend cuda eval /tmp/nsl-static/checkpoint.safetensors
               .gpu/nsl --backend cuda fold --out /tmp/nsl-folded.safetensors /tmp/nsl-static/checkpoint.safetensors' ;;
         bench) step bench 120 .gpu/xtask bench --backend cuda --reps 3 ;;
+        profile) for r in plain dynamic-dns; do
+                     step "profile-$r" 60 env NSL_CUDA_PROFILE=1 .gpu/xtask bench --backend cuda --only "$r"
+                 done ;;
         cublas) step cublas 60 bash -c 'PATH=$PATH:/usr/local/cuda/bin; nvcc -O2 -o /tmp/cublas_sgemm .gpu/cublas_sgemm.cu -lcublas && /tmp/cublas_sgemm' ;;
-        *) echo "unknown step $s (smoke, props, compare, cli, bench, cublas)"; failed=$((failed + 1)) ;;
+        *) echo "unknown step $s (smoke, props, compare, cli, bench, profile, cublas)"; failed=$((failed + 1)) ;;
     esac
 done
 echo "== $failed step(s) failed"
