@@ -99,31 +99,30 @@ pub fn network_step_seconds<B: Backend>(
     (train, infer)
 }
 
+/// The CNN-9 variants of [`throughput_report`]: (row name, label, similarity, folded for inference).
+const VARIANTS: [(&str, &str, SimilarityChoice, bool); 6] = [
+    ("plain", "plain", SimilarityChoice::Conv, false),
+    ("static-dns", "static DNS", SimilarityChoice::StaticDns { code_init: true }, false),
+    ("static-dns-folded", "static DNS, folded for inference", SimilarityChoice::StaticDns { code_init: true }, true),
+    ("static-uns", "static UNS", SimilarityChoice::StaticUns, false),
+    ("dynamic-dns", "dynamic DNS", SimilarityChoice::DynamicDns(nsl_models::nets::PredictorKind::Sphere), false),
+    ("dynamic-uns", "dynamic UNS", SimilarityChoice::DynamicUns, false),
+];
+
 /// Row names of [`throughput_report`]: the CNN-9 variants, then `layers` (the conv table).
-pub const REPORT_ROWS: [&str; 7] =
-    ["plain", "static-dns", "static-dns-folded", "static-uns", "dynamic-dns", "dynamic-uns", "layers"];
+pub fn report_rows() -> impl Iterator<Item = &'static str> {
+    VARIANTS.iter().map(|v| v.0).chain(["layers"])
+}
 
 /// The table `cargo xtask bench` prints: network img/s, then per-layer GFLOP/s and the ratio to
 /// a same-FLOP sgemm. Each line goes to `emit` as soon as it is measured, so a run cut short
-/// still leaves its finished rows. `only` picks rows by [`REPORT_ROWS`] name (empty: all).
+/// still leaves its finished rows. `only` picks rows by [`report_rows`] name (empty: all).
 pub fn throughput_report<B: Backend>(be: &B, batch: usize, reps: usize, only: &[String], mut emit: impl FnMut(&str)) {
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     emit(&format!("backend: {}, batch {batch}, best of {reps}\n", be.name()));
     emit("| CNN-9 variant | train img/s | inference img/s |");
     emit("|---|---:|---:|");
-    for (name, label, sim, fold) in [
-        ("plain", "plain", SimilarityChoice::Conv, false),
-        ("static-dns", "static DNS", SimilarityChoice::StaticDns { code_init: true }, false),
-        (
-            "static-dns-folded",
-            "static DNS, folded for inference",
-            SimilarityChoice::StaticDns { code_init: true },
-            true,
-        ),
-        ("static-uns", "static UNS", SimilarityChoice::StaticUns, false),
-        ("dynamic-dns", "dynamic DNS", SimilarityChoice::DynamicDns(nsl_models::nets::PredictorKind::Sphere), false),
-        ("dynamic-uns", "dynamic UNS", SimilarityChoice::DynamicUns, false),
-    ] {
+    for (name, label, sim, fold) in VARIANTS {
         if !wanted(name) {
             continue;
         }

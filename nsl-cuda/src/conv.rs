@@ -2,9 +2,10 @@
 //! [`nsl_core::Backend::im2col`]). `col2im` is a gather — each input element sums the patch
 //! entries that read it, in the CPU's (ky, kx) order — so it needs no atomics. The convolution
 //! itself (`conv2d`, with or without a DNS patch scale) and its backward are the tiled GEMM of
-//! `kernels/gemm.cu` with operands read in place (implicit im2col), see [`conv2d_backward`];
-//! the weight gradient, a sum over all batch·h·w rows, is split along them (split-k, see
-//! `gemm.rs`).
+//! `kernels/gemm.cu` with operands read in place (implicit im2col), see [`conv2d_backward`]:
+//! each runs through `launch_tiled`, which picks the 128×32-tile twin for outputs of at most 32
+//! columns and splits the reduction when the output is too few tiles (split-k, see `gemm.rs`;
+//! the weight gradient sums over all batch·h·w rows).
 
 use nsl_core::{Gemm, Window};
 

@@ -477,11 +477,8 @@ impl Cuda {
         );
         let mut params: Vec<*mut c_void> = args.iter().map(Arg::as_param).collect();
         self.bind();
-        let profile = self.inner.profile.as_ref().map(|p| p.lock().unwrap_or_else(|e| e.into_inner()));
-        let mut profile = profile.map(|mut p| {
-            let start = p.start(&self.inner.stream);
-            (p, start)
-        });
+        let mut profile = self.inner.profile.as_ref().map(|p| p.lock().unwrap_or_else(|e| e.into_inner()));
+        let start = profile.as_mut().and_then(|p| p.start(&self.inner.stream));
         // SAFETY: `params` points at one value per kernel parameter, of the kernel's parameter
         // types (each op file passes them in the order of the kernel's signature), alive for the
         // duration of the call; cuLaunchKernel copies them before returning.
@@ -503,8 +500,8 @@ impl Cuda {
         if let Err(e) = check(r) {
             panic!("nsl-cuda: launching {kernel} (grid {grid:?}, block {block:?}, {shmem} B shared) failed: {e}");
         }
-        if let Some((p, start)) = profile.as_mut() {
-            p.end(kernel, start.take(), &self.inner.stream);
+        if let Some(p) = profile.as_mut() {
+            p.end(kernel, start, &self.inner.stream);
         }
     }
 }
