@@ -190,20 +190,34 @@ struct ConvWT {
 template <bool B>
 struct Bool {};
 
+// Element s of thread tid in the op(A) panel: its row i within the tile and depth l within the
+// panel (consecutive threads along op(A)'s contiguous dimension, so global reads coalesce).
+// (Element e = tid + 256·s split as e % BM, e / BM or e % BK, e / BK; 256 is a multiple of both,
+// so the row, or the depth, is the same for every s.)
+template <bool TA>
+__device__ __forceinline__ void a_pos(int tid, int s, int& i, int& l) {
+    if (TA) {
+        i = tid % BM, l = tid / BM + (NSL_THREADS / BM) * s;
+    } else {
+        l = tid % BK, i = tid / BK + (NSL_THREADS / BK) * s;
+    }
+}
+
 // The thread's A_LOADS elements of the op(A) panel at depth l0 (zero outside m × k1).
-// Not transposed: element s is row (tid + 256·s) / BK — prepared in rows[s] — at depth
-// l0 + tid % BK.
+// Not transposed: element s at its own row — prepared in rows[s].
 template <class ALoad>
 __device__ __forceinline__ void fetch_a(Bool<false>, const ALoad& a_at, const typename ALoad::Row (&rows)[A_LOADS],
                                         int tid, int bm, int m, int l0, int k1, float (&ra)[A_LOADS]) {
 #pragma unroll
     for (int s = 0; s < A_LOADS; s++) {
-        int gi = bm + (tid + NSL_THREADS * s) / BK, gl = l0 + tid % BK;
+        int i, l;
+        a_pos<false>(tid, s, i, l);
+        int gi = bm + i, gl = l0 + l;
         ra[s] = gi < m && gl < k1 ? a_at.at(rows[s], gl) : 0.0f;
     }
 }
-// Transposed: one row, tid % BM, at depths l0 + tid / BM + s·(256 / BM) — a run the loader
-// reads in one go (the weight gradient walks its pixels incrementally).
+// Transposed: every element is in row tid % BM, at depths l0 + tid / BM + s·(256 / BM) (see
+// a_pos) — a run the loader reads in one go (the weight gradient walks its pixels incrementally).
 template <class ALoad>
 __device__ __forceinline__ void fetch_a(Bool<true>, const ALoad& a_at, const typename ALoad::Row (&rows)[A_LOADS],
                                         int tid, int bm, int m, int l0, int k1, float (&ra)[A_LOADS]) {
@@ -228,11 +242,7 @@ __device__ __forceinline__ void gemm_tile(int m, int n, int k0, int k1, float al
 #pragma unroll
         for (int j = 0; j < TN; j++) acc[i][j] = 0.0f;
 
-    // Panel element s of this thread: (row or column within the tile, depth within the panel).
-    auto a_pos = [&](int s, int& i, int& l) {
-        int e = tid + NSL_THREADS * s;
-        if (TA) { i = e % BM; l = e / BM; } else { l = e % BK; i = e / BK; }
-    };
+    // Element s of this thread in the op(B) panel: its column within the tile and depth (as a_pos).
     auto b_pos = [&](int s, int& j, int& l) {
         int e = tid + NSL_THREADS * s;
         if (TB) { l = e % BK; j = e / BK; } else { j = e % BN_; l = e / BN_; }
@@ -242,7 +252,7 @@ __device__ __forceinline__ void gemm_tile(int m, int n, int k0, int k1, float al
 #pragma unroll
     for (int s = 0; s < A_LOADS; s++) {
         int i, l;
-        a_pos(s, i, l);
+        a_pos<TA>(tid, s, i, l);
         rows[s] = a_at.row(min(bm + i, m - 1));
     }
     float ra[A_LOADS], rb[B_LOADS];
@@ -262,7 +272,7 @@ __device__ __forceinline__ void gemm_tile(int m, int n, int k0, int k1, float al
 #pragma unroll
         for (int s = 0; s < A_LOADS; s++) {
             int i, l;
-            a_pos(s, i, l);
+            a_pos<TA>(tid, s, i, l);
             As.v[l][i] = ra[s];
         }
 #pragma unroll
