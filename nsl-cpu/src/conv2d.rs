@@ -1,11 +1,14 @@
 //! Direct convolution, [`nsl_core::Backend::conv2d`] and its backward, without a whole-batch
 //! patch matrix. (Unscaled stride-1 3×3 windows with enough channels go to `winograd.rs`
-//! instead, see [`crate::Cpu::uses_winograd`].) Unscaled forwards on maps of at least [`PADDED_MIN_WO`] columns read the
-//! windows in place from a zero-padded copy of the input; otherwise output rows are cut into
-//! tiles of about [`TILE_ELEMS`] patch values whose patches are gathered (and scaled, for
-//! dynamic DNS) into a per-thread scratch buffer that stays in L2. Either way they go straight
-//! through the skinny-GEMM tiles of `gemm` (single-threaded there: the parallelism is over
-//! tiles, never nested).
+//! instead, see [`crate::Cpu::uses_winograd`].) Forwards on maps of at least
+//! [`PADDED_MIN_WO`] columns ([`SCALED_PADDED_MIN_WO`] with a tap scale) read the windows in
+//! place from a zero-padded copy of the input; with a dynamic-DNS tap scale each tap's product
+//! `Σ_c x·w` is summed in registers and added in times its scale (`y = Σ_t s_t·(Σ_c x·w)`), so
+//! no scaled patch is ever written. Otherwise
+//! output rows are cut into tiles of about [`TILE_ELEMS`] patch values whose patches are
+//! gathered (and scaled) into a per-thread scratch buffer that stays in L2. Either way they go
+//! straight through the skinny-GEMM tiles of `gemm` (single-threaded there: the parallelism is
+//! over tiles, never nested).
 //!
 //! **Backward.** For unscaled stride-1 windows on maps ≥ [`PADDED_MIN_WO`] wide with fewer
 //! outputs than inputs (`n < c`, e.g. the DNS predictor's 64→9), `dx` is the im2col-free
@@ -16,8 +19,8 @@
 //! convolution above, `dP = dy·wᵀ`, `ds[r,t] = Σ_c x[src(r,t),c]·dP[r,t,c]` (read from `x`) and
 //! `s⊙dP` is added into the task's images of `dx`, rows in order. The copies of `dw` are
 //! summed in task order, so results are bitwise reproducible and independent of the number of
-//! threads. The forward's and `dP`'s elements are each one sequential chain over the inner
-//! dimension, so they equal the unfused path's bit for bit.
+//! threads. `dP`'s elements, and those of the forward except the in-place scaled one, are each
+//! one sequential chain over the inner dimension, so they equal the unfused path's bit for bit.
 
 use std::cell::RefCell;
 
@@ -40,6 +43,11 @@ pub(crate) const MAX_BACKWARD_TASKS: usize = 8;
 /// row, and on narrower maps the short leftover tiles cost more than gathering (measured:
 /// faster from 16 columns, slower at 8).
 const PADDED_MIN_WO: usize = 16;
+/// Narrowest output map for the im2col-free forward with a tap scale. Its tiles have half the
+/// rows of the unscaled ones (each tap needs accumulators of its own), so short output rows
+/// cost more (measured on CNN-9's layers, in-place vs gathered: 32→32 on 32×32 about 30%
+/// faster, 32→64 and 64→64 on 16×16 15–20% slower).
+const SCALED_PADDED_MIN_WO: usize = 32;
 /// Flops (rows·k²c·n) below which a call stays on the calling thread.
 pub(crate) const PAR_MIN_FLOPS: usize = 1 << 20;
 
@@ -97,10 +105,18 @@ pub(crate) fn conv2d(
         return winograd::forward(cpu, ks, g, n, x, w, y);
     }
     let wp = PackedB::new(ks, w, pl, n, false);
-    match scale {
-        None if g.wo >= PADDED_MIN_WO => forward_padded(cpu, ks, g, n, x, &wp, y),
-        _ => forward_gathered(cpu, ks, g, n, x, &wp, scale.map(|s| &s[..rows * g.taps()]), y),
+    let scale = scale.map(|s| &s[..rows * g.taps()]);
+    if forward_in_place(g, scale.is_some()) {
+        forward_padded(cpu, ks, g, n, x, &wp, scale, y)
+    } else {
+        forward_gathered(cpu, ks, g, n, x, &wp, scale, y)
     }
+}
+
+/// Whether the forward of window `g` (with a tap scale or not) reads its windows in place
+/// ([`forward_padded`]) rather than gathering them per tile.
+pub(crate) fn forward_in_place(g: &Window, scaled: bool) -> bool {
+    g.wo >= if scaled { SCALED_PADDED_MIN_WO } else { PADDED_MIN_WO }
 }
 
 /// Runs `f(first_row, block)` over `y` (`rows × n`) in blocks of `block_rows` rows, in parallel
@@ -144,12 +160,23 @@ fn forward_gathered(
     });
 }
 
-/// Forward without a scale, im2col-free: the input is zero-padded once ([`pad_map`]) and each
-/// output row's windows are read from it in place, one stretch of `k·c` values per window row
-/// at a row stride of `stride·c` ([`PackedB::times_stretches`]).
-fn forward_padded(cpu: &Cpu, ks: &Kernels, g: &Window, n: usize, x: &[f32], wp: &PackedB, y: &mut [f32]) {
+/// Forward im2col-free: the input is zero-padded once ([`pad_map`]) and each output row's
+/// windows are read from it in place, at a row stride of `stride·c`. Unscaled, as one stretch
+/// of `k·c` values per window row ([`PackedB::times_stretches`]); with a tap scale `s`, as `k²`
+/// taps of `c` values, each tap's product times `s[r·k² + t]` ([`PackedB::times_scaled_taps`]).
+#[allow(clippy::too_many_arguments)]
+fn forward_padded(
+    cpu: &Cpu,
+    ks: &Kernels,
+    g: &Window,
+    n: usize,
+    x: &[f32],
+    wp: &PackedB,
+    s: Option<&[f32]>,
+    y: &mut [f32],
+) {
     let (hp, wpx) = padded_size(g);
-    let (c, k) = (g.c, g.k);
+    let (c, k, taps) = (g.c, g.k, g.taps());
     let mut xp = CpuBuf::recycled(g.batch * hp * wpx * c);
     pad_map(cpu, g, x, &mut xp);
     let xp = &xp[..];
@@ -157,13 +184,31 @@ fn forward_padded(cpu: &Cpu, ks: &Kernels, g: &Window, n: usize, x: &[f32], wp: 
     let block = (tile_rows(g.patch_len()) / g.wo).max(1) * g.wo; // whole output rows
     for_row_blocks(cpu, y, n, block, flops, |r0, yt| {
         let mut stretches = Vec::with_capacity(k);
+        let mut scaled_taps = Vec::with_capacity(taps);
         for (j, yrow) in yt.chunks_mut(g.wo * n).enumerate() {
-            let (b, oy) = ((r0 / g.wo + j) / g.ho, (r0 / g.wo + j) % g.ho);
-            stretches.clear();
-            stretches.extend((0..k).map(|ky| (xp[((b * hp + oy * g.stride + ky) * wpx) * c..].as_ptr(), ky * k * c)));
-            // SAFETY: window row ky of output (b, oy, ox) is xp[((b·hp + oy·s + ky)·wp + ox·s)·c..][..k·c],
-            // inside xp by `padded_size`; `yrow` is that output row's `wo × n` block of y.
-            unsafe { wp.times_stretches(ks, &stretches, k * c, g.stride * c, g.wo, yrow.as_mut_ptr()) }
+            let row = r0 / g.wo + j;
+            let (b, oy) = (row / g.ho, row % g.ho);
+            // window row ky of output (b, oy, ox) is xp[((b·hp + oy·s + ky)·wp + ox·s)·c..][..k·c]
+            let window_row = |ky: usize| &xp[((b * hp + oy * g.stride + ky) * wpx) * c..];
+            match s {
+                None => {
+                    stretches.clear();
+                    stretches.extend((0..k).map(|ky| (window_row(ky).as_ptr(), ky * k * c)));
+                    // SAFETY: the windows lie inside xp by `padded_size`; `yrow` is this output
+                    // row's `wo × n` block of y.
+                    unsafe { wp.times_stretches(ks, &stretches, k * c, g.stride * c, g.wo, yrow.as_mut_ptr()) }
+                }
+                Some(s) => {
+                    scaled_taps.clear();
+                    let s_row = &s[row * g.wo * taps..(row + 1) * g.wo * taps];
+                    for ky in 0..k {
+                        let wr = window_row(ky);
+                        scaled_taps.extend((0..k).map(|kx| (wr[kx * c..].as_ptr(), s_row[ky * k + kx..].as_ptr())));
+                    }
+                    // SAFETY: as above; the row's scales are s_row[ox·k² + t] for ox < wo.
+                    unsafe { wp.times_scaled_taps(ks, &scaled_taps, c, g.stride * c, taps, g.wo, yrow.as_mut_ptr()) }
+                }
+            }
         }
     });
 }
@@ -298,5 +343,5 @@ fn input_grad_by_conv(cpu: &Cpu, ks: &Kernels, g: &Window, n: usize, w: &[f32], 
         }
     }
     let wp = PackedB::new(ks, &flipped, taps * n, c, false);
-    forward_padded(cpu, ks, &gt, c, dy, &wp, dx);
+    forward_padded(cpu, ks, &gt, c, dy, &wp, None, dx);
 }

@@ -30,7 +30,7 @@ pub(crate) mod kernels;
 use nsl_core::Gemm;
 use rayon::prelude::*;
 
-use self::kernels::{Kernels, Mode, Out, Rows, Segment, Strided};
+use self::kernels::{Kernels, Mode, Out, Rows, ScaledSegment, Segment, Strided};
 use crate::Cpu;
 
 /// Flops (m·n·k, all batches) below which the product runs on the calling thread.
@@ -375,6 +375,57 @@ impl PackedB {
                     tile(&segs, Out { ptr: c.add(i * n + p.q0), ld: n, cols: p.w.min(n - p.q0), alpha: 1.0, beta: 0.0 })
                 };
             });
+        }
+    }
+
+    /// `C = Σ_t diag(s_t)·A_t·op(B)_t` on the calling thread for `rows` rows, where `op(B)`'s
+    /// inner dimension is cut into `taps.len()` stretches of `len` steps, tap `t = (x, s)`
+    /// holding `A_t[i][l] = x[i·rs + l]` and its row scale `s_t[i] = s[i·s_rs]`: a convolution
+    /// with a per-position tap scale (dynamic DNS), its windows read in place. Each tap is one
+    /// chain of multiply-adds over `l`, scaled and added to the element in tap order.
+    ///
+    /// # Safety
+    /// `x[i·rs + l]` and `s[i·s_rs]` readable for every tap, `i < rows`, `l < len`, and
+    /// `taps.len()·len == k`; `c` as for [`PackedB::times`] (`beta = 0`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn times_scaled_taps(
+        &self,
+        ks: &Kernels,
+        taps: &[(*const f32, *const f32)],
+        len: usize,
+        rs: usize,
+        s_rs: usize,
+        rows: usize,
+        c: *mut f32,
+    ) {
+        let (k, n) = (self.k, self.n);
+        assert_eq!(taps.len() * len, k, "packed product: taps do not cover the inner dimension");
+        let mut segs: Vec<ScaledSegment> = Vec::with_capacity(taps.len());
+        for p in &self.pan {
+            let (sw, rmax) = ks.scaled_tile_for(p.w);
+            let main = ks.scaled(rmax, sw);
+            // the panel's columns h..h+sw (of p.w per packed row), while any is inside C
+            for h in (0..p.w).step_by(sw).take_while(|&h| p.q0 + h < n) {
+                for_blocks(rows, rmax, |i, r| {
+                    let tile = if r == rmax { main } else { ks.scaled(r, sw) };
+                    segs.clear();
+                    // SAFETY: the caller's contract for the taps; rows t·len..(t+1)·len ≤ k of the panel.
+                    segs.extend(taps.iter().enumerate().map(|(t, &(x, s))| unsafe {
+                        ScaledSegment {
+                            seg: Segment {
+                                len,
+                                x: Strided { ptr: x.add(i * rs), rs, cs: 1 },
+                                y: Rows { ptr: self.data.as_ptr().add(k * p.q0 + t * len * p.w + h), rs: p.w },
+                            },
+                            s: s.add(i * s_rs),
+                            s_rs,
+                        }
+                    }));
+                    let (q0, cols) = (p.q0 + h, sw.min(n - p.q0 - h));
+                    // SAFETY: as above; C rows i..i+r, columns q0..q0+cols ≤ n are the caller's.
+                    unsafe { tile(&segs, Out { ptr: c.add(i * n + q0), ld: n, cols, alpha: 1.0, beta: 0.0 }) };
+                });
+            }
         }
     }
 }

@@ -119,6 +119,14 @@ impl Cpu {
             && winograd::applies(g, n, scaled)
     }
 
+    /// Whether the `conv2d` forward of window `g` with a patch scale sums each tap's product
+    /// on its own before scaling it (`Σ_t s_t·(Σ_c x·w)`, windows read in place: maps at least
+    /// 32 columns wide) rather than as one chain over the scaled patch (`Σ_{t,c} (s_t·x)·w`,
+    /// like the unfused `im2col` → `patch_scale` → `gemm`): the two differ by rounding.
+    pub fn sums_scaled_taps_separately(&self, g: &Window) -> bool {
+        matches!(gemm::kernels::mode(), gemm::kernels::Mode::Tiles(_)) && conv2d::forward_in_place(g, true)
+    }
+
     /// Number of threads parallel work runs on.
     pub fn threads(&self) -> usize {
         match &self.pool {

@@ -1,10 +1,12 @@
-//! The streaming gemm kernels compiled for every instruction set: each `NSL_CPU_GEMM` setting
-//! (read once per process) runs the same shapes in a child process of this test binary.
+//! The streaming gemm kernels compiled for every instruction set, and the direct convolutions
+//! built on them: each `NSL_CPU_GEMM` setting (read once per process) runs the same shapes in
+//! a child process of this test binary.
 
 mod common;
 
 use common::{assert_close, rand_vec};
-use nsl_core::{Backend, Gemm, Rng};
+use nsl_core::backend::conv2d_unfused;
+use nsl_core::{Backend, Gemm, Rng, Window};
 use nsl_cpu::Cpu;
 
 /// Shapes around the fast paths: (m, n, k, trans_a, trans_b).
@@ -41,10 +43,36 @@ fn run_shapes(be: &Cpu) {
     }
 }
 
+/// Direct convolution forwards (windows read in place on wide maps, gathered on narrow ones;
+/// with and without a tap scale, whose taps have tiles of their own) against the unfused
+/// im2col → patch scale → gemm composition.
+fn run_convolutions(be: &Cpu) {
+    let be = be.clone().with_winograd(false);
+    let mut rng = Rng::new(11);
+    for (g, n) in [
+        (Window::same(2, 9, 19, 5, 3, 1), 70),
+        (Window::same(1, 17, 33, 3, 3, 1), 9),
+        (Window::same(3, 6, 7, 4, 3, 1), 20),
+    ] {
+        for scaled in [false, true] {
+            let x = be.upload(&rand_vec(&mut rng, g.input_len()));
+            let w = be.upload(&rand_vec(&mut rng, g.patch_len() * n));
+            let s = scaled.then(|| be.upload(&rand_vec(&mut rng, g.rows() * g.taps())));
+            let (mut y, mut expected) = (be.upload(&vec![f32::NAN; g.rows() * n]), be.zeros(g.rows() * n));
+            be.conv2d(&g, n, &x, &w, s.as_ref(), &mut y);
+            conv2d_unfused(&be, &g, n, &x, &w, s.as_ref(), &mut expected);
+            let what = format!("conv2d {g:?} n={n} scaled={scaled}");
+            let k = g.patch_len() as f64;
+            assert_close(&what, &be.download(&y), &common::to64(&be.download(&expected)), 1e-4, 1e-5 * k);
+        }
+    }
+}
+
 #[test]
 #[ignore = "run by `every_instruction_set` with NSL_CPU_GEMM set"]
 fn isa_child() {
     run_shapes(&Cpu::with_threads(3));
+    run_convolutions(&Cpu::with_threads(3));
 }
 
 #[test]

@@ -38,6 +38,15 @@ pub(super) struct Segment {
     pub y: Rows,
 }
 
+/// One tap of a per-row-scaled product: the steps of `seg` from zero, then added into the
+/// tile times `scale(r) = s[r·s_rs]`.
+#[derive(Clone, Copy)]
+pub(super) struct ScaledSegment {
+    pub seg: Segment,
+    pub s: *const f32,
+    pub s_rs: usize,
+}
+
 /// Where an [`NnFn`] tile goes: `ptr[r·ld + w] = alpha·acc[r][w] + beta·ptr[r·ld + w]` for
 /// `w < cols` (`beta = 0` never reads the old value).
 #[derive(Clone, Copy)]
@@ -52,6 +61,9 @@ pub(super) struct Out {
 /// `R × W` tile from zero over the steps of each segment in turn (one chain of multiply-adds
 /// per element), written to [`Out`].
 pub(super) type NnFn = unsafe fn(segs: &[Segment], out: Out);
+/// `R × W` tile `acc[r] = Σ_j scale_j(r)·(Σ_l x_j(r, l)·y_j(l))` over [`ScaledSegment`]s `j`, written to
+/// [`Out`].
+pub(super) type ScaledFn = unsafe fn(segs: &[ScaledSegment], out: Out);
 /// `R × W` tile accumulated in place into `acc[r·ld + w]` over `len` steps.
 pub(super) type AccFn = unsafe fn(len: usize, x: Strided, y: Rows, acc: *mut f32, ld: usize);
 
@@ -262,6 +274,42 @@ unsafe fn nn_body<S: Simd, const R: usize, const NV: usize>(segs: &[Segment], ou
         for sg in segs {
             accumulate::<S, R, NV>(&mut acc, sg.len, sg.x, sg.y);
         }
+        store_tile::<S, R, NV>(&acc, out);
+    }
+}
+
+/// Body of [`ScaledFn`] for tiles of `R × NV·L`: each tap runs into its own accumulators (so
+/// twice the registers of [`nn_body`]'s tile), which are then added in times the row's scale.
+///
+/// # Safety
+/// As [`nn_body`], and `s[r·s_rs]` readable for `r < R` in every segment.
+#[inline(always)]
+unsafe fn scaled_body<S: Simd, const R: usize, const NV: usize>(segs: &[ScaledSegment], out: Out) {
+    // SAFETY (whole body): the caller's contract.
+    unsafe {
+        let mut acc = [[S::zero(); NV]; R];
+        for sg in segs {
+            let mut tap = [[S::zero(); NV]; R];
+            accumulate::<S, R, NV>(&mut tap, sg.seg.len, sg.seg.x, sg.seg.y);
+            for (r, (acc_r, tap_r)) in acc.iter_mut().zip(&tap).enumerate() {
+                let s = S::splat(*sg.s.add(r * sg.s_rs));
+                for (a, &t) in acc_r.iter_mut().zip(tap_r) {
+                    *a = S::madd(s, t, *a);
+                }
+            }
+        }
+        store_tile::<S, R, NV>(&acc, out);
+    }
+}
+
+/// `out.ptr[r·ld + w] = alpha·acc[r][w] + beta·out.ptr[r·ld + w]` for `w < out.cols`.
+///
+/// # Safety
+/// `out.ptr[r·ld + w]` for `r < R`, `w < min(out.cols, NV·L)` writable (readable if `beta ≠ 0`).
+#[inline(always)]
+unsafe fn store_tile<S: Simd, const R: usize, const NV: usize>(acc: &[[S::V; NV]; R], out: Out) {
+    // SAFETY (whole body): the caller's contract.
+    unsafe {
         let (alpha, beta) = (S::splat(out.alpha), S::splat(out.beta));
         let w = NV * S::L;
         for (r, acc_r) in acc.iter().enumerate() {
@@ -335,6 +383,16 @@ macro_rules! isa_module {
                 unsafe { nn_body::<S, R, NV>(segs, out) }
             }
 
+            /// See [`ScaledFn`].
+            ///
+            /// # Safety
+            /// As `scaled_body`, on a CPU with the enabled features.
+            $(#[target_feature(enable = $feat)])?
+            pub(super) unsafe fn scaled<S: Simd, const R: usize, const NV: usize>(segs: &[ScaledSegment], out: Out) {
+                // SAFETY: forwarded contract.
+                unsafe { scaled_body::<S, R, NV>(segs, out) }
+            }
+
             /// See [`AccFn`].
             ///
             /// # Safety
@@ -367,8 +425,13 @@ pub(crate) struct Kernels {
     /// Tile widths `W` (ascending) with the row count `R` of their main tile. Tiles of 4, 2
     /// and 1 rows (those below `R`) exist too, for the last rows.
     pub menu: &'static [(usize, usize)],
+    /// [`ScaledFn`] tile widths (ascending, each dividing the `menu` widths it serves) with the
+    /// row count `R` of their main tile; tiles of 4, 2 and 1 rows exist below it. They need
+    /// twice the accumulators of an [`NnFn`] tile, so a wider panel runs as several of them.
+    pub scaled_menu: &'static [(usize, usize)],
     nn: fn(usize, usize) -> Option<NnFn>,
     acc: fn(usize, usize) -> Option<AccFn>,
+    scaled: fn(usize, usize) -> Option<ScaledFn>,
 }
 
 impl Kernels {
@@ -380,14 +443,26 @@ impl Kernels {
     pub(super) fn acc(&self, r: usize, w: usize) -> AccFn {
         (self.acc)(r, w).unwrap_or_else(|| panic!("gemm: no {} tile {r}x{w}", self.name))
     }
+    /// The per-row-scaled `r × w` tile (`w` from `scaled_menu`, `r` its main row count or 4, 2, 1).
+    pub(super) fn scaled(&self, r: usize, w: usize) -> ScaledFn {
+        (self.scaled)(r, w).unwrap_or_else(|| panic!("gemm: no {} scaled tile {r}x{w}", self.name))
+    }
+    /// `(width, main rows)` of the scaled tiles that a panel of width `w` runs as: the widest
+    /// of `scaled_menu` up to `w`.
+    pub(super) fn scaled_tile_for(&self, w: usize) -> (usize, usize) {
+        let fits = self.scaled_menu.iter().rev().find(|&&(sw, _)| w.is_multiple_of(sw));
+        *fits.unwrap_or_else(|| panic!("gemm: no {} scaled tile for panels of width {w}", self.name))
+    }
 }
 
 /// Builds a [`Kernels`] from a module of [`isa_module`] and its tile list.
 macro_rules! kernels {
-    ($name:literal, $m:ident, menu: $menu:expr, tiles: [$(($w:literal, $r:literal, $s:ident)),* $(,)?]) => {
+    ($name:literal, $m:ident, menu: $menu:expr, tiles: [$(($w:literal, $r:literal, $s:ident)),* $(,)?],
+     scaled_menu: $smenu:expr, scaled: [$(($sw:literal, $sr:literal, $ss:ident)),* $(,)?]) => {
         Kernels {
             name: $name,
             menu: $menu,
+            scaled_menu: $smenu,
             nn: |r, w| match (w, r) {
                 $(($w, $r) => Some($m::nn::<$s, $r, { $w / <$s as Simd>::L }> as NnFn),)*
                 _ => None,
@@ -396,17 +471,25 @@ macro_rules! kernels {
                 $(($w, $r) => Some($m::acc::<$s, $r, { $w / <$s as Simd>::L }> as AccFn),)*
                 _ => None,
             },
+            scaled: |r, w| match (w, r) {
+                $(($sw, $sr) => Some($m::scaled::<$ss, $sr, { $sw / <$ss as Simd>::L }> as ScaledFn),)*
+                _ => None,
+            },
         }
     };
 }
 
-/// 32 zmm registers: up to 24 accumulators plus the row of `y`.
+/// 32 zmm registers: up to 24 accumulators plus the row of `y` (scaled tiles: 2 × 12).
 #[cfg(target_arch = "x86_64")]
 static AVX512: Kernels = kernels!("avx512", avx512, menu: &[(8, 8), (16, 8), (32, 12), (64, 6)], tiles: [
     (8, 8, Ymm), (8, 4, Ymm), (8, 2, Ymm), (8, 1, Ymm),
     (16, 8, Zmm), (16, 4, Zmm), (16, 2, Zmm), (16, 1, Zmm),
     (32, 12, Zmm), (32, 4, Zmm), (32, 2, Zmm), (32, 1, Zmm),
     (64, 6, Zmm), (64, 4, Zmm), (64, 2, Zmm), (64, 1, Zmm),
+], scaled_menu: &[(8, 12), (16, 12), (32, 6)], scaled: [
+    (8, 12, Ymm), (8, 4, Ymm), (8, 2, Ymm), (8, 1, Ymm),
+    (16, 12, Zmm), (16, 4, Zmm), (16, 2, Zmm), (16, 1, Zmm),
+    (32, 6, Zmm), (32, 4, Zmm), (32, 2, Zmm), (32, 1, Zmm),
 ]);
 
 /// 16 ymm registers: 8–12 accumulators (wider tiles would spill).
@@ -414,6 +497,8 @@ static AVX512: Kernels = kernels!("avx512", avx512, menu: &[(8, 8), (16, 8), (32
 static AVX2: Kernels = kernels!("avx2", avx2, menu: &[(8, 8), (16, 6)], tiles: [
     (8, 8, Ymm), (8, 4, Ymm), (8, 2, Ymm), (8, 1, Ymm),
     (16, 6, Ymm), (16, 4, Ymm), (16, 2, Ymm), (16, 1, Ymm),
+], scaled_menu: &[(8, 6)], scaled: [
+    (8, 6, Ymm), (8, 4, Ymm), (8, 2, Ymm), (8, 1, Ymm),
 ]);
 
 /// Baseline (SSE2 on x86-64): 16 xmm registers, 8 accumulators (multiply and add need a
@@ -421,6 +506,8 @@ static AVX2: Kernels = kernels!("avx2", avx2, menu: &[(8, 8), (16, 6)], tiles: [
 static PORTABLE: Kernels = kernels!("portable", portable, menu: &[(4, 8), (8, 4)], tiles: [
     (4, 8, Xmm), (4, 4, Xmm), (4, 2, Xmm), (4, 1, Xmm),
     (8, 4, Xmm), (8, 2, Xmm), (8, 1, Xmm),
+], scaled_menu: &[(4, 4)], scaled: [
+    (4, 4, Xmm), (4, 2, Xmm), (4, 1, Xmm),
 ]);
 
 /// What the skinny-product paths of [`super::gemm`] run on.
