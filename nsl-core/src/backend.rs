@@ -230,6 +230,31 @@ pub trait Backend: Clone + Send + Sync + std::fmt::Debug + 'static {
     ) {
         conv2d_backward_unfused(self, g, n, x, w, scale, dy, dx, dw, dscale)
     }
+    /// Convolution with a per-output-row scale `q` (`rows`, no patch scale):
+    /// `y[r,o] = q[r] · Σ_{t,ch} x[src(r,t), ch] · w[t·c + ch, o]` — SphereConv's
+    /// `w_oᵀx_r / ‖x_r‖` with `q = 1/‖x‖`. Default: [`conv2d_rows_scaled_unfused`]
+    /// ([`Backend::conv2d`], then [`Backend::mul_rows`]); a backend may scale rows as it writes them.
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_rows_scaled(&self, g: &Window, n: usize, x: &Self::Buf, w: &Self::Buf, q: &Self::Buf, y: &mut Self::Buf) {
+        conv2d_rows_scaled_unfused(self, g, n, x, w, q, y)
+    }
+    /// Backward of [`Backend::conv2d_rows_scaled`] for `x` and `w`: [`Backend::conv2d_backward`]
+    /// of `dy` with its rows times `q` (`dw` **accumulates**, `dx` overwritten). Default:
+    /// [`conv2d_rows_scaled_backward_unfused`]; a backend may scale rows as it reads them.
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_rows_scaled_backward(
+        &self,
+        g: &Window,
+        n: usize,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        q: &Self::Buf,
+        dy: &Self::Buf,
+        dx: &mut Self::Buf,
+        dw: &mut Self::Buf,
+    ) {
+        conv2d_rows_scaled_backward_unfused(self, g, n, x, w, q, dy, dx, dw)
+    }
     /// DNS patch transform: `out[r,t,c] = m[r,t] · cols[r,t,c]` (`cols` is `rows×taps×c`, `m` is `rows×taps`).
     fn patch_scale(&self, rows: usize, taps: usize, c: usize, cols: &Self::Buf, m: &Self::Buf, out: &mut Self::Buf);
     /// Backward of [`Backend::patch_scale`]: `dcols[r,t,c] = m[r,t]·dout[r,t,c]`,
@@ -409,6 +434,42 @@ pub fn conv2d_unfused<B: Backend>(
         cols = scaled;
     }
     be.gemm(&Gemm::new(rows, n, pl), &cols, w, y);
+}
+
+/// [`Backend::conv2d_rows_scaled`] as [`Backend::conv2d`] then [`Backend::mul_rows`] (the
+/// default, and the reference for fused versions).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_rows_scaled_unfused<B: Backend>(
+    be: &B,
+    g: &Window,
+    n: usize,
+    x: &B::Buf,
+    w: &B::Buf,
+    q: &B::Buf,
+    y: &mut B::Buf,
+) {
+    let mut raw = be.alloc(g.rows() * n);
+    be.conv2d(g, n, x, w, None, &mut raw);
+    be.mul_rows(&raw, q, g.rows(), n, y);
+}
+
+/// [`Backend::conv2d_rows_scaled_backward`] as [`Backend::mul_rows`] of `dy` then
+/// [`Backend::conv2d_backward`] (the default, and the reference for fused versions).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_rows_scaled_backward_unfused<B: Backend>(
+    be: &B,
+    g: &Window,
+    n: usize,
+    x: &B::Buf,
+    w: &B::Buf,
+    q: &B::Buf,
+    dy: &B::Buf,
+    dx: &mut B::Buf,
+    dw: &mut B::Buf,
+) {
+    let mut dy_q = be.alloc(g.rows() * n);
+    be.mul_rows(dy, q, g.rows(), n, &mut dy_q);
+    be.conv2d_backward(g, n, x, w, None, &dy_q, dx, dw, None);
 }
 
 /// [`Backend::conv2d_backward`] composed of `im2col`, `patch_scale(_backward)`, `gemm` and

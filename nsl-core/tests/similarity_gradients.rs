@@ -70,6 +70,16 @@ fn sphere_x_normalized_and_cosine() {
     check_similarity(&be, Box::new(Sphere::<Cpu>::cosine()), SHAPE, CH, &cfg());
 }
 
+/// With 8 channels in and out the CPU backend runs the row-scaled convolution as Winograd,
+/// scaling rows as the output transform writes them (and as the backward reads `dy`).
+#[test]
+fn sphere_on_the_winograd_path() {
+    let be = Cpu::new();
+    let (shape, ch) = ((1, 6, 5), (8, 8, 3));
+    check_similarity(&be, Box::new(Sphere::<Cpu>::x_normalized()), shape, ch, &cfg());
+    check_similarity(&be, Box::new(Sphere::<Cpu>::cosine()), shape, ch, &cfg());
+}
+
 fn test_predictor(be: &Cpu, norm: PredictorNorm, kind: DynamicKind) -> Box<dyn Similarity<Cpu>> {
     let mut rng = Rng::new(11);
     let base = match kind {

@@ -31,7 +31,7 @@ use crate::conv::{col2im_add_rows, im2col_rows, pad_map, padded_size, patch_dots
 use crate::gemm::kernels::Kernels;
 use crate::gemm::{OuterPlan, PackedB};
 use crate::winograd;
-use crate::{Cpu, CpuBuf};
+use crate::{elementwise, Cpu, CpuBuf};
 
 /// Patch values per tile (128 KiB: the tile, its gradient and a panel of `w` stay in L2).
 const TILE_ELEMS: usize = 1 << 15;
@@ -82,7 +82,9 @@ fn tile_rows(pl: usize) -> usize {
     (TILE_ELEMS / pl.max(1)).clamp(TILE_ROWS.0, TILE_ROWS.1)
 }
 
-/// See [`nsl_core::Backend::conv2d`].
+/// See [`nsl_core::Backend::conv2d`], and with a row scale `q`,
+/// [`nsl_core::Backend::conv2d_rows_scaled`] (applied as Winograd writes its outputs, else
+/// after the product).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv2d(
     cpu: &Cpu,
@@ -92,6 +94,7 @@ pub(crate) fn conv2d(
     x: &[f32],
     w: &[f32],
     scale: Option<&[f32]>,
+    q: Option<&[f32]>,
     y: &mut [f32],
 ) {
     let (rows, pl) = (g.rows(), g.patch_len());
@@ -102,7 +105,7 @@ pub(crate) fn conv2d(
     }
     let (x, w) = (&x[..g.input_len()], &w[..pl * n]);
     if cpu.uses_winograd(g, n, scale.is_some()) {
-        return winograd::forward(cpu, ks, g, n, x, w, y);
+        return winograd::forward(cpu, ks, g, n, x, w, q, y);
     }
     let wp = PackedB::new(ks, w, pl, n, false);
     let scale = scale.map(|s| &s[..rows * g.taps()]);
@@ -110,6 +113,9 @@ pub(crate) fn conv2d(
         forward_padded(cpu, ks, g, n, x, &wp, scale, y)
     } else {
         forward_gathered(cpu, ks, g, n, x, &wp, scale, y)
+    }
+    if let Some(q) = q {
+        elementwise::mul_rows_in_place(cpu, y, q, n);
     }
 }
 
@@ -231,7 +237,9 @@ fn chunks_or_none(v: Option<&mut [f32]>, len: usize, n: usize) -> Vec<Option<&mu
     }
 }
 
-/// See [`nsl_core::Backend::conv2d_backward`].
+/// See [`nsl_core::Backend::conv2d_backward`], and with a row scale `q` of `dy`,
+/// [`nsl_core::Backend::conv2d_rows_scaled_backward`] (applied as Winograd reads `dy`, else to
+/// a copy).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv2d_backward(
     cpu: &Cpu,
@@ -242,6 +250,7 @@ pub(crate) fn conv2d_backward(
     w: &[f32],
     scale: Option<&[f32]>,
     dy: &[f32],
+    q: Option<&[f32]>,
     dx: &mut [f32],
     dw: &mut [f32],
     dscale: Option<&mut [f32]>,
@@ -256,8 +265,20 @@ pub(crate) fn conv2d_backward(
     }
     let (x, w, dy) = (&x[..g.input_len()], &w[..pl * n], &dy[..rows * n]);
     if cpu.uses_winograd(g, n, scale.is_some()) {
-        return winograd::backward(cpu, ks, g, n, x, w, dy, dx, dw);
+        return winograd::backward(cpu, ks, g, n, x, w, dy, q, dx, dw);
     }
+    let dy_q;
+    let dy = match q {
+        Some(q) => {
+            dy_q = {
+                let mut d = CpuBuf::recycled(rows * n);
+                elementwise::mul_rows(cpu, dy, q, rows, n, &mut d);
+                d
+            };
+            &dy_q[..]
+        }
+        None => dy,
+    };
     let scale = scale.map(|s| &s[..rows * taps]);
     let dscale = if scale.is_some() { dscale } else { None };
     let dx = if scale.is_none() && g.stride == 1 && g.w >= PADDED_MIN_WO && n < g.c {

@@ -76,6 +76,17 @@ pub(crate) fn mul_rows(cpu: &Cpu, x: &[f32], s: &[f32], rows: usize, cols: usize
     });
 }
 
+/// `y[r,c] *= s[r]` for the rows of `y` (`cols` values each).
+pub(crate) fn mul_rows_in_place(cpu: &Cpu, y: &mut [f32], s: &[f32], cols: usize) {
+    let rows = y.len() / cols;
+    let s = &s[..rows];
+    par::rows_mut(cpu, y, cols, rows * cols, |r0, o| {
+        for (o, &s) in o.chunks_exact_mut(cols).zip(&s[r0..]) {
+            o.iter_mut().for_each(|v| *v *= s);
+        }
+    });
+}
+
 /// See [`nsl_core::Backend::mul_cols`].
 pub(crate) fn mul_cols(cpu: &Cpu, x: &[f32], s: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
     let (x, s) = (&x[..rows * cols], &s[..cols]);

@@ -32,7 +32,9 @@ mod winograd;
 
 use std::sync::Arc;
 
-use nsl_core::backend::{conv2d_backward_unfused, conv2d_unfused};
+use nsl_core::backend::{
+    conv2d_backward_unfused, conv2d_rows_scaled_backward_unfused, conv2d_rows_scaled_unfused, conv2d_unfused,
+};
 use nsl_core::{AdamStep, Backend, BatchNormDims, CrossEntropy, Gemm, Map, SgdStep, Window};
 use rayon::ThreadPool;
 
@@ -248,8 +250,32 @@ impl Backend for Cpu {
     }
     fn conv2d(&self, g: &Window, n: usize, x: &CpuBuf, w: &CpuBuf, scale: Option<&CpuBuf>, y: &mut CpuBuf) {
         match gemm::kernels::mode() {
-            gemm::kernels::Mode::Tiles(ks) => conv2d::conv2d(self, ks, g, n, x, w, scale.map(|s| &s[..]), y),
+            gemm::kernels::Mode::Tiles(ks) => conv2d::conv2d(self, ks, g, n, x, w, scale.map(|s| &s[..]), None, y),
             gemm::kernels::Mode::Off => conv2d_unfused(self, g, n, x, w, scale, y),
+        }
+    }
+    fn conv2d_rows_scaled(&self, g: &Window, n: usize, x: &CpuBuf, w: &CpuBuf, q: &CpuBuf, y: &mut CpuBuf) {
+        match gemm::kernels::mode() {
+            gemm::kernels::Mode::Tiles(ks) => conv2d::conv2d(self, ks, g, n, x, w, None, Some(q), y),
+            gemm::kernels::Mode::Off => conv2d_rows_scaled_unfused(self, g, n, x, w, q, y),
+        }
+    }
+    fn conv2d_rows_scaled_backward(
+        &self,
+        g: &Window,
+        n: usize,
+        x: &CpuBuf,
+        w: &CpuBuf,
+        q: &CpuBuf,
+        dy: &CpuBuf,
+        dx: &mut CpuBuf,
+        dw: &mut CpuBuf,
+    ) {
+        match gemm::kernels::mode() {
+            gemm::kernels::Mode::Tiles(ks) => {
+                conv2d::conv2d_backward(self, ks, g, n, x, w, None, dy, Some(q), dx, dw, None)
+            }
+            gemm::kernels::Mode::Off => conv2d_rows_scaled_backward_unfused(self, g, n, x, w, q, dy, dx, dw),
         }
     }
     fn conv2d_backward(
@@ -274,6 +300,7 @@ impl Backend for Cpu {
                 w,
                 scale.map(|s| &s[..]),
                 dy,
+                None,
                 dx,
                 dw,
                 dscale.map(|d| &mut d[..]),

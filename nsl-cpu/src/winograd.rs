@@ -365,18 +365,47 @@ unsafe fn input_tile<S: Simd>(x: *const f32, p: Patch, v: *mut f32, xs: usize, c
     }
 }
 
+/// A per-output-row scale `q[pixel]` over the 4×4 output window of a tile (`p` indexes the
+/// pixels: a window of a one-channel map), applied as outputs are written or gradients read.
+#[derive(Clone, Copy)]
+struct RowScale {
+    q: *const f32,
+    p: Patch,
+}
+
+impl RowScale {
+    /// `v · q[pixel (r, col)]`, or `v` without a scale.
+    ///
+    /// # Safety
+    /// The CPU has the features of `S`; pixel `(r, col)` is present and `q` holds it.
+    #[inline(always)]
+    unsafe fn apply<S: Simd>(q: Option<RowScale>, r: usize, col: usize, v: S::V) -> S::V {
+        match q {
+            // SAFETY: the caller's contract.
+            Some(q) => unsafe { S::mul(v, S::splat(*q.q.add(q.p.at(r, col, 0)))) },
+            None => v,
+        }
+    }
+}
+
 /// `M = A dY Aᵀ` for channels `ch..ch + L`: `dY` is the 4×4 window `p` of `dy` (zero where
-/// absent), `M[ξ]` goes to `m + ξ·xs`.
+/// absent; rows times `q` with a row scale), `M[ξ]` goes to `m + ξ·xs`.
 ///
 /// # Safety
-/// As [`input_tile`].
+/// As [`input_tile`], and `q` holds the window's present pixels.
 #[inline(always)]
-unsafe fn output_grad_tile<S: Simd>(dy: *const f32, p: Patch, m: *mut f32, xs: usize, ch: usize) {
+unsafe fn output_grad_tile<S: Simd>(dy: *const f32, p: Patch, q: Option<RowScale>, m: *mut f32, xs: usize, ch: usize) {
     // SAFETY (whole block): the caller's contract.
     unsafe {
         window_to_points::<S, M>(
             #[inline(always)]
-            |r, col| if p.has(r, col) { S::load(dy.add(p.at(r, col, ch))) } else { S::zero() },
+            |r, col| {
+                if p.has(r, col) {
+                    RowScale::apply::<S>(q, r, col, S::load(dy.add(p.at(r, col, ch))))
+                } else {
+                    S::zero()
+                }
+            },
             #[inline(always)]
             |y| a::<S>(y),
             #[inline(always)]
@@ -386,12 +415,12 @@ unsafe fn output_grad_tile<S: Simd>(dy: *const f32, p: Patch, m: *mut f32, xs: u
 }
 
 /// `Y = Aᵀ M A` for channels `ch..ch + L` (`M[ξ]` at `m + ξ·xs`), written to the present
-/// entries of the 4×4 window `p` of `y`.
+/// entries of the 4×4 window `p` of `y` (rows times `q` with a row scale).
 ///
 /// # Safety
-/// As [`input_tile`].
+/// As [`output_grad_tile`].
 #[inline(always)]
-unsafe fn output_tile<S: Simd>(m: *const f32, xs: usize, y: *mut f32, p: Patch, ch: usize) {
+unsafe fn output_tile<S: Simd>(m: *const f32, xs: usize, y: *mut f32, p: Patch, q: Option<RowScale>, ch: usize) {
     // SAFETY (whole block): the caller's contract.
     unsafe {
         points_to_window::<S, M>(
@@ -403,7 +432,7 @@ unsafe fn output_tile<S: Simd>(m: *const f32, xs: usize, y: *mut f32, p: Patch, 
             #[inline(always)]
             |r, col, o| {
                 if p.has(r, col) {
-                    S::store(y.add(p.at(r, col, ch)), o)
+                    S::store(y.add(p.at(r, col, ch)), RowScale::apply::<S>(q, r, col, o))
                 }
             },
         )
@@ -494,8 +523,10 @@ fn input_block<S: Simd, H: Simd>(g: &Window, x: &[f32], tl: &Tiles, tr0: usize, 
     }
 }
 
-/// Output transform of `m` into `y`, the block's output rows (from tile row `tr0`).
+/// Output transform of `m` into `y`, the block's output rows (from tile row `tr0`), times the
+/// row scale `q` (all rows) if given.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn output_block<S: Simd, H: Simd>(
     g: &Window,
     n: usize,
@@ -503,29 +534,35 @@ fn output_block<S: Simd, H: Simd>(
     tr0: usize,
     tiles: usize,
     m: &[f32],
+    q: Option<&[f32]>,
     y: &mut [f32],
 ) {
     let bl = tl.block_len();
     let (b0, ty0, _) = tile_at(tl, tr0, 0);
     // `y` starts at output row `ty0·4` of image `b0`.
     let skip = (b0 * g.ho + ty0 * M) * g.wo * n;
-    assert!(m.len() >= XI * bl * n && tiles <= bl);
+    assert!(m.len() >= XI * bl * n && tiles <= bl && q.is_none_or(|q| q.len() >= g.rows()));
     for j in 0..tiles {
-        let p = output_patch(g, n, tile_at(tl, tr0, j));
+        let tile = tile_at(tl, tr0, j);
+        let p = output_patch(g, n, tile);
         let end = p.at(p.rows.1 - 1, p.cols.1 - 1, n);
         assert!(p.at(0, 0, 0) >= skip && end <= skip + y.len());
         let yp = y.as_mut_ptr().wrapping_sub(skip);
-        // SAFETY: the window's present entries lie in y (asserted above), m[ξ][j] in m.
-        unsafe { by_chunks!(n, S, H, output_tile(m.as_ptr().add(j * n), bl * n, yp, p)) }
+        let q = q.map(|q| RowScale { q: q.as_ptr(), p: output_patch(g, 1, tile) });
+        // SAFETY: the window's present entries lie in y (asserted above), its pixels in q,
+        // m[ξ][j] in m.
+        unsafe { by_chunks!(n, S, H, output_tile(m.as_ptr().add(j * n), bl * n, yp, p, q)) }
     }
 }
 
-/// `m = A·dY·Aᵀ` of the block's tiles.
+/// `m = A·dY·Aᵀ` of the block's tiles, `dY` rows times the row scale `q` if given.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn output_grad_block<S: Simd, H: Simd>(
     g: &Window,
     n: usize,
     dy: &[f32],
+    q: Option<&[f32]>,
     tl: &Tiles,
     tr0: usize,
     tiles: usize,
@@ -533,10 +570,14 @@ fn output_grad_block<S: Simd, H: Simd>(
 ) {
     let bl = tl.block_len();
     assert!(dy.len() >= g.rows() * n && m.len() >= XI * bl * n && tiles <= bl);
+    assert!(q.is_none_or(|q| q.len() >= g.rows()));
     for j in 0..tiles {
-        let p = output_patch(g, n, tile_at(tl, tr0, j));
-        // SAFETY: present entries lie in image b of dy, m[ξ][j] in m (asserted above).
-        unsafe { by_chunks!(n, S, H, output_grad_tile(dy.as_ptr(), p, m.as_mut_ptr().add(j * n), bl * n)) }
+        let tile = tile_at(tl, tr0, j);
+        let p = output_patch(g, n, tile);
+        let q = q.map(|q| RowScale { q: q.as_ptr(), p: output_patch(g, 1, tile) });
+        // SAFETY: present entries lie in image b of dy, their pixels in q, m[ξ][j] in m
+        // (asserted above).
+        unsafe { by_chunks!(n, S, H, output_grad_tile(dy.as_ptr(), p, q, m.as_mut_ptr().add(j * n), bl * n)) }
     }
 }
 
@@ -600,6 +641,7 @@ mod isa {
                     super::super::input_block::<$s, $h>(g, x, tl, tr0, tiles, v)
                 }
                 #[target_feature(enable = $feat)]
+                #[allow(clippy::too_many_arguments)]
                 pub(in super::super) unsafe fn output_block(
                     g: &Window,
                     n: usize,
@@ -607,21 +649,24 @@ mod isa {
                     tr0: usize,
                     tiles: usize,
                     m: &[f32],
+                    q: Option<&[f32]>,
                     y: &mut [f32],
                 ) {
-                    super::super::output_block::<$s, $h>(g, n, tl, tr0, tiles, m, y)
+                    super::super::output_block::<$s, $h>(g, n, tl, tr0, tiles, m, q, y)
                 }
                 #[target_feature(enable = $feat)]
+                #[allow(clippy::too_many_arguments)]
                 pub(in super::super) unsafe fn output_grad_block(
                     g: &Window,
                     n: usize,
                     dy: &[f32],
+                    q: Option<&[f32]>,
                     tl: &Tiles,
                     tr0: usize,
                     tiles: usize,
                     m: &mut [f32],
                 ) {
-                    super::super::output_grad_block::<$s, $h>(g, n, dy, tl, tr0, tiles, m)
+                    super::super::output_grad_block::<$s, $h>(g, n, dy, q, tl, tr0, tiles, m)
                 }
                 #[target_feature(enable = $feat)]
                 pub(in super::super) unsafe fn input_grad_block(
@@ -644,8 +689,19 @@ mod isa {
 
 // ---- forward and backward ---------------------------------------------------------------------
 
-/// `y = conv(x, w)` (see [`nsl_core::Backend::conv2d`], no scale) by F(4×4, 3×3).
-pub(crate) fn forward(cpu: &Cpu, ks: &Kernels, g: &Window, n: usize, x: &[f32], w: &[f32], y: &mut [f32]) {
+/// `y = conv(x, w)` (see [`nsl_core::Backend::conv2d`], no patch scale) by F(4×4, 3×3), rows
+/// times `q` if given ([`nsl_core::Backend::conv2d_rows_scaled`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward(
+    cpu: &Cpu,
+    ks: &Kernels,
+    g: &Window,
+    n: usize,
+    x: &[f32],
+    w: &[f32],
+    q: Option<&[f32]>,
+    y: &mut [f32],
+) {
     let c = g.c;
     let tl = Tiles::new(g, n);
     let u = transform_weights(c, n, w);
@@ -670,7 +726,7 @@ pub(crate) fn forward(cpu: &Cpu, ks: &Kernels, g: &Window, n: usize, x: &[f32], 
                 // SAFETY: m[ξ] holds `bl ≥ tiles` rows of n values, borrowed mutably.
                 unsafe { p.times(ks, &s.v[xi * bl * c..], tiles, s.m[xi * bl * n..].as_mut_ptr(), 1.0, 0.0) };
             }
-            wide!(ks, output_block(g, n, &tl, tr0, tiles, s.m, yb));
+            wide!(ks, output_block(g, n, &tl, tr0, tiles, s.m, q, yb));
         })
     };
     if g.rows() * g.patch_len() * n < PAR_MIN_FLOPS || blocks.len() == 1 {
@@ -680,7 +736,8 @@ pub(crate) fn forward(cpu: &Cpu, ks: &Kernels, g: &Window, n: usize, x: &[f32], 
     }
 }
 
-/// Backward of [`forward`]: `dx = ∂L/∂x` (overwritten) and `dw += ∂L/∂w`.
+/// Backward of [`forward`]: `dx = ∂L/∂x` (overwritten) and `dw += ∂L/∂w`, with `dy`'s rows
+/// times `q` if given.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
     cpu: &Cpu,
@@ -690,6 +747,7 @@ pub(crate) fn backward(
     x: &[f32],
     w: &[f32],
     dy: &[f32],
+    q: Option<&[f32]>,
     dx: &mut [f32],
     dw: &mut [f32],
 ) {
@@ -726,7 +784,7 @@ pub(crate) fn backward(
             for tr0 in (b0 * tl.th..b1 * tl.th).step_by(tl.rows_per_block) {
                 let tiles = (b1 * tl.th - tr0).min(tl.rows_per_block) * tl.tw;
                 wide!(ks, input_block(g, x, &tl, tr0, tiles, s.v));
-                wide!(ks, output_grad_block(g, n, dy, &tl, tr0, tiles, s.m));
+                wide!(ks, output_grad_block(g, n, dy, q, &tl, tr0, tiles, s.m));
                 for xi in 0..XI {
                     let (v, m) = (&s.v[xi * bl * c..], &s.m[xi * bl * n..]);
                     plan.accumulate(ks, v, m, tiles, &mut parts[xi * part..(xi + 1) * part], tail);

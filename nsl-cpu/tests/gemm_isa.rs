@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assert_close, rand_vec};
-use nsl_core::backend::conv2d_unfused;
+use nsl_core::backend::{conv2d_rows_scaled_backward_unfused, conv2d_rows_scaled_unfused, conv2d_unfused};
 use nsl_core::{Backend, Gemm, Rng, Window};
 use nsl_cpu::Cpu;
 
@@ -65,6 +65,24 @@ fn run_convolutions(be: &Cpu) {
             let k = g.patch_len() as f64;
             assert_close(&what, &be.download(&y), &common::to64(&be.download(&expected)), 1e-4, 1e-5 * k);
         }
+    }
+    // Winograd with a row scale (output transform and `dy` read for every vector width,
+    // 16 + 8 + 1 channels).
+    let be = be.with_winograd(true);
+    let (g, n) = (Window::same(2, 9, 7, 25, 3, 1), 25);
+    let (x, w) = (be.upload(&rand_vec(&mut rng, g.input_len())), be.upload(&rand_vec(&mut rng, g.patch_len() * n)));
+    let (q, dy) = (be.upload(&rand_vec(&mut rng, g.rows())), be.upload(&rand_vec(&mut rng, g.rows() * n)));
+    let (mut y, mut uy) = (be.zeros(g.rows() * n), be.zeros(g.rows() * n));
+    be.conv2d_rows_scaled(&g, n, &x, &w, &q, &mut y);
+    conv2d_rows_scaled_unfused(&be, &g, n, &x, &w, &q, &mut uy);
+    let (mut dx, mut udx, mut dw, mut udw) =
+        (be.zeros(g.input_len()), be.zeros(g.input_len()), be.zeros(g.patch_len() * n), be.zeros(g.patch_len() * n));
+    be.conv2d_rows_scaled_backward(&g, n, &x, &w, &q, &dy, &mut dx, &mut dw);
+    conv2d_rows_scaled_backward_unfused(&be, &g, n, &x, &w, &q, &dy, &mut udx, &mut udw);
+    let k = g.patch_len() as f64;
+    for (name, a, b) in [("y", &y, &uy), ("dx", &dx, &udx), ("dw", &dw, &udw)] {
+        let what = format!("{name} of conv2d_rows_scaled {g:?} n={n}");
+        assert_close(&what, &be.download(a), &common::to64(&be.download(b)), 1e-4, 1e-5 * k);
     }
 }
 

@@ -134,6 +134,33 @@ pub fn conv_backward<B: Backend>(
     conv_scaled_backward(be, g, x, w, None, dy, dw).0
 }
 
+/// Convolution with its output rows scaled, `y[r,o] = q[r]·(im2col(x)·w)[r,o]`
+/// ([`Backend::conv2d_rows_scaled`]); `q` is `[rows]`.
+pub fn conv_rows_scaled<B: Backend>(be: &B, g: &Window, x: &Tensor<B>, w: &Tensor<B>, q: &Tensor<B>) -> Tensor<B> {
+    assert_eq!(q.numel(), g.rows(), "row scale {:?} is not one value per output row", q.shape());
+    let n = w.shape()[1];
+    let mut y = Tensor::empty(be, &[g.rows(), n]);
+    be.conv2d_rows_scaled(g, n, x.buf(), w.buf(), q.buf(), y.buf_mut());
+    y
+}
+
+/// Backward of [`conv_rows_scaled`] for `x` and `w`: with `dy' = q ⊙ dy` (rows),
+/// `dw += im2col(x)ᵀ·dy'`; returns `dx = col2im(dy'·wᵀ)`.
+pub fn conv_rows_scaled_backward<B: Backend>(
+    be: &B,
+    g: &Window,
+    x: &Tensor<B>,
+    w: &Tensor<B>,
+    q: &Tensor<B>,
+    dy: &Tensor<B>,
+    dw: &mut Tensor<B>,
+) -> Tensor<B> {
+    let n = w.shape()[1];
+    let mut dx = Tensor::empty(be, &[g.batch, g.h, g.w, g.c]);
+    be.conv2d_rows_scaled_backward(g, n, x.buf(), w.buf(), q.buf(), dy.buf(), dx.buf_mut(), dw.buf_mut());
+    dx
+}
+
 /// Convolution of patches scaled per position and tap, `y = (s ⊙ im2col(x))·w` (the dynamic
 /// DNS transform, [`Backend::conv2d`]); `s` is `[rows, k²]`.
 pub fn conv_scaled<B: Backend>(be: &B, g: &Window, x: &Tensor<B>, w: &Tensor<B>, s: Option<&Tensor<B>>) -> Tensor<B> {

@@ -1,4 +1,4 @@
-use super::{conv, conv_backward, Similarity};
+use super::{conv_rows_scaled, conv_rows_scaled_backward, Similarity};
 use crate::nn::{Cache, Mode};
 use crate::{Backend, Map, Tensor, Window};
 
@@ -46,12 +46,10 @@ impl<B: Backend> Similarity<B> for Sphere<B> {
     }
     fn forward(&mut self, be: &B, g: &Window, x: &Tensor<B>, w: &Tensor<B>, mode: Mode) -> Tensor<B> {
         let (rows, o) = (g.rows(), w.shape()[1]);
-        let y = conv(be, g, x, w);
         let mut nx = Tensor::zeros(be, &[rows]);
         be.window_norm(g, x.buf(), self.eps, nx.buf_mut());
         let inv_nx = recip(be, &nx);
-        let mut out = y.empty_like(be);
-        be.mul_rows(y.buf(), inv_nx.buf(), rows, o, out.buf_mut());
+        let mut out = conv_rows_scaled(be, g, x, w, &inv_nx);
         let inv_nw = self.normalize_w.then(|| {
             let mut sq = Tensor::zeros(be, &[o]);
             be.dot_cols(w.buf(), w.buf(), w.shape()[0], o, sq.buf_mut());
@@ -77,26 +75,27 @@ impl<B: Backend> Similarity<B> for Sphere<B> {
         let mut dnx = t.zeros_like(be);
         be.mul(t.buf(), inv_nx.buf(), dnx.buf_mut());
         be.scale(-1.0, dnx.buf_mut());
-        // raw gradient of y = x·w
-        let mut dy = dout.empty_like(be);
-        be.mul_rows(dout.buf(), inv_nx.buf(), rows, o, dy.buf_mut());
-        if let Some(inv_nw) = &inv_nw {
-            let mut scaled = dy.empty_like(be);
-            be.mul_cols(dy.buf(), inv_nw.buf(), rows, o, scaled.buf_mut());
-            dy = scaled;
-            // d‖w_o‖ = −Σ_r dout·out / ‖w_o‖;  dW[:,o] += d‖w_o‖ · w[:,o] / ‖w_o‖
-            let mut u = Tensor::zeros(be, &[o]);
-            be.dot_cols(dout.buf(), out.buf(), rows, o, u.buf_mut());
-            let mut coef = u.zeros_like(be);
-            be.mul(u.buf(), inv_nw.buf(), coef.buf_mut());
-            let mut coef2 = u.zeros_like(be);
-            be.mul(coef.buf(), inv_nw.buf(), coef2.buf_mut());
-            be.scale(-1.0, coef2.buf_mut());
-            let mut dw_norm = w.zeros_like(be);
-            be.mul_cols(w.buf(), coef2.buf(), w.shape()[0], o, dw_norm.buf_mut());
-            be.axpy(1.0, dw_norm.buf(), dw.buf_mut());
-        }
-        let mut dx = conv_backward(be, &g, &x, &w, &dy, dw);
+        // gradient of y = x·w: dout / ‖x_r‖ (/ ‖w_o‖), the row scale applied inside the conv
+        let dy = match &inv_nw {
+            None => dout.clone(),
+            Some(inv_nw) => {
+                let mut dy = dout.empty_like(be);
+                be.mul_cols(dout.buf(), inv_nw.buf(), rows, o, dy.buf_mut());
+                // d‖w_o‖ = −Σ_r dout·out / ‖w_o‖;  dW[:,o] += d‖w_o‖ · w[:,o] / ‖w_o‖
+                let mut u = Tensor::zeros(be, &[o]);
+                be.dot_cols(dout.buf(), out.buf(), rows, o, u.buf_mut());
+                let mut coef = u.zeros_like(be);
+                be.mul(u.buf(), inv_nw.buf(), coef.buf_mut());
+                let mut coef2 = u.zeros_like(be);
+                be.mul(coef.buf(), inv_nw.buf(), coef2.buf_mut());
+                be.scale(-1.0, coef2.buf_mut());
+                let mut dw_norm = w.zeros_like(be);
+                be.mul_cols(w.buf(), coef2.buf(), w.shape()[0], o, dw_norm.buf_mut());
+                be.axpy(1.0, dw_norm.buf(), dw.buf_mut());
+                dy
+            }
+        };
+        let mut dx = conv_rows_scaled_backward(be, &g, &x, &w, &inv_nx, &dy, dw);
         be.window_norm_backward(&g, x.buf(), nx.buf(), dnx.buf(), dx.buf_mut());
         dx
     }
