@@ -441,6 +441,38 @@ fn conv2d_multi_tile() {
     });
 }
 
+/// The row-scaled convolution (SphereConv's `1/‖x‖`) and its backward, on windows the CPU runs
+/// as Winograd (rows scaled in the transforms) and directly.
+#[test]
+fn conv2d_rows_scaled_and_backward() {
+    let cases = [
+        (Window::same(2, 9, 11, 16, 3, 1), 9),
+        (Window::same(1, 10, 8, 9, 3, 1), 64),
+        (Window::same(2, 7, 6, 3, 3, 2), 5),
+    ];
+    check("conv2d_rows_scaled_and_backward", 4, any::<u64>(), |gpu, cpu, seed| {
+        let mut rng = Rng::new(seed);
+        for &(g, n) in &cases {
+            let x = pair(gpu, cpu, &rand_vec(&mut rng, g.input_len()));
+            let w = pair(gpu, cpu, &rand_vec(&mut rng, g.patch_len() * n));
+            let q = pair(gpu, cpu, &rand_range(&mut rng, g.rows(), 0.2, 2.0));
+            let mut y = Pair { g: gpu.alloc(g.rows() * n), c: cpu.alloc(g.rows() * n) };
+            gpu.conv2d_rows_scaled(&g, n, &x.g, &w.g, &q.g, &mut y.g);
+            cpu.conv2d_rows_scaled(&g, n, &x.c, &w.c, &q.c, &mut y.c);
+            let what = format!("{g:?} n={n}");
+            cmp(&format!("conv2d_rows_scaled {what}"), gpu, cpu, &y, g.patch_len())?;
+            let dy = pair(gpu, cpu, &rand_vec(&mut rng, g.rows() * n));
+            let mut dx = Pair { g: gpu.alloc(g.input_len()), c: cpu.alloc(g.input_len()) };
+            let mut dw = pair(gpu, cpu, &rand_vec(&mut rng, g.patch_len() * n)); // accumulates
+            gpu.conv2d_rows_scaled_backward(&g, n, &x.g, &w.g, &q.g, &dy.g, &mut dx.g, &mut dw.g);
+            cpu.conv2d_rows_scaled_backward(&g, n, &x.c, &w.c, &q.c, &dy.c, &mut dx.c, &mut dw.c);
+            cmp(&format!("conv2d_rows_scaled dx {what}"), gpu, cpu, &dx, g.k * g.k * n)?;
+            cmp(&format!("conv2d_rows_scaled dw {what}"), gpu, cpu, &dw, g.rows())?;
+        }
+        Ok(())
+    });
+}
+
 // ---- patch transforms ---------------------------------------------------------------------------
 
 #[test]
