@@ -41,7 +41,19 @@ fn ops(c: &mut Criterion) {
         let (mut dgamma, mut dbeta) = (be.zeros(c_out), be.zeros(c_out));
         group.bench_function("batch_norm_relu_backward", |b| {
             b.iter(|| {
-                be.batch_norm_relu_backward(&d, &y, &out, &gamma, &mean, &var, &dy, &mut dz, &mut dgamma, &mut dbeta)
+                be.batch_norm_relu_backward(
+                    &d,
+                    &y,
+                    &out,
+                    &gamma,
+                    &beta,
+                    &mean,
+                    &var,
+                    &dy,
+                    &mut dz,
+                    &mut dgamma,
+                    &mut dbeta,
+                )
             })
         });
         // conv2d as the backend picks it (Winograd here), direct, and with a DNS patch scale

@@ -369,9 +369,11 @@ pub trait Backend: Clone + Send + Sync + std::fmt::Debug + 'static {
         self.batch_norm_eval(d, x, gamma, beta, mean, var, &mut t);
         self.relu(&t, y);
     }
-    /// Backward of [`Backend::batch_norm_relu_train`] given its output `y`: the batch-norm
-    /// backward of `dy·1[y > 0]`. Overwrites `dx`, **accumulates** `dγ`, `dβ`. Default:
-    /// [`Backend::relu_backward`] then [`Backend::batch_norm_backward`].
+    /// Backward of [`Backend::batch_norm_relu_train`] given its output `y` (and its shift `β`):
+    /// the batch-norm backward of `dy·1[y > 0]`. Overwrites `dx`, **accumulates** `dγ`, `dβ`.
+    /// A backend may read the mask from `y` or recompute it from `x`, `γ`, `β`, `μ`, `σ²` exactly
+    /// as its forward computed `y` (the CPU backend does, one read of the activations less).
+    /// Default: [`Backend::relu_backward`] then [`Backend::batch_norm_backward`].
     #[allow(clippy::too_many_arguments)]
     fn batch_norm_relu_backward(
         &self,
@@ -379,6 +381,7 @@ pub trait Backend: Clone + Send + Sync + std::fmt::Debug + 'static {
         x: &Self::Buf,
         y: &Self::Buf,
         gamma: &Self::Buf,
+        _beta: &Self::Buf,
         mean: &Self::Buf,
         var: &Self::Buf,
         dy: &Self::Buf,

@@ -409,12 +409,15 @@ impl Backend for Cpu {
     ) {
         norm::batch_norm_backward(self, d, x, gamma, mean, var, dy, dx, dgamma, dbeta, None)
     }
+    /// The ReLU mask is recomputed from `x` and `β` (as [`Cpu`]'s forward computed `y`); `y`
+    /// is not read.
     fn batch_norm_relu_backward(
         &self,
         d: &BatchNormDims,
         x: &CpuBuf,
-        y: &CpuBuf,
+        _y: &CpuBuf,
         gamma: &CpuBuf,
+        beta: &CpuBuf,
         mean: &CpuBuf,
         var: &CpuBuf,
         dy: &CpuBuf,
@@ -422,7 +425,7 @@ impl Backend for Cpu {
         dgamma: &mut CpuBuf,
         dbeta: &mut CpuBuf,
     ) {
-        norm::batch_norm_backward(self, d, x, gamma, mean, var, dy, dx, dgamma, dbeta, Some(y))
+        norm::batch_norm_backward(self, d, x, gamma, mean, var, dy, dx, dgamma, dbeta, Some(beta))
     }
     fn relu(&self, x: &CpuBuf, y: &mut CpuBuf) {
         same_len("relu", x, y);

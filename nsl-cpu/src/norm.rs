@@ -150,7 +150,8 @@ fn affine_rows(cpu: &Cpu, d: &BatchNormDims, x: &[f32], scale: &[f32], shift: &[
     });
 }
 
-/// `dy` where the ReLU's output `y` is positive, else `+0` (as [`crate::activation::relu_backward`]).
+/// `dy` where the ReLU's input `y` (and so its output) is positive, else `+0` (as
+/// [`crate::activation::relu_backward`]).
 #[inline(always)]
 fn relu_masked(dy: f32, y: f32) -> f32 {
     f32::from_bits(dy.to_bits() & ((y > 0.0) as u32).wrapping_neg())
@@ -223,8 +224,9 @@ pub(crate) fn batch_norm_eval(
 }
 
 /// See [`nsl_core::Backend::batch_norm_backward`]: overwrites `dx`, accumulates `dgamma`,
-/// `dbeta`. With `relu_out` (the output of `batch_norm_relu_train`), of `dy` masked by it
-/// ([`nsl_core::Backend::batch_norm_relu_backward`]), read on the fly.
+/// `dbeta`. With `relu_beta` (the shift `β` of `batch_norm_relu_train`), of `dy` masked by the
+/// ReLU ([`nsl_core::Backend::batch_norm_relu_backward`]), the mask recomputed on the fly from
+/// `x` exactly as [`batch_norm_train`] computed its output (`x·scale + shift > 0`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn batch_norm_backward(
     cpu: &Cpu,
@@ -237,29 +239,33 @@ pub(crate) fn batch_norm_backward(
     dx: &mut [f32],
     dgamma: &mut [f32],
     dbeta: &mut [f32],
-    relu_out: Option<&[f32]>,
+    relu_beta: Option<&[f32]>,
 ) {
     let (rows, c) = (d.rows, d.c);
     if rows == 0 || c == 0 {
         return;
     }
     let (x, dy) = (&x[..rows * c], &dy[..rows * c]);
-    // The gradient reaching the batch norm is `dy` masked by the ReLU's output; without a ReLU
-    // every row is masked by ones, which keeps `dy` bit for bit.
-    let ones = vec![1f32; c];
-    let relu_out = relu_out.map(|y| &y[..rows * c]);
-    let mask = |r: usize| relu_out.map_or(&ones[..], |y| &y[r * c..(r + 1) * c]);
     let mean = &mean[..c];
     let inv = inv_std(&var[..c], d.eps);
+    // The gradient reaching the batch norm is `dy` where the ReLU's output was positive.
+    let relu = relu_beta.is_some();
+    let no_shift = vec![0f32; c];
+    let (scale, shift) = scale_shift(&gamma[..c], &relu_beta.unwrap_or(&no_shift)[..c], mean, &inv);
+    let masked = |g: f32, xv: f32, s: f32, t: f32| if relu { relu_masked(g, xv * s + t) } else { g };
     let mean64: Vec<f64> = mean.iter().map(|&m| m as f64).collect();
     // acc[0..c] = Σ dy, acc[c..2c] = Σ dy·x̂
     let sums = channel_sums(cpu, rows, c, 2 * c, |r, acc| {
         let (sdy, sdyx) = acc.split_at_mut(c);
-        let (xr, dyr) = (&x[r * c..(r + 1) * c], dy[r * c..(r + 1) * c].iter().zip(mask(r)));
-        for ((((a, b), &xv), (&g, &y)), (&m, &i)) in
-            sdy.iter_mut().zip(sdyx.iter_mut()).zip(xr).zip(dyr).zip(mean64.iter().zip(&inv))
+        let (xr, dyr) = (&x[r * c..(r + 1) * c], &dy[r * c..(r + 1) * c]);
+        for ((((a, b), (&xv, &g)), (&m, &i)), (&s, &t)) in sdy
+            .iter_mut()
+            .zip(sdyx.iter_mut())
+            .zip(xr.iter().zip(dyr))
+            .zip(mean64.iter().zip(&inv))
+            .zip(scale.iter().zip(&shift))
         {
-            let g = relu_masked(g, y) as f64;
+            let g = masked(g, xv, s, t) as f64;
             *a += g;
             *b += g * (xv as f64 - m) * i;
         }
@@ -276,16 +282,16 @@ pub(crate) fn batch_norm_backward(
     let inv32: Vec<f32> = inv.iter().map(|&v| v as f32).collect();
     par::rows_mut(cpu, &mut dx[..rows * c], c, rows * c, |r0, out| {
         let rows_in = x[r0 * c..].chunks_exact(c).zip(dy[r0 * c..].chunks_exact(c));
-        for (j, (dxr, (xr, dyr))) in out.chunks_exact_mut(c).zip(rows_in).enumerate() {
-            for ((((dx, &xv), (&g, &y)), (&m, &i)), ((&k, &a), &b)) in dxr
+        for (dxr, (xr, dyr)) in out.chunks_exact_mut(c).zip(rows_in) {
+            for ((((dx, &xv), &g), ((&m, &i), (&s, &t))), ((&k, &a), &b)) in dxr
                 .iter_mut()
                 .zip(xr)
-                .zip(dyr.iter().zip(mask(r0 + j)))
-                .zip(mean.iter().zip(&inv32))
+                .zip(dyr)
+                .zip(mean.iter().zip(&inv32).zip(scale.iter().zip(&shift)))
                 .zip(coef.iter().zip(&mdy).zip(&mdyx))
             {
                 let xh = (xv - m) * i;
-                *dx = k * (relu_masked(g, y) - a - xh * b);
+                *dx = k * (masked(g, xv, s, t) - a - xh * b);
             }
         }
     });

@@ -143,7 +143,7 @@ proptest! {
         let (mut dg, mut db) = (be.upload(&vec![1.0; c]), be.upload(&vec![1.0; c]));
         let dy = be.upload(&r);
         if relu {
-            be.batch_norm_relu_backward(&d, &bx, &y, &bg, &mean, &var, &dy, &mut dx, &mut dg, &mut db);
+            be.batch_norm_relu_backward(&d, &bx, &y, &bg, &bb, &mean, &var, &dy, &mut dx, &mut dg, &mut db);
         } else {
             be.batch_norm_backward(&d, &bx, &bg, &mean, &var, &dy, &mut dx, &mut dg, &mut db);
         }

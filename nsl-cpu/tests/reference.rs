@@ -226,7 +226,7 @@ fn check_batch_norm(be: &Cpu, d: &BatchNormDims, seed: u64) {
     assert_eq!(be.download(&yre), be.download(&ye_then_relu), "bn+relu eval {what}");
     let bdy = be.upload(&dy);
     let (mut dxr, mut dgr, mut dbr) = (be.upload(&vec![f32::NAN; rows * c]), be.upload(&dg0), be.upload(&db0));
-    be.batch_norm_relu_backward(d, &bx, &yr, &bg, &mean, &var, &bdy, &mut dxr, &mut dgr, &mut dbr);
+    be.batch_norm_relu_backward(d, &bx, &yr, &bg, &bb, &mean, &var, &bdy, &mut dxr, &mut dgr, &mut dbr);
     let mut dy_masked = be.zeros(rows * c);
     be.relu_backward(&yr, &bdy, &mut dy_masked);
     let (mut dxc, mut dgc, mut dbc) = (be.zeros(rows * c), be.upload(&dg0), be.upload(&db0));

@@ -183,7 +183,7 @@ fn main() {
             });
             let bwd = nsl_bench::best_of(reps, &mut || {
                 if relu {
-                    be.batch_norm_relu_backward(&d, &x, &y, &gamma, &mean, &var, &dy, &mut dx, &mut dg, &mut db)
+                    be.batch_norm_relu_backward(&d, &x, &y, &gamma, &beta, &mean, &var, &dy, &mut dx, &mut dg, &mut db)
                 } else {
                     be.batch_norm_backward(&d, &x, &gamma, &mean, &var, &dy, &mut dx, &mut dg, &mut db)
                 }

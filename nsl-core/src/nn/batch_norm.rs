@@ -120,13 +120,15 @@ impl<B: Backend> Layer<B> for BatchNorm<B> {
         let BnCache { x, mean, var, y } = self.cache.pop(&self.name);
         let d = self.dims(&x);
         let mut dx = x.empty_like(be);
-        let (gamma, dgamma, dbeta) = (self.gamma.value.buf(), self.gamma.grad.buf_mut(), self.beta.grad.buf_mut());
+        let (gamma, beta) = (self.gamma.value.buf(), self.beta.value.buf());
+        let (dgamma, dbeta) = (self.gamma.grad.buf_mut(), self.beta.grad.buf_mut());
         match &y {
             Some(y) => be.batch_norm_relu_backward(
                 &d,
                 x.buf(),
                 y.buf(),
                 gamma,
+                beta,
                 mean.buf(),
                 var.buf(),
                 dy.buf(),
