@@ -269,36 +269,60 @@ fn conv2d_large_shapes() {
     }
 }
 
-/// `conv2d_rows_scaled` and its backward (rows scaled as Winograd writes outputs and reads
-/// `dy`, or before/after the direct convolution) against the unfused `conv2d` + `mul_rows`.
+/// `conv2d_rows_scaled` and its backward against the unfused `conv2d` + `mul_rows`, to f32
+/// rounding (`dw` accumulates from a random start; `y`, `dx` must be overwritten).
+fn check_rows_scaled(be: &Cpu, g: Window, n: usize, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let (x, w) = (be.upload(&rand_vec(&mut rng, g.input_len())), be.upload(&rand_vec(&mut rng, g.patch_len() * n)));
+    let q = be.upload(&common::rand_range(&mut rng, g.rows(), 0.2, 2.0));
+    let dy = be.upload(&rand_vec(&mut rng, g.rows() * n));
+    let dw0 = rand_vec(&mut rng, g.patch_len() * n);
+    let nan = |len| be.upload(&vec![f32::NAN; len]);
+    let (mut y, mut uy) = (nan(g.rows() * n), nan(g.rows() * n));
+    be.conv2d_rows_scaled(&g, n, &x, &w, &q, &mut y);
+    conv2d_rows_scaled_unfused(be, &g, n, &x, &w, &q, &mut uy);
+    let (mut dx, mut udx) = (nan(g.input_len()), nan(g.input_len()));
+    let (mut dw, mut udw) = (be.upload(&dw0), be.upload(&dw0));
+    be.conv2d_rows_scaled_backward(&g, n, &x, &w, &q, &dy, &mut dx, &mut dw);
+    conv2d_rows_scaled_backward_unfused(be, &g, n, &x, &w, &q, &dy, &mut udx, &mut udw);
+    let k = g.patch_len().max(n) as f64;
+    for (name, a, b) in [("y", &y, &uy), ("dx", &dx, &udx), ("dw", &dw, &udw)] {
+        let what = format!("{name} rows-scaled vs unfused {g:?} n={n}");
+        assert_close(&what, &be.download(a), &common::to64(&be.download(b)), 1e-4, 1e-5 * k);
+    }
+}
+
+/// Rows scaled as Winograd writes its outputs and reads `dy`, or before/after the direct
+/// convolution, at CNN-like and odd shapes (several blocks and threads).
 #[test]
 fn conv2d_rows_scaled_matches_unfused() {
     let be = Cpu::with_threads(3);
-    let mut rng = Rng::new(17);
-    for (g, n) in [
+    for (i, (g, n)) in [
         (Window::same(3, 11, 9, 8, 3, 1), 9),    // Winograd, partial tiles
         (Window::same(2, 32, 32, 16, 3, 1), 64), // Winograd, several blocks
         (Window::same(2, 9, 7, 3, 3, 1), 5),     // direct, gathered
         (Window::same(1, 20, 40, 12, 3, 2), 10), // direct, stride 2
         (Window::same(1, 18, 20, 24, 3, 1), 7),  // direct (n < 8), dx by convolution
-    ] {
-        let (x, w) = (be.upload(&rand_vec(&mut rng, g.input_len())), be.upload(&rand_vec(&mut rng, g.patch_len() * n)));
-        let q = be.upload(&common::rand_range(&mut rng, g.rows(), 0.2, 2.0));
-        let dy = be.upload(&rand_vec(&mut rng, g.rows() * n));
-        let dw0 = rand_vec(&mut rng, g.patch_len() * n);
-        let nan = |len| be.upload(&vec![f32::NAN; len]);
-        let (mut y, mut uy) = (nan(g.rows() * n), nan(g.rows() * n));
-        be.conv2d_rows_scaled(&g, n, &x, &w, &q, &mut y);
-        conv2d_rows_scaled_unfused(&be, &g, n, &x, &w, &q, &mut uy);
-        let (mut dx, mut udx) = (nan(g.input_len()), nan(g.input_len()));
-        let (mut dw, mut udw) = (be.upload(&dw0), be.upload(&dw0));
-        be.conv2d_rows_scaled_backward(&g, n, &x, &w, &q, &dy, &mut dx, &mut dw);
-        conv2d_rows_scaled_backward_unfused(&be, &g, n, &x, &w, &q, &dy, &mut udx, &mut udw);
-        let k = g.patch_len().max(n) as f64;
-        for (name, a, b) in [("y", &y, &uy), ("dx", &dx, &udx), ("dw", &dw, &udw)] {
-            let what = format!("{name} rows-scaled vs unfused {g:?} n={n}");
-            assert_close(&what, &be.download(a), &common::to64(&be.download(b)), 1e-4, 1e-5 * k);
-        }
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        check_rows_scaled(&be, g, n, 17 + i as u64);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn conv2d_rows_scaled_random_direct(g in common::window(), n in 1usize..=20, seed in any::<u64>()) {
+        check_rows_scaled(be(), g, n, seed);
+    }
+
+    #[test]
+    fn conv2d_rows_scaled_random_winograd((g, n) in winograd_case(), seed in any::<u64>()) {
+        prop_assert!(be().uses_winograd(&g, n, false));
+        check_rows_scaled(be(), g, n, seed);
     }
 }
 
