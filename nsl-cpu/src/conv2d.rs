@@ -4,11 +4,12 @@
 //! [`PADDED_MIN_WO`] columns ([`SCALED_PADDED_MIN_WO`] with a tap scale) read the windows in
 //! place from a zero-padded copy of the input; with a dynamic-DNS tap scale each tap's product
 //! `Σ_c x·w` is summed in registers and added in times its scale (`y = Σ_t s_t·(Σ_c x·w)`), so
-//! no scaled patch is ever written. Otherwise
-//! output rows are cut into tiles of about [`TILE_ELEMS`] patch values whose patches are
-//! gathered (and scaled) into a per-thread scratch buffer that stays in L2. Either way they go
-//! straight through the skinny-GEMM tiles of `gemm` (single-threaded there: the parallelism is
-//! over tiles, never nested).
+//! no scaled patch is ever written. Otherwise output rows are cut into tiles of about
+//! [`TILE_ELEMS`] patch values whose patches are gathered (and scaled) into a per-thread scratch
+//! buffer that stays in L2. Either way they go straight through the skinny-GEMM tiles of `gemm`
+//! (single-threaded there: the parallelism is over tiles, never nested). A row scale
+//! ([`nsl_core::Backend::conv2d_rows_scaled`]) is applied after the product here, and inside the
+//! transforms on the Winograd path.
 //!
 //! **Backward.** For unscaled stride-1 windows on maps ≥ [`PADDED_MIN_WO`] wide with fewer
 //! outputs than inputs (`n < c`, e.g. the DNS predictor's 64→9), `dx` is the im2col-free

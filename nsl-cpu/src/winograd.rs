@@ -10,7 +10,9 @@
 //!
 //! The backward is the adjoint of the same three steps: `dM = A·dY·Aᵀ`, then per point
 //! `dU[ξ] = V[ξ]ᵀ·dM[ξ]` (the weight gradient, `dg = Gᵀ·dU·G`) and `dV[ξ] = dM[ξ]·U[ξ]ᵀ`
-//! (the input gradient, `dd = B·dV·Bᵀ`, added into the overlapping 6×6 windows).
+//! (the input gradient, `dd = B·dV·Bᵀ`, added into the overlapping 6×6 windows). A per-output-row
+//! scale (SphereConv's `1/‖x‖`, [`nsl_core::Backend::conv2d_rows_scaled`]) multiplies `Y` as it
+//! is written and `dY` as it is read, so no scaled copy of either is made.
 //!
 //! Tiles are processed in blocks of whole tile rows whose transformed values stay in L2; their
 //! 6×6 windows are read in place from the input (entries in the padding read as zero). Each
