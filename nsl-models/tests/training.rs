@@ -236,6 +236,10 @@ fn similarity_variants_share_the_backbone_init_of_their_seed() {
     use nsl_core::Tensor;
     // Direct convolutions only: the plain network's would otherwise run as Winograd convolutions
     // and the dynamic ones (patch-scaled) directly, equal up to rounding but not bit for bit.
+    // The dynamic ones still differ by rounding on maps at least 32 wide, where the scaled
+    // convolution sums each tap's product on its own before scaling it (`Σ_t s_t·(Σ_c x·w)`,
+    // `Cpu::sums_scaled_taps_separately`): those are compared to 1e-5 of the largest logit,
+    // far below what a different backbone init would change.
     let be = Cpu::with_threads(2).with_winograd(false);
     let x: Vec<f32> = (0..2 * 32 * 32 * 3).map(|i| ((i * 53) % 241) as f32).collect();
     let x = Tensor::from_vec(&be, &[2, 32, 32, 3], &x);
@@ -251,7 +255,14 @@ fn similarity_variants_share_the_backbone_init_of_their_seed() {
             if network == "cnn4" && similarity == "shared-dns" {
                 continue;
             }
-            assert_eq!(plain, output(similarity), "{network} {similarity}");
+            let out = output(similarity);
+            if similarity.starts_with("static") {
+                assert_eq!(plain, out, "{network} {similarity}");
+            } else {
+                let scale = plain.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let worst = plain.iter().zip(&out).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(worst <= 1e-5 * scale, "{network} {similarity}: {worst} off ({plain:?} vs {out:?})");
+            }
         }
         assert_ne!(
             plain,
