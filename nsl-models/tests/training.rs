@@ -74,6 +74,27 @@ fn resume_equals_uninterrupted_run_bitwise() {
     }
 }
 
+/// Running a finished run again (e.g. `nsl quickstart` twice) trains nothing and reports what
+/// the run recorded; without its summary, the final metrics come from its metrics log.
+#[test]
+fn rerunning_a_finished_run_reports_its_results() {
+    let be = Cpu::with_threads(2);
+    let cfg = tiny("conv");
+    let dir = tempdir("rerun-finished");
+    let first = train(&be, &cfg, &opts(&dir, true, None)).unwrap();
+    assert!(first.final_test_acc.is_finite() && first.train_images_per_second > 0.0);
+    let again = train(&be, &cfg, &opts(&dir, true, None)).unwrap();
+    assert_eq!(again, first);
+    assert_eq!(nsl_models::train::RunSummary::read(&dir), Some(first.clone()), "summary.json kept");
+    std::fs::remove_file(dir.join("summary.json")).unwrap();
+    let from_log = train(&be, &cfg, &opts(&dir, true, None)).unwrap();
+    assert_eq!(from_log.resumed_from, Some(cfg.iterations));
+    assert_eq!(
+        (from_log.final_test_acc, from_log.final_test_top5, from_log.final_train_loss, from_log.best_test_acc),
+        (first.final_test_acc, first.final_test_top5, first.final_train_loss, first.best_test_acc)
+    );
+}
+
 #[test]
 fn truncated_checkpoint_gives_a_clear_error_and_changes_nothing() {
     let be = Cpu::with_threads(1);

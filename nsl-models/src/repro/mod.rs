@@ -12,5 +12,5 @@ pub use registry::{
     experiments, smoke_cifar, FewShotMethod, Job, Metric, Row, Scale, PAPER_META_SCHEDULE, SMOKE_META_SCHEDULE, TABLES,
 };
 pub use report::{summary_table, write_report, ReportHeader};
-pub use runner::{finished, run_all, RowResult, RunnerOptions};
+pub use runner::{run_all, RowResult, RunnerOptions};
 pub use svg::line_chart;

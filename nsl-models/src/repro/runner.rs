@@ -62,12 +62,6 @@ fn metric_of(metric: Metric, s: &RunSummary) -> f64 {
     }
 }
 
-/// Read a finished run's summary, if its folder holds one.
-pub fn finished(dir: &Path) -> Option<RunSummary> {
-    let text = std::fs::read_to_string(dir.join("summary.json")).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
 /// Run (or reuse) every row, `seeds` times each, on backend `be`; `fewshot` runs Table 6 jobs.
 pub fn run_all<B: Backend>(
     be: &B,
@@ -93,7 +87,7 @@ pub fn run_all<B: Backend>(
             let id = row.run_id(seed);
             let dir = opts.out.join("runs").join(&id);
             result.runs.push(format!("runs/{id}"));
-            let reused = finished(&dir);
+            let reused = RunSummary::read(&dir);
             let started = Instant::now();
             let outcome = match (&row.job, reused) {
                 (_, Some(summary)) => {

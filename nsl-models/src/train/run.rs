@@ -59,6 +59,29 @@ pub struct RunSummary {
     pub resumed_from: Option<u64>,
 }
 
+impl RunSummary {
+    /// The summary a finished run wrote to `dir/summary.json`, if there is a readable one.
+    pub fn read(dir: &Path) -> Option<RunSummary> {
+        let text = std::fs::read_to_string(dir.join("summary.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+/// The last `(train loss, test top-1, test top-5)` in a run's `metrics.jsonl` (NaN where none).
+fn last_metrics(path: &Path) -> (f32, f32, f32) {
+    let mut last = (f32::NAN, f32::NAN, f32::NAN);
+    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let num = |k: &str| v.get(k).and_then(|x| x.as_f64()).map(|x| x as f32);
+        if let Some(acc) = num("test_acc") {
+            (last.1, last.2) = (acc, num("test_top5").unwrap_or(f32::NAN));
+        } else if let Some(loss) = num("loss") {
+            last.0 = loss;
+        }
+    }
+    last
+}
+
 /// Load the run's in-memory dataset: `(train, test)`. ImageNet is streamed from disk instead:
 /// [`load_sources`] opens every dataset.
 pub fn load_data(cfg: &RunConfig) -> Result<(Dataset, Dataset), TrainError> {
@@ -359,6 +382,14 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
         let _ = std::fs::remove_file(&metrics_path);
     }
     checkpoint::write_atomic(&opts.out_dir.join("config.toml"), config_text.as_bytes())?;
+    let stop = opts.stop_at.unwrap_or(cfg.iterations).min(cfg.iterations);
+    if resumed_from.is_some_and(|s| s >= stop) {
+        // Nothing left to train: a finished run reports what it recorded (not NaN metrics and
+        // 0 img/s of an empty loop, which would also overwrite its summary).
+        if let Some(done) = RunSummary::read(&opts.out_dir).filter(|d| d.steps == step) {
+            return Ok(done);
+        }
+    }
     let mut metrics = std::io::BufWriter::new(
         std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(io(&metrics_path))?,
     );
@@ -384,11 +415,10 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
     bar.set_prefix(format!("{} {}", cfg.network, cfg.similarity));
     bar.set_position(step);
 
-    let stop = opts.stop_at.unwrap_or(cfg.iterations).min(cfg.iterations);
     let mut last_saved: Option<(PathBuf, u64)> = resumed_from.map(|s| (ckpt_path.clone(), s));
-    let mut final_loss = f32::NAN;
-    let mut final_acc = f32::NAN;
-    let mut final_top5 = f32::NAN;
+    // A resumed run starts from what its metrics recorded up to the checkpoint.
+    let (mut final_loss, mut final_acc, mut final_top5) =
+        if resumed_from.is_some() { last_metrics(&metrics_path) } else { (f32::NAN, f32::NAN, f32::NAN) };
     let mut images = 0usize;
     let loop_start = Instant::now();
     let save = |net: &mut Network<B>, opt: &mut Optimizer<B>, step: u64, best: (f32, u64)| {
