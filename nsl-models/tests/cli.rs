@@ -48,6 +48,14 @@ fn eval_reproduces_the_runs_final_accuracy_with_debiased_statistics() {
     let expected = format!("test accuracy {:.2}%", 100.0 * summary.final_test_acc);
     assert!(text.contains(&expected), "`{text}` does not contain `{expected}`");
 
+    // the run folder works as well as its checkpoint; a folder without one is a clear error
+    let out = Command::new(nsl).args(["--threads", "2", "eval"]).arg(&run).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&expected));
+    let out = Command::new(nsl).arg("eval").arg(&dir).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("without a checkpoint.safetensors"), "{err}");
+
     // a truncated checkpoint is an error naming the file, not a panic
     let bytes = std::fs::read(run.join("checkpoint.safetensors")).unwrap();
     let cut = dir.join("cut.safetensors");

@@ -1,6 +1,6 @@
 //! `nsl`: train, evaluate and fold neural similarity networks from the command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -36,7 +36,7 @@ enum Command {
     Train(Box<TrainArgs>),
     /// Test accuracy of a checkpoint on its run's test set.
     Eval {
-        /// A checkpoint.safetensors written by `nsl train`.
+        /// A checkpoint.safetensors written by `nsl train`, or the run folder that holds it.
         checkpoint: PathBuf,
         /// Override the data folder stored in the checkpoint's config.
         #[arg(long)]
@@ -44,7 +44,8 @@ enum Command {
     },
     /// Fold a static NSN checkpoint into a plain-CNN checkpoint (paper §3.2) and check its accuracy is unchanged.
     Fold {
-        /// A checkpoint of a run with a static similarity (static-dns, static-uns, static-psd, joint-static-dns).
+        /// A checkpoint (or run folder) of a run with a static similarity (static-dns, static-uns, static-psd,
+        /// joint-static-dns).
         checkpoint: PathBuf,
         /// Where to write the plain-CNN checkpoint.
         #[arg(long)]
@@ -255,8 +256,22 @@ fn normalize_of(cfg: &RunConfig) -> Result<nsl_models::data::augment::Normalize,
 
 type Restored<B> = (RunConfig, nsl_models::nets::Network<B>, Source, Meta);
 
-/// Rebuild a run's network from the config inside its checkpoint and load the weights.
-fn restore<B: Backend>(be: &B, path: &PathBuf, data_dir: Option<String>) -> Result<Restored<B>, String> {
+/// Rebuild a run's network from the config inside its checkpoint (or the checkpoint in the run
+/// folder `path`) and load the weights.
+fn restore<B: Backend>(be: &B, path: &Path, data_dir: Option<String>) -> Result<Restored<B>, String> {
+    let in_folder;
+    let path = if path.is_dir() {
+        in_folder = path.join("checkpoint.safetensors");
+        if !in_folder.exists() {
+            return Err(format!(
+                "{} is a folder without a checkpoint.safetensors: give a run folder written by `nsl train` or the checkpoint file",
+                path.display()
+            ));
+        }
+        &in_folder
+    } else {
+        path
+    };
     let bytes = std::fs::read(path).map_err(|e| format!("checkpoint {}: {e}", path.display()))?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| format!("checkpoint {} is truncated or not a safetensors file ({e})", path.display()))?;
