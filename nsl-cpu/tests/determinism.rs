@@ -51,6 +51,25 @@ fn pipeline(be: &Cpu) -> Vec<Vec<u32>> {
         keep(be.download(v));
     }
 
+    // the scaled forward reading its windows in place (maps ≥ 32 wide), and the row-scaled
+    // Winograd convolution with its backward
+    let (g, n) = (Window::same(3, 8, 40, 8, 3, 1), 24);
+    let (x, w) = (be.upload(&rand_vec(&mut rng, g.input_len())), be.upload(&rand_vec(&mut rng, g.patch_len() * n)));
+    let s = be.upload(&rand_vec(&mut rng, g.rows() * g.taps()));
+    let mut y = be.zeros(g.rows() * n);
+    be.conv2d(&g, n, &x, &w, Some(&s), &mut y);
+    keep(be.download(&y));
+    let (g, n) = (Window::same(4, 12, 12, 16, 3, 1), 16);
+    let (x, w) = (be.upload(&rand_vec(&mut rng, g.input_len())), be.upload(&rand_vec(&mut rng, g.patch_len() * n)));
+    let (q, dy) = (be.upload(&rand_vec(&mut rng, g.rows())), be.upload(&rand_vec(&mut rng, g.rows() * n)));
+    let mut y = be.zeros(g.rows() * n);
+    be.conv2d_rows_scaled(&g, n, &x, &w, &q, &mut y);
+    let (mut dx, mut dw) = (be.zeros(g.input_len()), be.zeros(g.patch_len() * n));
+    be.conv2d_rows_scaled_backward(&g, n, &x, &w, &q, &dy, &mut dx, &mut dw);
+    for v in [&y, &dx, &dw] {
+        keep(be.download(v));
+    }
+
     // batch norm train + backward
     let d = BatchNormDims { rows: 20_000, c: 7, eps: 1e-5 };
     let x = be.upload(&rand_vec(&mut rng, 140_000));
