@@ -1,14 +1,14 @@
 //! The `nsl` binary end to end: `nsl eval` reports the accuracy the run itself reported.
 
+mod common;
+
 use std::process::Command;
 
 use nsl_models::train::{RunConfig, RunSummary};
 
 #[test]
 fn eval_reproduces_the_runs_final_accuracy_with_debiased_statistics() {
-    let dir = std::env::temp_dir().join(format!("nsl-test-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::TestDir::new("cli");
     let cfg = RunConfig {
         network: "cnn4".into(),
         similarity: "static-dns".into(),

@@ -1,16 +1,13 @@
 //! CIFAR binary loaders: decoding and the errors for missing, truncated and corrupt files.
 
-use std::path::PathBuf;
+mod common;
 
 use nsl_models::data::cifar::{load_cifar, load_cifar10, load_cifar100, CifarFormat, CIFAR10, CIFAR100};
 use nsl_models::data::DataError;
 
 /// A fresh, empty folder for one test.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nsl-data-cifar-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(name: &str) -> common::TestDir {
+    common::TestDir::new(&format!("data-cifar-{name}"))
 }
 
 /// A record whose pixel `(y, x)` of plane `c` is `(c·100 + y·3 + x) mod 256`.

@@ -1,17 +1,16 @@
 //! The offline parts of `fetch-data`: checksums and unpacking, on local files only.
 
+mod common;
+
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nsl_models::data::cifar::{load_cifar, CifarFormat, CIFAR10, CIFAR100};
 use nsl_models::data::fetch::{extract, is_complete, md5_hex, verify_checksum, ARCHIVES};
 use nsl_models::data::DataError;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nsl-data-fetch-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(name: &str) -> common::TestDir {
+    common::TestDir::new(&format!("data-fetch-{name}"))
 }
 
 /// Write a `.tar.gz` with `members` (path, bytes) and a folder entry for `top`.

@@ -2,7 +2,9 @@
 //! computations, mini-ImageNet CSV splits with their cache, streamed ImageNet class folders
 //! with seeded augmentation, and the errors for missing, malformed and corrupt files.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
 
 use image::{Rgb, RgbImage};
@@ -14,11 +16,8 @@ use nsl_models::data::loader::{eval_batches, Position, TrainConfig, TrainLoader}
 use nsl_models::data::mini_imagenet::{load_mini_imagenet, load_split, SIDE};
 use nsl_models::data::{DataError, ImageSource};
 
-fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nsl-test-files-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn tempdir(name: &str) -> common::TestDir {
+    common::TestDir::new(&format!("files-{name}"))
 }
 
 /// Save a `w×h` image with pixel `f(x, y)`; the extension picks PNG (lossless) or JPEG.

@@ -1,6 +1,8 @@
 //! Few-shot learning: episode sampling, the confidence interval, fine-tuning, and MAML's inner
 //! step and second-order outer gradient against a brute-force finite difference.
 
+mod common;
+
 use nsl_core::nn::{BatchNorm, Layer, MaxPool, Mode, NslConv, Padding, Relu, Sequential};
 use nsl_core::similarity::InnerProduct;
 use nsl_core::{Rng, Tensor};
@@ -346,8 +348,7 @@ fn maml_honours_its_step_count_and_resumes_from_a_checkpoint_exactly() {
     assert_eq!((report.query_loss.len(), report.order, report.resumed_from), (5, MamlOrder::Second, None));
 
     // killed after 2 steps (checkpoint every 100: only the stop saves), then resumed to 5
-    let dir = std::env::temp_dir().join(format!("nsl-test-maml-resume-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::TestDir::new("maml-resume");
     let opts = MetaTrainOptions {
         checkpoint: Some(dir.join("maml.safetensors")),
         checkpoint_every: 100,

@@ -2,6 +2,8 @@
 //! exercise: top-5 counting, configurable weight decay, the MAML schedule, the few-shot
 //! normalisation, and configs and run ids from before these existed.
 
+mod common;
+
 use nsl_core::nn::Layer;
 use nsl_core::Rng;
 use nsl_cpu::Cpu;
@@ -171,7 +173,7 @@ fn table5_reports_top5_next_to_top1() {
         runs: vec![],
         note: None,
     };
-    let out = std::env::temp_dir().join(format!("nsl-test-top5-report-{}", std::process::id()));
+    let out = common::TestDir::new("top5-report");
     let header = ReportHeader {
         command: "t".into(),
         git_revision: "r".into(),

@@ -1,5 +1,7 @@
 //! Training runs: bit-exact resume, clear errors on bad checkpoints and divergence, folding.
 
+mod common;
+
 use std::path::Path;
 
 use nsl_core::nn::Layer;
@@ -37,10 +39,8 @@ fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
     v
 }
 
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("nsl-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+fn tempdir(name: &str) -> common::TestDir {
+    common::TestDir::new(name)
 }
 
 #[test]
