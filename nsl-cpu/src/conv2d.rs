@@ -268,18 +268,12 @@ pub(crate) fn conv2d_backward(
     if cpu.uses_winograd(g, n, scale.is_some()) {
         return winograd::backward(cpu, ks, g, n, x, w, dy, q, dx, dw);
     }
-    let dy_q;
-    let dy = match q {
-        Some(q) => {
-            dy_q = {
-                let mut d = CpuBuf::recycled(rows * n);
-                elementwise::mul_rows(cpu, dy, q, rows, n, &mut d);
-                d
-            };
-            &dy_q[..]
-        }
-        None => dy,
-    };
+    let dy_q = q.map(|q| {
+        let mut d = CpuBuf::recycled(rows * n);
+        elementwise::mul_rows(cpu, dy, q, rows, n, &mut d);
+        d
+    });
+    let dy = dy_q.as_deref().unwrap_or(dy);
     let scale = scale.map(|s| &s[..rows * taps]);
     let dscale = if scale.is_some() { dscale } else { None };
     let dx = if scale.is_none() && g.stride == 1 && g.w >= PADDED_MIN_WO && n < g.c {
