@@ -51,6 +51,10 @@ const MIN_N: usize = 8;
 const BLOCK_FLOATS: usize = 160 * 1024;
 /// Tiles per block are rounded to this (a multiple of the GEMM tiles' 6, 8 and 12 rows).
 const BLOCK_ALIGN: usize = 24;
+/// Floats between consecutive points' matrices of a block beyond their size. A tile's
+/// transforms touch all 36 points; at strides that are multiples of 4 KiB (e.g. 48 tiles × 64
+/// channels) those 36 cache lines all fall in one L1 set and evict each other.
+const POINT_PAD: usize = 16;
 /// Floats of all backward tasks' private `dU` copies together (16 MiB).
 const PARTS_BUDGET: usize = 1 << 22;
 /// Fewest tiles per backward task: each block reloads the task's `dU` copy, so a task needs
@@ -83,6 +87,11 @@ impl Tiles {
     /// Most tiles in one block.
     fn block_len(&self) -> usize {
         self.rows_per_block * self.tw
+    }
+
+    /// Floats from point `ξ`'s matrix (`block_len × channels`) of a block to point `ξ + 1`'s.
+    fn stride(&self, channels: usize) -> usize {
+        self.block_len() * channels + POINT_PAD
     }
 
     /// First output row (over the whole batch, `b·ho + oy`) of global tile row `tr`.
@@ -239,12 +248,12 @@ struct Block<'a> {
 
 impl<'a> Block<'a> {
     fn floats(tl: &Tiles, c: usize, n: usize) -> usize {
-        XI * tl.block_len() * (c + n)
+        XI * (tl.stride(c) + tl.stride(n))
     }
 
     fn split(s: &'a mut [f32], tl: &Tiles, c: usize, n: usize) -> Self {
-        let (v, m) = s.split_at_mut(XI * tl.block_len() * c);
-        Block { v, m: &mut m[..XI * tl.block_len() * n] }
+        let (v, m) = s.split_at_mut(XI * tl.stride(c));
+        Block { v, m: &mut m[..XI * tl.stride(n)] }
     }
 }
 
@@ -275,6 +284,12 @@ impl Patch {
     #[inline(always)]
     fn has(&self, i: usize, j: usize) -> bool {
         (self.rows.0..self.rows.1).contains(&i) && (self.cols.0..self.cols.1).contains(&j)
+    }
+
+    /// Whether every entry of the `side × side` window is present (no padding, not past the
+    /// edge): the tile transforms are then instantiated without per-entry checks.
+    fn full(&self, side: usize) -> bool {
+        self.rows == (0, side) && self.cols == (0, side)
     }
 
     /// Offset of channel `ch` of entry `(i, j)`; non-negative for a present entry.
@@ -348,17 +363,17 @@ unsafe fn points_to_window<S: Simd, const N: usize>(
 }
 
 /// `v[ξ] = (Bᵀ d B)[ξ]` for channels `ch..ch + L`: `d` is the 6×6 window `p` of `x` (zero where
-/// absent), `v[ξ]` at `v + ξ·xs`.
+/// absent), `v[ξ]` at `v + ξ·xs`. `full` (a literal at each call) says `p.full(6)`.
 ///
 /// # Safety
 /// The CPU has the features of `S`; present entries of `p` and `v[ξ]` are in bounds.
 #[inline(always)]
-unsafe fn input_tile<S: Simd>(x: *const f32, p: Patch, v: *mut f32, xs: usize, ch: usize) {
+unsafe fn input_tile<S: Simd>(x: *const f32, p: Patch, full: bool, v: *mut f32, xs: usize, ch: usize) {
     // SAFETY (whole block): the caller's contract.
     unsafe {
         window_to_points::<S, T>(
             #[inline(always)]
-            |r, col| if p.has(r, col) { S::load(x.add(p.at(r, col, ch))) } else { S::zero() },
+            |r, col| if full || p.has(r, col) { S::load(x.add(p.at(r, col, ch))) } else { S::zero() },
             #[inline(always)]
             |d| bt::<S>(d),
             #[inline(always)]
@@ -391,18 +406,27 @@ impl RowScale {
 }
 
 /// `M = A dY Aᵀ` for channels `ch..ch + L`: `dY` is the 4×4 window `p` of `dy` (zero where
-/// absent; rows times `q` with a row scale), `M[ξ]` goes to `m + ξ·xs`.
+/// absent; rows times `q` with a row scale), `M[ξ]` goes to `m + ξ·xs`. `full`: `p.full(4)`.
 ///
 /// # Safety
 /// As [`input_tile`], and `q` holds the window's present pixels.
 #[inline(always)]
-unsafe fn output_grad_tile<S: Simd>(dy: *const f32, p: Patch, q: Option<RowScale>, m: *mut f32, xs: usize, ch: usize) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn output_grad_tile<S: Simd>(
+    dy: *const f32,
+    p: Patch,
+    full: bool,
+    q: Option<RowScale>,
+    m: *mut f32,
+    xs: usize,
+    ch: usize,
+) {
     // SAFETY (whole block): the caller's contract.
     unsafe {
         window_to_points::<S, M>(
             #[inline(always)]
             |r, col| {
-                if p.has(r, col) {
+                if full || p.has(r, col) {
                     RowScale::apply::<S>(q, r, col, S::load(dy.add(p.at(r, col, ch))))
                 } else {
                     S::zero()
@@ -417,12 +441,21 @@ unsafe fn output_grad_tile<S: Simd>(dy: *const f32, p: Patch, q: Option<RowScale
 }
 
 /// `Y = Aᵀ M A` for channels `ch..ch + L` (`M[ξ]` at `m + ξ·xs`), written to the present
-/// entries of the 4×4 window `p` of `y` (rows times `q` with a row scale).
+/// entries of the 4×4 window `p` of `y` (rows times `q` with a row scale). `full`: `p.full(4)`.
 ///
 /// # Safety
 /// As [`output_grad_tile`].
 #[inline(always)]
-unsafe fn output_tile<S: Simd>(m: *const f32, xs: usize, y: *mut f32, p: Patch, q: Option<RowScale>, ch: usize) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn output_tile<S: Simd>(
+    m: *const f32,
+    xs: usize,
+    y: *mut f32,
+    p: Patch,
+    full: bool,
+    q: Option<RowScale>,
+    ch: usize,
+) {
     // SAFETY (whole block): the caller's contract.
     unsafe {
         points_to_window::<S, M>(
@@ -433,7 +466,7 @@ unsafe fn output_tile<S: Simd>(m: *const f32, xs: usize, y: *mut f32, p: Patch, 
             p.rows,
             #[inline(always)]
             |r, col, o| {
-                if p.has(r, col) {
+                if full || p.has(r, col) {
                     S::store(y.add(p.at(r, col, ch)), RowScale::apply::<S>(q, r, col, o))
                 }
             },
@@ -442,12 +475,12 @@ unsafe fn output_tile<S: Simd>(m: *const f32, xs: usize, y: *mut f32, p: Patch, 
 }
 
 /// Adds `B dV Bᵀ` for channels `ch..ch + L` (`dV[ξ]` at `v + ξ·xs`) into the present entries
-/// of the 6×6 window `p` of `dx`.
+/// of the 6×6 window `p` of `dx`. `full`: `p.full(6)`.
 ///
 /// # Safety
 /// As [`input_tile`].
 #[inline(always)]
-unsafe fn input_grad_tile<S: Simd>(v: *const f32, xs: usize, dx: *mut f32, p: Patch, ch: usize) {
+unsafe fn input_grad_tile<S: Simd>(v: *const f32, xs: usize, dx: *mut f32, p: Patch, full: bool, ch: usize) {
     // SAFETY (whole block): the caller's contract.
     unsafe {
         points_to_window::<S, T>(
@@ -458,7 +491,7 @@ unsafe fn input_grad_tile<S: Simd>(v: *const f32, xs: usize, dx: *mut f32, p: Pa
             p.rows,
             #[inline(always)]
             |r, col, o| {
-                if p.has(r, col) {
+                if full || p.has(r, col) {
                     let q = dx.add(p.at(r, col, ch));
                     S::store(q, S::add(S::load(q), o));
                 }
@@ -515,13 +548,20 @@ fn output_patch(g: &Window, n: usize, (b, ty, tx): (usize, usize, usize)) -> Pat
 /// Input transform of the `tiles` tiles (whole tile rows) from tile row `tr0` into `v`.
 #[inline(always)]
 fn input_block<S: Simd, H: Simd>(g: &Window, x: &[f32], tl: &Tiles, tr0: usize, tiles: usize, v: &mut [f32]) {
-    let (c, bl) = (g.c, tl.block_len());
-    assert!(x.len() >= g.input_len() && v.len() >= XI * bl * c && tiles <= bl);
+    let (c, vs) = (g.c, tl.stride(g.c));
+    assert!(x.len() >= g.input_len() && v.len() >= XI * vs && tiles <= tl.block_len());
     for j in 0..tiles {
         let p = input_patch(g, tile_at(tl, tr0, j));
+        let (x, v) = (x.as_ptr(), v.as_mut_ptr().wrapping_add(j * c));
         // SAFETY: present window entries lie in image b of x, v[ξ][j] in v (asserted above);
         // the caller ([`wide!`]) runs this with the features of S and H.
-        unsafe { by_chunks!(c, S, H, input_tile(x.as_ptr(), p, v.as_mut_ptr().add(j * c), bl * c)) }
+        unsafe {
+            if p.full(T) {
+                by_chunks!(c, S, H, input_tile(x, p, true, v, vs))
+            } else {
+                by_chunks!(c, S, H, input_tile(x, p, false, v, vs))
+            }
+        }
     }
 }
 
@@ -539,11 +579,11 @@ fn output_block<S: Simd, H: Simd>(
     q: Option<&[f32]>,
     y: &mut [f32],
 ) {
-    let bl = tl.block_len();
+    let ms = tl.stride(n);
     let (b0, ty0, _) = tile_at(tl, tr0, 0);
     // `y` starts at output row `ty0·4` of image `b0`.
     let skip = (b0 * g.ho + ty0 * M) * g.wo * n;
-    assert!(m.len() >= XI * bl * n && tiles <= bl && q.is_none_or(|q| q.len() >= g.rows()));
+    assert!(m.len() >= XI * ms && tiles <= tl.block_len() && q.is_none_or(|q| q.len() >= g.rows()));
     for j in 0..tiles {
         let tile = tile_at(tl, tr0, j);
         let p = output_patch(g, n, tile);
@@ -551,9 +591,16 @@ fn output_block<S: Simd, H: Simd>(
         assert!(p.at(0, 0, 0) >= skip && end <= skip + y.len());
         let yp = y.as_mut_ptr().wrapping_sub(skip);
         let q = q.map(|q| RowScale { q: q.as_ptr(), p: output_patch(g, 1, tile) });
+        let m = m.as_ptr().wrapping_add(j * n);
         // SAFETY: the window's present entries lie in y (asserted above), its pixels in q,
         // m[ξ][j] in m.
-        unsafe { by_chunks!(n, S, H, output_tile(m.as_ptr().add(j * n), bl * n, yp, p, q)) }
+        unsafe {
+            if p.full(M) {
+                by_chunks!(n, S, H, output_tile(m, ms, yp, p, true, q))
+            } else {
+                by_chunks!(n, S, H, output_tile(m, ms, yp, p, false, q))
+            }
+        }
     }
 }
 
@@ -570,16 +617,23 @@ fn output_grad_block<S: Simd, H: Simd>(
     tiles: usize,
     m: &mut [f32],
 ) {
-    let bl = tl.block_len();
-    assert!(dy.len() >= g.rows() * n && m.len() >= XI * bl * n && tiles <= bl);
+    let ms = tl.stride(n);
+    assert!(dy.len() >= g.rows() * n && m.len() >= XI * ms && tiles <= tl.block_len());
     assert!(q.is_none_or(|q| q.len() >= g.rows()));
     for j in 0..tiles {
         let tile = tile_at(tl, tr0, j);
         let p = output_patch(g, n, tile);
         let q = q.map(|q| RowScale { q: q.as_ptr(), p: output_patch(g, 1, tile) });
+        let (dy, m) = (dy.as_ptr(), m.as_mut_ptr().wrapping_add(j * n));
         // SAFETY: present entries lie in image b of dy, their pixels in q, m[ξ][j] in m
         // (asserted above).
-        unsafe { by_chunks!(n, S, H, output_grad_tile(dy.as_ptr(), p, q, m.as_mut_ptr().add(j * n), bl * n)) }
+        unsafe {
+            if p.full(M) {
+                by_chunks!(n, S, H, output_grad_tile(dy, p, true, q, m, ms))
+            } else {
+                by_chunks!(n, S, H, output_grad_tile(dy, p, false, q, m, ms))
+            }
+        }
     }
 }
 
@@ -595,14 +649,21 @@ fn input_grad_block<S: Simd, H: Simd>(
     v: &[f32],
     dx: &mut [f32],
 ) {
-    let (c, bl) = (g.c, tl.block_len());
+    let (c, vs) = (g.c, tl.stride(g.c));
     let (b_last, ..) = tile_at(tl, tr0, tiles.max(1) - 1);
-    assert!(v.len() >= XI * bl * c && tiles <= bl && dx.len() >= (b_last + 1 - b0) * g.h * g.w * c);
+    assert!(v.len() >= XI * vs && tiles <= tl.block_len() && dx.len() >= (b_last + 1 - b0) * g.h * g.w * c);
     for j in 0..tiles {
         let (b, ty, tx) = tile_at(tl, tr0, j);
         let p = input_patch(g, (b - b0, ty, tx));
+        let (v, dx) = (v.as_ptr().wrapping_add(j * c), dx.as_mut_ptr());
         // SAFETY: present entries lie in image b − b0 of dx (asserted above), v[ξ][j] in v.
-        unsafe { by_chunks!(c, S, H, input_grad_tile(v.as_ptr().add(j * c), bl * c, dx.as_mut_ptr(), p)) }
+        unsafe {
+            if p.full(T) {
+                by_chunks!(c, S, H, input_grad_tile(v, vs, dx, p, true))
+            } else {
+                by_chunks!(c, S, H, input_grad_tile(v, vs, dx, p, false))
+            }
+        }
     }
 }
 
@@ -722,11 +783,11 @@ pub(crate) fn forward(
     let run = |(tr0, tiles, yb): (usize, usize, &mut [f32])| {
         with_scratch(Block::floats(&tl, c, n), |scratch| {
             let s = Block::split(scratch, &tl, c, n);
-            let bl = tl.block_len();
+            let (vs, ms) = (tl.stride(c), tl.stride(n));
             wide!(ks, input_block(g, x, &tl, tr0, tiles, s.v));
             for (xi, p) in packs.iter().enumerate() {
-                // SAFETY: m[ξ] holds `bl ≥ tiles` rows of n values, borrowed mutably.
-                unsafe { p.times(ks, &s.v[xi * bl * c..], tiles, s.m[xi * bl * n..].as_mut_ptr(), 1.0, 0.0) };
+                // SAFETY: m[ξ] holds `block_len ≥ tiles` rows of n values, borrowed mutably.
+                unsafe { p.times(ks, &s.v[xi * vs..], tiles, s.m[xi * ms..].as_mut_ptr(), 1.0, 0.0) };
             }
             wide!(ks, output_block(g, n, &tl, tr0, tiles, s.m, q, yb));
         })
@@ -776,29 +837,40 @@ pub(crate) fn backward(
         .enumerate()
         .map(|(t, (dx, p))| (t * imgs, dx, p))
         .collect();
+    let row_len = g.w * c;
     let run = |(b0, dx, parts): (usize, &mut [f32], &mut [f32])| {
-        dx.fill(0.0);
         let b1 = (b0 + imgs).min(g.batch);
+        // `dx` is zeroed a block at a time, just before the block's windows add into it (the
+        // rows they reach that no earlier block did), so the zeros are still in cache then;
+        // zeroing the task's whole `dx` first cost a separate pass over memory.
+        let mut zeroed = 0; // rows (image-major, `(b − b0)·h + y`) of dx zeroed so far
         with_scratch(Block::floats(&tl, c, n) + plan.tail_len(), |scratch| {
             let (scratch, tail) = scratch.split_at_mut(Block::floats(&tl, c, n));
             let s = Block::split(scratch, &tl, c, n);
-            let bl = tl.block_len();
+            let (vs, ms) = (tl.stride(c), tl.stride(n));
             for tr0 in (b0 * tl.th..b1 * tl.th).step_by(tl.rows_per_block) {
                 let tiles = (b1 * tl.th - tr0).min(tl.rows_per_block) * tl.tw;
                 wide!(ks, input_block(g, x, &tl, tr0, tiles, s.v));
                 wide!(ks, output_grad_block(g, n, dy, q, &tl, tr0, tiles, s.m));
                 for xi in 0..XI {
-                    let (v, m) = (&s.v[xi * bl * c..], &s.m[xi * bl * n..]);
+                    let (v, m) = (&s.v[xi * vs..], &s.m[xi * ms..]);
                     plan.accumulate(ks, v, m, tiles, &mut parts[xi * part..(xi + 1) * part], tail);
                 }
                 for (xi, p) in packs.iter().enumerate() {
-                    // SAFETY: v[ξ] holds `bl ≥ tiles` rows of c values, borrowed mutably (its
+                    // SAFETY: v[ξ] holds `block_len ≥ tiles` rows of c values, borrowed mutably (its
                     // transformed inputs were consumed above).
-                    unsafe { p.times(ks, &s.m[xi * bl * n..], tiles, s.v[xi * bl * c..].as_mut_ptr(), 1.0, 0.0) };
+                    unsafe { p.times(ks, &s.m[xi * ms..], tiles, s.v[xi * vs..].as_mut_ptr(), 1.0, 0.0) };
+                }
+                let (b_last, ty_last, _) = tile_at(&tl, tr0, tiles - 1);
+                let reach = (b_last - b0) * g.h + (ty_last * M + T).saturating_sub(g.pad_top).min(g.h);
+                if reach > zeroed {
+                    dx[zeroed * row_len..reach * row_len].fill(0.0);
+                    zeroed = reach;
                 }
                 wide!(ks, input_grad_block(g, &tl, tr0, b0, tiles, s.v, dx));
             }
         });
+        dx[zeroed * row_len..].fill(0.0);
     };
     if jobs.len() == 1 {
         jobs.into_iter().for_each(run);

@@ -133,8 +133,17 @@ fn main() {
             "{:<24} | {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8}  (GFLOP/s of the direct FLOPs; bwd counts 4·rows·K·N)",
             "conv2d", "fwd auto", "direct", "fwd s", "bwd auto", "direct", "bwd s"
         );
-        let layers =
-            [("root 3->32 @32", 3, 32, 32), ("pred m2 64->9 @32", 64, 9, 32), ("pred m1 32->64 @32", 32, 64, 32)];
+        // The root and the dynamic-DNS predictors' convolutions (m1: c_in → 64, m2: 64 → 9) at
+        // each stage's map size.
+        let layers = [
+            ("root 3->32 @32", 3, 32, 32),
+            ("pred m1 32->64 @32", 32, 64, 32),
+            ("pred m2 64->9 @32", 64, 9, 32),
+            ("pred m1 64->64 @16", 64, 64, 16),
+            ("pred m2 64->9 @16", 64, 9, 16),
+            ("pred m1 128->64 @8", 128, 64, 8),
+            ("pred m2 64->9 @8", 64, 9, 8),
+        ];
         let only = arg(&args, "--conv-only").unwrap_or_default();
         for (label, c_in, n, side) in
             layers.into_iter().chain(nsl_bench::cnn9_layers()).filter(|(label, ..)| label.contains(only.as_str()))
