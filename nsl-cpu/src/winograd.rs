@@ -20,7 +20,8 @@
 //! picked at run time), the leftover channels one at a time.
 //! The forward's blocks own disjoint rows of `y`; backward tasks own whole images (a count
 //! fixed by the batch, never by the thread count), write `dd` into their images of `dx` in tile
-//! order (adding where an earlier tile's window overlaps, so `dx` is never zeroed first) and accumulate `dU` into private copies summed in task order, so results are bitwise
+//! order (adding where an earlier tile's window overlaps, so `dx` is never zeroed first) and
+//! accumulate `dU` into private copies summed in task order, so results are bitwise
 //! reproducible and independent of the number of threads. Results differ from the direct
 //! convolution by f32 rounding only: at CNN-9's shapes with inputs and weights uniform in
 //! [−1, 1] the largest error against an f64 reference was 2–4e-6 of the largest output (direct:
@@ -363,12 +364,12 @@ unsafe fn points_to_window<S: Simd, const N: usize>(
 }
 
 /// `v[ξ] = (Bᵀ d B)[ξ]` for channels `ch..ch + L`: `d` is the 6×6 window `p` of `x` (zero where
-/// absent), `v[ξ]` at `v + ξ·xs`. `full` (a literal at each call) says `p.full(6)`.
+/// absent), `v[ξ]` at `v + ξ·xs`. `full` (a literal, see [`by_chunks_full!`]): `p.full(6)`.
 ///
 /// # Safety
 /// The CPU has the features of `S`; present entries of `p` and `v[ξ]` are in bounds.
 #[inline(always)]
-unsafe fn input_tile<S: Simd>(x: *const f32, p: Patch, full: bool, v: *mut f32, xs: usize, ch: usize) {
+unsafe fn input_tile<S: Simd>(x: *const f32, p: Patch, v: *mut f32, xs: usize, full: bool, ch: usize) {
     // SAFETY (whole block): the caller's contract.
     unsafe {
         window_to_points::<S, T>(
@@ -415,10 +416,10 @@ impl RowScale {
 unsafe fn output_grad_tile<S: Simd>(
     dy: *const f32,
     p: Patch,
-    full: bool,
     q: Option<RowScale>,
     m: *mut f32,
     xs: usize,
+    full: bool,
     ch: usize,
 ) {
     // SAFETY (whole block): the caller's contract.
@@ -452,8 +453,8 @@ unsafe fn output_tile<S: Simd>(
     xs: usize,
     y: *mut f32,
     p: Patch,
-    full: bool,
     q: Option<RowScale>,
+    full: bool,
     ch: usize,
 ) {
     // SAFETY (whole block): the caller's contract.
@@ -488,8 +489,8 @@ unsafe fn input_grad_tile<S: Simd>(
     xs: usize,
     dx: *mut f32,
     p: Patch,
-    full: bool,
     seen: (usize, usize),
+    full: bool,
     ch: usize,
 ) {
     // SAFETY (whole block): the caller's contract.
@@ -532,6 +533,18 @@ macro_rules! by_chunks {
     }};
 }
 
+/// [`by_chunks!`] with one more argument before `ch`, a literal `full`: `true` where `$full`
+/// holds, so that the tile transforms compile without their per-entry checks, else `false`.
+macro_rules! by_chunks_full {
+    ($full:expr, $len:expr, $s:ty, $h:ty, $f:ident($($arg:expr),*)) => {
+        if $full {
+            by_chunks!($len, $s, $h, $f($($arg,)* true))
+        } else {
+            by_chunks!($len, $s, $h, $f($($arg,)* false))
+        }
+    };
+}
+
 // ---- per-block transforms ---------------------------------------------------------------------
 //
 // Generic over the vector `S` (and `H`, half as wide, for the channels left over); [`wide!`]
@@ -566,13 +579,7 @@ fn input_block<S: Simd, H: Simd>(g: &Window, x: &[f32], tl: &Tiles, tr0: usize, 
         let (x, v) = (x.as_ptr(), v.as_mut_ptr().wrapping_add(j * c));
         // SAFETY: present window entries lie in image b of x, v[ξ][j] in v (asserted above);
         // the caller ([`wide!`]) runs this with the features of S and H.
-        unsafe {
-            if p.full(T) {
-                by_chunks!(c, S, H, input_tile(x, p, true, v, vs))
-            } else {
-                by_chunks!(c, S, H, input_tile(x, p, false, v, vs))
-            }
-        }
+        unsafe { by_chunks_full!(p.full(T), c, S, H, input_tile(x, p, v, vs)) }
     }
 }
 
@@ -605,13 +612,7 @@ fn output_block<S: Simd, H: Simd>(
         let m = m.as_ptr().wrapping_add(j * n);
         // SAFETY: the window's present entries lie in y (asserted above), its pixels in q,
         // m[ξ][j] in m.
-        unsafe {
-            if p.full(M) {
-                by_chunks!(n, S, H, output_tile(m, ms, yp, p, true, q))
-            } else {
-                by_chunks!(n, S, H, output_tile(m, ms, yp, p, false, q))
-            }
-        }
+        unsafe { by_chunks_full!(p.full(M), n, S, H, output_tile(m, ms, yp, p, q)) }
     }
 }
 
@@ -638,13 +639,7 @@ fn output_grad_block<S: Simd, H: Simd>(
         let (dy, m) = (dy.as_ptr(), m.as_mut_ptr().wrapping_add(j * n));
         // SAFETY: present entries lie in image b of dy, their pixels in q, m[ξ][j] in m
         // (asserted above).
-        unsafe {
-            if p.full(M) {
-                by_chunks!(n, S, H, output_grad_tile(dy, p, true, q, m, ms))
-            } else {
-                by_chunks!(n, S, H, output_grad_tile(dy, p, false, q, m, ms))
-            }
-        }
+        unsafe { by_chunks_full!(p.full(M), n, S, H, output_grad_tile(dy, p, q, m, ms)) }
     }
 }
 
@@ -674,13 +669,7 @@ fn input_grad_block<S: Simd, H: Simd>(
         let seen = (if ty > 0 { T - M } else { 0 }, if tx > 0 { T - M } else { 0 });
         let (v, dx) = (v.as_ptr().wrapping_add(j * c), dx.as_mut_ptr());
         // SAFETY: present entries lie in image b − b0 of dx (asserted above), v[ξ][j] in v.
-        unsafe {
-            if p.full(T) {
-                by_chunks!(c, S, H, input_grad_tile(v, vs, dx, p, true, seen))
-            } else {
-                by_chunks!(c, S, H, input_grad_tile(v, vs, dx, p, false, seen))
-            }
-        }
+        unsafe { by_chunks_full!(p.full(T), c, S, H, input_grad_tile(v, vs, dx, p, seen)) }
     }
 }
 
