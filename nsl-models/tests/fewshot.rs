@@ -131,7 +131,7 @@ fn pretrained(be: &Cpu, mut net: Network<Cpu>, data: &Dataset, base: &[usize]) -
 
 /// CNN-4 on 16×16 images (1×1×32 features).
 fn small_cnn4(be: &Cpu, similarity: SimilarityChoice, classes: usize) -> Network<Cpu> {
-    cnn4(be, &mut Rng::new(1), classes, similarity, 16, 0.0)
+    cnn4(be, &mut Rng::new(1), classes, similarity, [16, 16, 3], 0.0)
 }
 
 /// CNN-4's block structure cut down to two blocks of 4 channels on 8×8 images:

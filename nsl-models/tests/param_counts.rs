@@ -48,16 +48,23 @@ fn cnn9_plus_plus_matches_spec_section_5_4() {
 #[test]
 fn cnn10_matches_table_5() {
     let be = Cpu::new();
-    let mut plain = cnn10(&be, &mut Rng::new(0), 1000, SimilarityChoice::Conv, 224, 1.0, 1e-4);
+    let mut plain = cnn10(&be, &mut Rng::new(0), 1000, SimilarityChoice::Conv, [224, 224, 3], 1.0, 1e-4);
     assert_eq!(plain.weight_count(), 8_897_728);
-    let mut dynamic =
-        cnn10(&be, &mut Rng::new(0), 1000, SimilarityChoice::DynamicDns(PredictorKind::Sphere), 224, 1.0, 1e-4);
+    let mut dynamic = cnn10(
+        &be,
+        &mut Rng::new(0),
+        1000,
+        SimilarityChoice::DynamicDns(PredictorKind::Sphere),
+        [224, 224, 3],
+        1.0,
+        1e-4,
+    );
     assert_eq!(dynamic.weight_count(), 9_607_936);
 }
 
 #[test]
 fn cnn4_has_800_features() {
-    let mut net = cnn4(&Cpu::new(), &mut Rng::new(0), 5, SimilarityChoice::Conv, 84, 0.0);
+    let mut net = cnn4(&Cpu::new(), &mut Rng::new(0), 5, SimilarityChoice::Conv, [84, 84, 3], 0.0);
     // 4 convs (3→32, 3× 32→32), BN γ/β, classifier 800→5
     assert_eq!(net.param_count(), 3 * 9 * 32 + 3 * 32 * 9 * 32 + 4 * 64 + 800 * 5);
 }

@@ -104,7 +104,7 @@ fn truncated_checkpoint_gives_a_clear_error_and_changes_nothing() {
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     let cfg = tiny("conv");
-    let mut net = build_network(&be, &cfg, 10, 32, &mut Rng::new(0)).unwrap();
+    let mut net = build_network(&be, &cfg, 10, [32, 32, 3], &mut Rng::new(0)).unwrap();
     let before: Vec<f32> = {
         let mut v = vec![];
         net.visit_params(&mut |p| v.extend(p.value.to_vec(&be)));
@@ -126,7 +126,8 @@ fn wrong_shape_checkpoint_names_the_tensor() {
     let dir = tempdir("shape");
     train(&be, &tiny("conv"), &opts(&dir, false, Some(1))).unwrap();
     let mut other =
-        build_network(&be, &RunConfig { network: "cnn9".into(), ..tiny("conv") }, 10, 32, &mut Rng::new(0)).unwrap();
+        build_network(&be, &RunConfig { network: "cnn9".into(), ..tiny("conv") }, 10, [32, 32, 3], &mut Rng::new(0))
+            .unwrap();
     let err = checkpoint::load(&be, &dir.join("checkpoint.safetensors"), &mut other, None).unwrap_err().to_string();
     assert!(err.contains("has no tensor") || err.contains("has shape"), "{err}");
 }
@@ -143,7 +144,7 @@ fn divergence_stops_with_step_and_layer_and_keeps_the_last_checkpoint() {
             let (path, at) = last_checkpoint.expect("a checkpoint was written before divergence");
             assert_eq!(at, step);
             // the last good checkpoint is intact and loadable
-            let mut net = build_network(&be, &cfg, 10, 32, &mut Rng::new(0)).unwrap();
+            let mut net = build_network(&be, &cfg, 10, [32, 32, 3], &mut Rng::new(0)).unwrap();
             checkpoint::load(&be, &path, &mut net, None).unwrap();
         }
         other => panic!("expected divergence, got {other:?}"),
@@ -157,7 +158,7 @@ fn folded_static_network_has_identical_accuracy() {
     let dir = tempdir("fold");
     train(&be, &cfg, &opts(&dir, false, None)).unwrap();
     let (_, test) = nsl_models::train::load_data(&cfg).unwrap();
-    let mut net = build_network(&be, &cfg, 10, 32, &mut Rng::new(0)).unwrap();
+    let mut net = build_network(&be, &cfg, 10, [32, 32, 3], &mut Rng::new(0)).unwrap();
     checkpoint::load(&be, &dir.join("checkpoint.safetensors"), &mut net, None).unwrap();
     let norm = nsl_models::data::augment::Normalize::Raw;
     let before = nsl_models::train::evaluate(&be, &mut net, &test, &norm, 16).unwrap();
@@ -167,7 +168,7 @@ fn folded_static_network_has_identical_accuracy() {
     // and the folded network is a plain CNN: it loads into one
     let path = dir.join("folded.safetensors");
     checkpoint::save(&be, &path, &mut net, None, &checkpoint::Meta::default()).unwrap();
-    let mut plain = build_network(&be, &tiny("conv"), 10, 32, &mut Rng::new(5)).unwrap();
+    let mut plain = build_network(&be, &tiny("conv"), 10, [32, 32, 3], &mut Rng::new(5)).unwrap();
     checkpoint::load(&be, &path, &mut plain, None).unwrap();
     assert_eq!(nsl_models::train::evaluate(&be, &mut plain, &test, &norm, 16).unwrap(), before);
 }
@@ -175,7 +176,7 @@ fn folded_static_network_has_identical_accuracy() {
 #[test]
 fn dynamic_network_cannot_fold() {
     let be = Cpu::with_threads(1);
-    let mut net = build_network(&be, &tiny("dynamic-dns"), 10, 32, &mut Rng::new(0)).unwrap();
+    let mut net = build_network(&be, &tiny("dynamic-dns"), 10, [32, 32, 3], &mut Rng::new(0)).unwrap();
     let err = net.fold(&be).unwrap_err();
     assert!(err.contains("dynamic DNS") && err.contains("cannot fold"), "{err}");
 }
@@ -186,7 +187,7 @@ fn debiased_evaluation_restores_the_shadows() {
     let be = Cpu::with_threads(1);
     let cfg = tiny("dynamic-dns");
     let (train_set, test) = nsl_models::train::load_data(&cfg).unwrap();
-    let mut net = build_network(&be, &cfg, 10, 32, &mut Rng::new(0)).unwrap();
+    let mut net = build_network(&be, &cfg, 10, [32, 32, 3], &mut Rng::new(0)).unwrap();
     let batch = nsl_models::data::loader::eval_batches(&train_set, 32, &nsl_models::data::augment::Normalize::Raw)
         .next()
         .unwrap()
@@ -227,7 +228,7 @@ fn zero_predictor_gamma_makes_every_dynamic_layer_start_as_plain_conv() {
         [("cnn9", "dynamic-dns", 9), ("cnn9", "shared-dns", 1), ("cnn4", "dynamic-dns-full-sphere", 4)]
     {
         let cfg = RunConfig { network: network.into(), predictor_gamma: 0.0, width: 0.25, ..tiny(similarity) };
-        let mut net = build_network(&be, &cfg, 10, 32, &mut Rng::new(1)).unwrap();
+        let mut net = build_network(&be, &cfg, 10, [32, 32, 3], &mut Rng::new(1)).unwrap();
         let mut set = 0;
         net.visit_params(&mut |p| {
             if p.name.ends_with("pred.bn2.gamma") {
@@ -267,7 +268,7 @@ fn similarity_variants_share_the_backbone_init_of_their_seed() {
     for network in ["cnn9", "cnn4"] {
         let output = |similarity: &str| {
             let cfg = RunConfig { network: network.into(), predictor_gamma: 0.0, width: 0.25, ..tiny(similarity) };
-            let mut net = build_network(&be, &cfg, 10, 32, &mut Rng::new(7)).unwrap();
+            let mut net = build_network(&be, &cfg, 10, [32, 32, 3], &mut Rng::new(7)).unwrap();
             net.forward(&be, &x, Mode::Train).to_vec(&be)
         };
         let plain = output("conv");

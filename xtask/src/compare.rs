@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use nsl_models::backend_choice::{run_on_backend, BackendJob};
 use nsl_models::repro::smoke_cifar;
+use nsl_models::train::metrics::Metrics;
 use nsl_models::train::{train, RunConfig, RunOptions, RunSummary};
 
 /// One training run on whichever backend it is handed.
@@ -29,12 +30,10 @@ impl BackendJob for TrainJob {
 /// Training losses by step from a run's `metrics.jsonl`.
 fn losses(dir: &Path) -> Result<Vec<f64>, String> {
     let path = dir.join("metrics.jsonl");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v.get("loss").and_then(|x| x.as_f64()))
-        .collect())
+    if !path.exists() {
+        return Err(format!("{}: the run wrote no metrics", path.display()));
+    }
+    Ok(Metrics::read(&path).train.iter().map(|t| f64::from(t.loss)).collect())
 }
 
 /// Train `similarity` for `iterations` steps on backends `a` and `b` (e.g. cpu and cuda) under

@@ -33,8 +33,18 @@ enum Command {
         /// Run only these tables (comma-separated ids: table1..table6, table8, extensions).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
-        /// smoke: every table at reduced size on the embedded synthetic data (minutes on 2 cores);
-        /// paper: the spec's exact settings on real data from --data.
+        /// Run only the rows with these labels (comma-separated, exactly as in the report, e.g.
+        /// "Baseline CNN,Dynamic NSN w/ DNS").
+        #[arg(long, value_delimiter = ',')]
+        rows: Vec<String>,
+        /// Train nothing: report the runs that have finished (e.g. while a long tier is still
+        /// running in another process, or to rebuild the report and plots).
+        #[arg(long)]
+        report_only: bool,
+        /// smoke: every table at reduced size on the embedded Fashion-MNIST subset and synthetic
+        /// sets (minutes on 2 cores); real: the CIFAR-10 rows on the full Fashion-MNIST at full width
+        /// (hours on a CPU, minutes on a GPU; finds Debian's files by itself); paper: the spec's
+        /// exact settings on real data from --data.
         #[arg(long, default_value = "smoke")]
         scale: String,
         /// Data root for --scale paper: cifar-10/ and cifar-100/ (`cargo xtask fetch-data`),
@@ -131,6 +141,17 @@ fn git_revision() -> String {
     }
 }
 
+/// The CPU model and core count (Linux), for the report header.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split(':').nth(1)))
+        .map_or("unknown CPU".to_string(), |m| m.trim().to_string());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{model}, {cores} cores")
+}
+
 /// One `cargo xtask bench` table.
 struct Bench {
     batch: usize,
@@ -149,6 +170,8 @@ impl BackendJob for Bench {
 /// One `cargo xtask repro` invocation.
 struct Repro {
     only: Vec<String>,
+    rows: Vec<String>,
+    report_only: bool,
     scale: String,
     data: PathBuf,
     out: PathBuf,
@@ -164,16 +187,25 @@ impl BackendJob for Repro {
 }
 
 fn repro<B: nsl_core::Backend>(be: &B, job: Repro) -> Result<(), String> {
-    let Repro { only, scale, data, out, seeds, progress } = job;
+    let Repro { only, rows: labels, report_only, scale, data, out, seeds, progress } = job;
     let scale: Scale = scale.parse()?;
     let known: Vec<&str> = TABLES.iter().map(|(id, _)| *id).collect();
     if let Some(bad) = only.iter().find(|t| !known.contains(&t.as_str())) {
         return Err(format!("unknown table `{bad}`; expected one of {}", known.join(", ")));
     }
-    let rows: Vec<_> =
-        experiments(scale).into_iter().filter(|r| only.is_empty() || only.iter().any(|t| t == r.table)).collect();
+    let all = experiments(scale);
+    if let Some(bad) = labels.iter().find(|l| !all.iter().any(|r| &r.label == *l)) {
+        let mut known: Vec<&str> = all.iter().map(|r| r.label.as_str()).collect();
+        known.dedup();
+        return Err(format!("--rows: no row is labelled `{bad}`; labels at this scale: {}", known.join(", ")));
+    }
+    let rows: Vec<_> = all
+        .into_iter()
+        .filter(|r| only.is_empty() || only.iter().any(|t| t == r.table))
+        .filter(|r| labels.is_empty() || labels.contains(&r.label))
+        .collect();
     let started = Instant::now();
-    let opts = RunnerOptions { out: out.clone(), data, seeds: seeds.max(1), progress };
+    let opts = RunnerOptions { out: out.clone(), data, seeds: seeds.max(1), progress, train: !report_only };
     let results = run_all(be, &rows, &opts, |row, seed, dir| run_fewshot_row(be, row, seed, dir));
     let header = ReportHeader {
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -181,6 +213,7 @@ fn repro<B: nsl_core::Backend>(be: &B, job: Repro) -> Result<(), String> {
         scale: format!("{scale:?}").to_lowercase(),
         seeds: seeds.max(1),
         backend: be.name(),
+        machine: machine(),
         wall_seconds: started.elapsed().as_secs_f64(),
     };
     let path = write_report(&out, &header, &results).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -198,8 +231,8 @@ fn repro<B: nsl_core::Backend>(be: &B, job: Repro) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Repro { only, scale, data, out, seeds, threads, backend, progress } => {
-            run_on_backend(&backend, threads, Repro { only, scale, data, out, seeds, progress })
+        Command::Repro { only, rows, report_only, scale, data, out, seeds, threads, backend, progress } => {
+            run_on_backend(&backend, threads, Repro { only, rows, report_only, scale, data, out, seeds, progress })
         }
         Command::Bench { batch, reps, threads, backend, only } => {
             match only.iter().find(|o| !nsl_bench::report_rows().any(|r| r == o.as_str())) {

@@ -71,6 +71,39 @@ impl<B: Backend> BatchNorm<B> {
         self
     }
 
+    /// The EMA count [`BatchNorm::debias_running_statistics`] leaves: `d^1e6` is 0 in `f32`
+    /// for every decay up to 0.9999.
+    pub const DEBIASED_COUNT: f32 = 1e6;
+
+    /// Divide the running statistics by `1 − d^n` (`n` EMA updates so far, `d` the EMA decay),
+    /// so that they estimate the statistics rather than a zero-started EMA of them, and set `n`
+    /// to [`BatchNorm::DEBIASED_COUNT`], where `1 − d^n = 1`: a second call changes nothing.
+    /// A layer with no update yet is left alone.
+    pub fn debias_running_statistics(&mut self, be: &B) {
+        let n = self.ema_count.value.to_vec(be)[0];
+        if n > 0.0 && n < Self::DEBIASED_COUNT {
+            let factor = 1.0 / (1.0 - self.ema_decay.powf(n));
+            be.scale(factor, self.running_mean.value.buf_mut());
+            be.scale(factor, self.running_var.value.buf_mut());
+            be.fill(self.ema_count.value.buf_mut(), Self::DEBIASED_COUNT);
+        }
+    }
+
+    /// The running statistics and EMA count `(mean, var, count)`, e.g. to put them back after
+    /// an evaluation on debiased copies.
+    pub fn running_statistics(&self) -> [&Tensor<B>; 3] {
+        [&self.running_mean.value, &self.running_var.value, &self.ema_count.value]
+    }
+
+    /// Replace the running statistics and EMA count, returning the old ones.
+    pub fn replace_running_statistics(&mut self, [mean, var, count]: [Tensor<B>; 3]) -> [Tensor<B>; 3] {
+        [
+            std::mem::replace(&mut self.running_mean.value, mean),
+            std::mem::replace(&mut self.running_var.value, var),
+            std::mem::replace(&mut self.ema_count.value, count),
+        ]
+    }
+
     fn dims(&self, x: &Tensor<B>) -> BatchNormDims {
         let c = self.gamma.value.numel();
         assert_eq!(x.shape().last(), Some(&c), "{}: input {:?} does not end in {c} channels", self.name, x.shape());
@@ -148,5 +181,8 @@ impl<B: Backend> Layer<B> for BatchNorm<B> {
         f(&mut self.running_mean);
         f(&mut self.running_var);
         f(&mut self.ema_count);
+    }
+    fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm<B>)) {
+        f(self)
     }
 }

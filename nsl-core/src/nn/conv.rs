@@ -1,4 +1,4 @@
-use super::{Cache, Layer, Mode};
+use super::{BatchNorm, Cache, Layer, Mode};
 use crate::similarity::Similarity;
 use crate::{Backend, Param, Rng, Tensor, Window};
 
@@ -89,6 +89,9 @@ impl<B: Backend> Layer<B> for NslConv<B> {
     fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
         f(&mut self.weight);
         self.similarity.visit_params(f);
+    }
+    fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm<B>)) {
+        self.similarity.visit_batch_norms(f);
     }
     fn fold(&mut self, be: &B) -> Result<(), String> {
         let folded = NslConv::fold(self, be).ok_or_else(|| {

@@ -37,6 +37,10 @@ pub trait Layer<B: Backend>: Send {
     fn backward(&mut self, be: &B, dy: &Tensor<B>) -> Tensor<B>;
     /// Visit every parameter and buffer, in a fixed order.
     fn visit_params(&mut self, _f: &mut dyn FnMut(&mut Param<B>)) {}
+    /// Visit every batch norm inside this layer (itself included), in a fixed order: how a
+    /// trainer sets their EMA decay or debiases their running statistics without knowing the
+    /// network's structure.
+    fn visit_batch_norms(&mut self, _f: &mut dyn FnMut(&mut BatchNorm<B>)) {}
     /// Replace every static similarity by its folded plain kernel (paper §3.2: deployment cost
     /// equals a plain CNN). Errs naming the first layer whose similarity is not static.
     fn fold(&mut self, _be: &B) -> Result<(), String> {
@@ -56,6 +60,9 @@ impl<B: Backend> Layer<B> for Box<dyn Layer<B>> {
     }
     fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
         (**self).visit_params(f)
+    }
+    fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm<B>)) {
+        (**self).visit_batch_norms(f)
     }
     fn fold(&mut self, be: &B) -> Result<(), String> {
         (**self).fold(be)

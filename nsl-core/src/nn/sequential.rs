@@ -1,4 +1,4 @@
-use super::{Layer, Mode};
+use super::{BatchNorm, Layer, Mode};
 use crate::{Backend, Param, Tensor};
 
 /// Layers applied in order; backward runs them in reverse.
@@ -50,6 +50,11 @@ impl<B: Backend> Layer<B> for Sequential<B> {
     fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
         for layer in &mut self.layers {
             layer.visit_params(f);
+        }
+    }
+    fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm<B>)) {
+        for layer in &mut self.layers {
+            layer.visit_batch_norms(f);
         }
     }
     fn fold(&mut self, be: &B) -> Result<(), String> {

@@ -2,7 +2,7 @@ use super::{
     conv_scaled, conv_scaled_backward, patches_times_kernel, patches_times_kernel_backward, unfold, unfold_backward,
     Similarity,
 };
-use crate::nn::{Cache, Layer, Mode};
+use crate::nn::{BatchNorm, Cache, Layer, Mode};
 use crate::{Backend, Map, Param, Tensor, Window};
 
 /// Which structure the predicted similarity has.
@@ -156,5 +156,8 @@ impl<B: Backend> Similarity<B> for Dynamic<B> {
     }
     fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
         self.predictor.visit_params(f);
+    }
+    fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm<B>)) {
+        self.predictor.visit_batch_norms(f);
     }
 }

@@ -1,5 +1,5 @@
 use super::Similarity;
-use crate::nn::{Cache, Mode};
+use crate::nn::{BatchNorm, Cache, Mode};
 use crate::{Backend, Param, Tensor, Window};
 
 /// Joint kernel shape and similarity (paper Eq. 4): `M_s = D·R` with a static binary
@@ -73,6 +73,9 @@ impl<B: Backend> Similarity<B> for KernelShape<B> {
     fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
         f(&mut self.d_r);
         self.inner.visit_params(f);
+    }
+    fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm<B>)) {
+        self.inner.visit_batch_norms(f);
     }
     fn fold(&self, be: &B, w: &Tensor<B>) -> Option<Tensor<B>> {
         let d = Tensor::from_vec(be, &[self.taps], &self.mask(be));

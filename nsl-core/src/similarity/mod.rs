@@ -31,7 +31,7 @@ pub use sphere::Sphere;
 pub use static_matrix::{SimilarityMatrix, Static};
 pub use unconstrained::Unconstrained;
 
-use crate::nn::Mode;
+use crate::nn::{BatchNorm, Mode};
 use crate::{Backend, Gemm, Param, Tensor, Window};
 
 /// A learnable similarity inside a convolution.
@@ -50,6 +50,9 @@ pub trait Similarity<B: Backend>: Send {
     fn backward(&mut self, be: &B, dy: &Tensor<B>, dw: &mut Tensor<B>) -> Tensor<B>;
     /// Visit the similarity's own parameters (and predictor parameters).
     fn visit_params(&mut self, _f: &mut dyn FnMut(&mut Param<B>)) {}
+    /// Visit the batch norms inside (a dynamic similarity's predictor), as
+    /// [`crate::nn::Layer::visit_batch_norms`].
+    fn visit_batch_norms(&mut self, _f: &mut dyn FnMut(&mut BatchNorm<B>)) {}
     /// For a static similarity, the plain kernel `ŵ` with `conv(x, ŵ) = f_M(w, x)` (paper §3.2).
     fn fold(&self, _be: &B, _w: &Tensor<B>) -> Option<Tensor<B>> {
         None
@@ -68,6 +71,9 @@ impl<B: Backend> Similarity<B> for Box<dyn Similarity<B>> {
     }
     fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
         (**self).visit_params(f)
+    }
+    fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm<B>)) {
+        (**self).visit_batch_norms(f)
     }
     fn fold(&self, be: &B, w: &Tensor<B>) -> Option<Tensor<B>> {
         (**self).fold(be, w)

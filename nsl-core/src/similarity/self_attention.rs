@@ -1,5 +1,5 @@
 use super::{InnerProduct, Similarity, Sphere};
-use crate::nn::{Cache, Layer, Mode, NslConv, Padding, Relu};
+use crate::nn::{BatchNorm, Cache, Layer, Mode, NslConv, Padding, Relu};
 use crate::{Backend, Gemm, Param, Rng, Tensor, Window};
 
 /// Self-attention as dynamic global neural similarity (paper Eq. 11, spec §7).
@@ -123,5 +123,9 @@ impl<B: Backend> Similarity<B> for SelfAttention<B> {
         self.g1.visit_params(f);
         self.g2.visit_params(f);
         f(&mut self.gamma);
+    }
+    fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm<B>)) {
+        self.g1.visit_batch_norms(f);
+        self.g2.visit_batch_norms(f);
     }
 }

@@ -98,6 +98,9 @@ struct TrainArgs {
     /// Comma-separated iterations where the LR is divided by 10 (code: 20000,30000,37500).
     #[arg(long, value_delimiter = ',')]
     milestones: Option<Vec<u64>>,
+    /// Linear LR warm-up over the first N iterations (0 = none, the code's).
+    #[arg(long)]
+    warmup: Option<u64>,
     /// Use the paper's schedule (÷10 at 34K and 54K, stop at 64K) instead of the code's.
     #[arg(long)]
     paper_schedule: bool,
@@ -116,6 +119,9 @@ struct TrainArgs {
     /// Evaluate with debiased BN running statistics (useful for short runs; the code does not).
     #[arg(long)]
     bn_debias: bool,
+    /// EMA decay of the batch-norm running statistics (code: 0.999; the real tier uses 0.99).
+    #[arg(long)]
+    bn_decay: Option<f32>,
     /// ℓ1 sparsity on static similarity parameters (paper §3.4).
     #[arg(long)]
     l1: Option<f32>,
@@ -156,7 +162,7 @@ impl TrainArgs {
             ($($field:ident),*) => { $( if let Some(v) = &self.$field { cfg.$field = v.clone(); } )* };
         }
         set!(network, similarity, width, dataset, data_dir, iterations, batch_size, optimizer, lr, milestones);
-        set!(augment, normalize, eval_every, checkpoint_every, l1, predictor_gamma, seed);
+        set!(augment, normalize, eval_every, checkpoint_every, l1, predictor_gamma, seed, warmup, bn_decay);
         Ok(cfg)
     }
 }
@@ -283,7 +289,7 @@ fn restore<B: Backend>(be: &B, path: &Path, data_dir: Option<String>) -> Result<
         cfg.data_dir = d;
     }
     let (train_set, test) = load_sources(&cfg).map_err(|e| e.to_string())?;
-    let mut net = build_network(be, &cfg, train_set.classes(), train_set.shape()[0], &mut Rng::new(cfg.seed))
+    let mut net = build_network(be, &cfg, train_set.classes(), train_set.shape(), &mut Rng::new(cfg.seed))
         .map_err(|e| e.to_string())?;
     let meta = checkpoint::load(be, path, &mut net, None).map_err(|e| e.to_string())?;
     Ok((cfg, net, test, meta))

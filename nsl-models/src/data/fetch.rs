@@ -108,6 +108,11 @@ pub fn md5_hex(path: &Path) -> Result<String, DataError> {
     Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// MD5 of bytes in memory, lowercase hex.
+pub fn md5_hex_bytes(bytes: &[u8]) -> String {
+    Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Check that `path` has MD5 `expected` (hex, any case).
 pub fn verify_checksum(path: &Path, expected: &str) -> Result<(), DataError> {
     let got = md5_hex(path)?;

@@ -1,4 +1,5 @@
-//! Image data: the CIFAR-10/100 binary loaders, the embedded synthetic default data set,
+//! Image data: the CIFAR-10/100 binary loaders, Fashion-MNIST (IDX files, and the embedded
+//! subset that is the default data set), the procedural synthetic set,
 //! mini-ImageNet (CSV splits of JPEGs, decoded once into memory) and ImageNet (class folders of
 //! JPEGs, streamed), the training augmentations, the prefetching batch loader and the download
 //! logic behind `cargo xtask fetch-data`.
@@ -10,7 +11,9 @@
 pub mod augment;
 pub mod cifar;
 pub mod decode;
+pub mod fashion_mnist;
 pub mod fetch;
+pub mod idx;
 pub mod imagenet;
 pub mod loader;
 pub mod mini_imagenet;
@@ -78,6 +81,22 @@ impl Dataset {
     }
 }
 
+/// How a report names a data set (a run config's `dataset`), e.g. `Fashion-MNIST`.
+pub fn dataset_display_name(dataset: &str) -> &str {
+    match dataset {
+        fashion_mnist::NAME => "Fashion-MNIST",
+        fashion_mnist::EMBEDDED_NAME => "Fashion-MNIST (embedded 7k/2k subset)",
+        "synthetic" => "synthetic images (procedural, 10 classes)",
+        "synthetic100" => "synthetic images (procedural, 100 classes)",
+        "synthetic-fewshot" => "synthetic images (procedural, few-shot classes)",
+        "cifar10" => "CIFAR-10",
+        "cifar100" => "CIFAR-100",
+        "imagenet" => "ImageNet",
+        "mini-imagenet" => "mini-ImageNet",
+        other => other,
+    }
+}
+
 /// Why data could not be loaded or fetched. Every message names the file and the fix.
 #[derive(Debug)]
 pub enum DataError {
@@ -113,6 +132,16 @@ pub enum DataError {
         label: u8,
         /// Number of classes.
         classes: usize,
+    },
+    /// A data file's header or contents are not what the format or the data set requires
+    /// (wrong magic number, dimensions or count, truncated data).
+    BadFile {
+        /// Data set name.
+        dataset: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
     },
     /// A file's MD5 differs from the published one.
     Checksum {
@@ -202,10 +231,16 @@ impl fmt::Display for DataError {
             DataError::BadLabel { dataset, path, record, label, classes } => write!(
                 f,
                 "{dataset} file {} record {record} has label {label}, but {dataset} has {classes} classes (0..{}). \
-                 The file is corrupt or not a {} binary: {REFETCH}.",
+                 The file is corrupt or not a {dataset} file. {}",
                 path.display(),
                 classes - 1,
-                dataset.to_uppercase()
+                how_to_get(dataset)
+            ),
+            DataError::BadFile { dataset, path, problem } => write!(
+                f,
+                "{dataset} file {}: {problem}. The file is corrupt or not the {dataset} file of that name. {}",
+                path.display(),
+                how_to_get(dataset)
             ),
             DataError::Checksum { path, expected, got } => write!(
                 f,
@@ -260,6 +295,7 @@ fn how_to_get(dataset: &str) -> &'static str {
     match dataset {
         "mini-imagenet" => mini_imagenet::HOW_TO_GET,
         "imagenet" => imagenet::HOW_TO_GET,
+        "fashion-mnist" => fashion_mnist::HOW_TO_GET,
         _ => {
             "Download the data with `cargo xtask fetch-data` (or use the embedded synthetic data set, which needs no \
              files)."

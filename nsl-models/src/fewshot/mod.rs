@@ -27,8 +27,7 @@ pub use maml::{
 };
 pub use model::{
     accuracy, debias_bn_statistics, feature_shape, features, freeze_all_but, new_head, plain_cross_entropy,
-    restore_frozen, restore_head, swap_head, FlatParams, RunningStatsNet, DEBIASED_COUNT, HEAD_WEIGHT,
-    SIMILARITY_SUFFIX,
+    restore_frozen, restore_head, swap_head, FlatParams, RunningStatsNet, HEAD_WEIGHT, SIMILARITY_SUFFIX,
 };
 
 use nsl_core::nn::{Layer, Mode};

@@ -164,6 +164,9 @@ impl<B: Backend> Layer<B> for RunningStatsNet<'_, B> {
     fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
         self.net.visit_params(f);
     }
+    fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut nsl_core::nn::BatchNorm<B>)) {
+        self.net.visit_batch_norms(f);
+    }
 }
 
 /// The penultimate activations of `net` for `x` (every body layer but the last), BN on running
@@ -226,32 +229,11 @@ pub fn restore_head<B: Backend>(net: &mut Network<B>, (head, classes): (Box<dyn 
     net.classes = classes;
 }
 
-/// Divide every BN running statistic by `1 − d^n` (`n` its EMA updates, `d` the EMA decay 0.999)
-/// so that it estimates the statistic rather than a zero-started EMA of it, and set `n` to
-/// [`DEBIASED_COUNT`], at which `1 − d^n = 1`, so a second call (or
-/// [`crate::train::evaluate_debiased`]) leaves it alone. Networks without EMA counts are untouched.
+/// Debias every batch norm's running statistics ([`BatchNorm::debias_running_statistics`]:
+/// divided by `1 − d^n`, idempotent).
 pub fn debias_bn_statistics<B: Backend>(be: &B, net: &mut Network<B>) {
-    let mut factors = HashMap::new();
-    net.visit_params(&mut |p| {
-        if let Some(prefix) = p.name.strip_suffix(".ema_count") {
-            let n = p.value.to_vec(be)[0];
-            let decay = nsl_core::nn::BatchNorm::<B>::DEFAULT_EMA_DECAY;
-            if n > 0.0 && n < DEBIASED_COUNT {
-                factors.insert(prefix.to_string(), 1.0 / (1.0 - decay.powf(n)));
-                be.fill(p.value.buf_mut(), DEBIASED_COUNT);
-            }
-        }
-    });
-    net.visit_params(&mut |p| {
-        let prefix = p.name.strip_suffix(".running_mean").or_else(|| p.name.strip_suffix(".running_var"));
-        if let Some(&factor) = prefix.and_then(|prefix| factors.get(prefix)) {
-            be.scale(factor, p.value.buf_mut());
-        }
-    });
+    net.visit_batch_norms(&mut |bn| bn.debias_running_statistics(be));
 }
-
-/// The EMA count [`debias_bn_statistics`] leaves: `0.999^1e6` underflows to 0.
-pub const DEBIASED_COUNT: f32 = 1e6;
 
 /// A fixed subset of a model's parameters, by name, viewed as one flat host vector in the
 /// model's visit order (MAML's `θ`, a fine-tuning snapshot).

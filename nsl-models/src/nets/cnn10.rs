@@ -14,14 +14,15 @@ pub const CNN10_WEIGHT_DECAY: f32 = 1e-4;
 /// ReLU] (64/128/256) each followed by a 2×2 max-pool; FC 512 + ReLU (as a VALID conv over the
 /// final map) and FC `classes`. `weight_decay` is the coupled L2 on every filter and BN γ/β
 /// ([`CNN10_WEIGHT_DECAY`] = 1e-4 for Table 5).
-/// `input_hw` is 224 on ImageNet; smaller sides and `width < 1` (every width scaled, at least 4)
-/// give the reduced networks of smoke runs.
+/// `input` is the `[H, W, C]` of one image, `[224, 224, 3]` on ImageNet (square: `H = W`);
+/// smaller sides and `width < 1` (every width scaled, at least 4) give the reduced networks of
+/// smoke runs.
 pub fn cnn10<B: Backend>(
     be: &B,
     rng: &mut Rng,
     classes: usize,
     similarity: SimilarityChoice,
-    input_hw: usize,
+    input: [usize; 3],
     width: f32,
     weight_decay: f32,
 ) -> Network<B> {
@@ -33,10 +34,10 @@ pub fn cnn10<B: Backend>(
     };
     let mut sim_rng = similarity_stream(rng);
     let mut body = Sequential::new("cnn10")
-        .push(plain(rng, "stem", (3, s(64)), (7, 2, Padding::Same)))
+        .push(plain(rng, "stem", (input[2], s(64)), (7, 2, Padding::Same)))
         .push(bn("stem.bn", s(64)).with_relu())
         .push(MaxPool::new(3, 2));
-    let mut side = input_hw.div_ceil(2).div_ceil(2);
+    let mut side = input[0].div_ceil(2).div_ceil(2);
     let mut c_in = s(64);
     for (stage, width) in [s(64), s(128), s(256)].into_iter().enumerate() {
         for i in 0..3 {
@@ -56,5 +57,5 @@ pub fn cnn10<B: Backend>(
         (512, classes),
         (1, 1, Padding::Valid),
     ));
-    Network { name: format!("cnn10-{similarity}"), body, shared: Vec::new(), classes, input: [input_hw, input_hw, 3] }
+    Network { name: format!("cnn10-{similarity}"), body, shared: Vec::new(), classes, input }
 }

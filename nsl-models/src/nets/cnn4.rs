@@ -8,18 +8,19 @@ use super::{similarity_stream, Network, SimilarityChoice};
 
 /// CNN-4: 4 × [3×3 NSL conv 32 + BN + ReLU + 2×2 VALID max-pool] (84 → 42 → 21 → 10 → 5), then
 /// a linear classifier on the `5×5×32 = 800`-d features (a VALID conv named `classifier`).
+/// `input` is the `[H, W, C]` of one image (square), `[84, 84, 3]` on mini-ImageNet.
 pub fn cnn4<B: Backend>(
     be: &B,
     rng: &mut Rng,
     classes: usize,
     similarity: SimilarityChoice,
-    input_hw: usize,
+    input: [usize; 3],
     weight_decay: f32,
 ) -> Network<B> {
     let mut sim_rng = similarity_stream(rng);
     let mut body = Sequential::new("cnn4");
-    let mut c_in = 3;
-    let mut side = input_hw;
+    let mut c_in = input[2];
+    let mut side = input[0];
     for i in 0..4 {
         let name = format!("conv{i}");
         let sim = similarity.build(be, &mut sim_rng, &name, c_in, 3, 64);
@@ -40,5 +41,5 @@ pub fn cnn4<B: Backend>(
         weight_decay,
         InnerProduct::boxed(),
     ));
-    Network { name: format!("cnn4-{similarity}"), body, shared: Vec::new(), classes, input: [input_hw, input_hw, 3] }
+    Network { name: format!("cnn4-{similarity}"), body, shared: Vec::new(), classes, input }
 }

@@ -19,6 +19,8 @@ pub struct Cnn9Config {
     pub convs_per_stage: [usize; 3],
     /// Square input side (32 for CIFAR; 84 for the few-shot CNN-9 [ASSUMPTION]).
     pub input_hw: usize,
+    /// Input channels (3 for colour images, 1 for Fashion-MNIST).
+    pub input_channels: usize,
     /// Hidden width of the DNS predictor (code: 64).
     pub predictor_hidden: usize,
     pub bn_eps: f32,
@@ -47,6 +49,7 @@ impl Cnn9Config {
             widths: [32, 64, 128],
             convs_per_stage: [3, 3, 3],
             input_hw: 32,
+            input_channels: 3,
             predictor_hidden: 64,
             bn_eps: 1e-3,
             weight_decay: 5e-4,
@@ -66,7 +69,7 @@ impl Cnn9Config {
 }
 
 /// CNN-9 with any similarity in its nine NSL slots:
-/// root conv 3→32 + BN + ReLU; 3 stages of [NSL conv + BN + ReLU] × 3 each followed by a 2×2
+/// root conv C→32 (C input channels) + BN + ReLU; 3 stages of [NSL conv + BN + ReLU] × 3 each followed by a 2×2
 /// max-pool; a `s×s` VALID conv classifier (`s` = final map side, 4 on CIFAR), no BN, no bias.
 ///
 /// ```
@@ -86,7 +89,16 @@ pub fn cnn9<B: Backend>(be: &B, rng: &mut Rng, cfg: &Cnn9Config) -> Network<B> {
         shared.push(t.clone());
     }
     body = body
-        .push(NslConv::new(be, rng, "root", (3, cfg.root), (3, 1, Padding::Same), 1.0, wd, InnerProduct::boxed()))
+        .push(NslConv::new(
+            be,
+            rng,
+            "root",
+            (cfg.input_channels, cfg.root),
+            (3, 1, Padding::Same),
+            1.0,
+            wd,
+            InnerProduct::boxed(),
+        ))
         .push(bn("root.bn", cfg.root).with_relu());
     let mut c_in = cfg.root;
     let mut side = cfg.input_hw;
@@ -125,7 +137,7 @@ pub fn cnn9<B: Backend>(be: &B, rng: &mut Rng, cfg: &Cnn9Config) -> Network<B> {
         InnerProduct::boxed(),
     ));
     let name = format!("cnn9-{}", cfg.similarity);
-    Network { name, body, shared, classes: cfg.classes, input: [cfg.input_hw, cfg.input_hw, 3] }
+    Network { name, body, shared, classes: cfg.classes, input: [cfg.input_hw, cfg.input_hw, cfg.input_channels] }
 }
 
 /// CNN-9++ (spec §5.4 [ASSUMPTION]): plain, deeper and wider — root 64, stages 64/128/256 with

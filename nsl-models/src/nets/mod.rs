@@ -14,7 +14,7 @@ pub use cnn9::{cnn9, cnn9_plus_plus, cnn9_plus_plus_of, Cnn9Config};
 pub use shared::{shared_trunk, SharedPredictor, SharedTrunk};
 pub use spherenet9::{spherenet9, SphereNetConfig};
 
-use nsl_core::nn::{Layer, Mode, Sequential};
+use nsl_core::nn::{BatchNorm, Layer, Mode, Sequential};
 use nsl_core::{Backend, Param, Rng, Tensor};
 
 /// The random stream a network's similarity parameters and predictors are drawn from, forked
@@ -82,6 +82,10 @@ impl<B: Backend> Network<B> {
         });
         set
     }
+    /// Set the running-statistics EMA decay of every batch norm (`RunConfig::bn_decay`).
+    pub fn set_bn_decay(&mut self, decay: f32) {
+        self.visit_batch_norms(&mut |bn| bn.ema_decay = decay);
+    }
     /// Forward that names the first layer producing a non-finite value.
     pub fn forward_checked(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Result<Tensor<B>, String> {
         let y = self.body.forward_checked(be, x, mode)?;
@@ -106,6 +110,12 @@ impl<B: Backend> Layer<B> for Network<B> {
         self.body.visit_params(f);
         for trunk in &self.shared {
             trunk.lock().unwrap_or_else(|p| p.into_inner()).visit_params(f);
+        }
+    }
+    fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm<B>)) {
+        self.body.visit_batch_norms(f);
+        for trunk in &self.shared {
+            trunk.lock().unwrap_or_else(|p| p.into_inner()).visit_batch_norms(f);
         }
     }
     fn fold(&mut self, be: &B) -> Result<(), String> {

@@ -74,4 +74,7 @@ impl<B: Backend> Layer<B> for SharedPredictor<B> {
     fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
         self.adapter.visit_params(f);
     }
+    fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm<B>)) {
+        self.adapter.visit_batch_norms(f);
+    }
 }

@@ -16,6 +16,8 @@ pub struct SphereNetConfig {
     pub attention: bool,
     pub widths: [usize; 3],
     pub input_hw: usize,
+    /// Input channels (3 for colour images, 1 for Fashion-MNIST).
+    pub input_channels: usize,
     /// L2 on the plain convs, the attention blocks, the score layer and every BN γ/β (code:
     /// 5e-4); SphereConv filters never get any.
     pub weight_decay: f32,
@@ -24,7 +26,15 @@ pub struct SphereNetConfig {
 impl SphereNetConfig {
     /// The `nsl_global_ns` layout: widths 128/192/256 on 32×32 inputs.
     pub fn paper(classes: usize, sphere: bool, attention: bool) -> Self {
-        SphereNetConfig { classes, sphere, attention, widths: [128, 192, 256], input_hw: 32, weight_decay: 5e-4 }
+        SphereNetConfig {
+            classes,
+            sphere,
+            attention,
+            widths: [128, 192, 256],
+            input_hw: 32,
+            input_channels: 3,
+            weight_decay: 5e-4,
+        }
     }
     /// Every width times `factor` (at least 8, so the attention's C/8 stays ≥ 1).
     pub fn scaled(mut self, factor: f32) -> Self {
@@ -51,7 +61,7 @@ pub fn spherenet9<B: Backend>(be: &B, rng: &mut Rng, cfg: &SphereNetConfig) -> N
         conv
     };
     let mut body = Sequential::new("spherenet9");
-    let mut c_in = 3;
+    let mut c_in = cfg.input_channels;
     let mut side = cfg.input_hw;
     for (stage, &width) in cfg.widths.iter().enumerate() {
         for i in 0..3 {
@@ -102,6 +112,6 @@ pub fn spherenet9<B: Backend>(be: &B, rng: &mut Rng, cfg: &SphereNetConfig) -> N
         body,
         shared: Vec::new(),
         classes: cfg.classes,
-        input: [cfg.input_hw, cfg.input_hw, 3],
+        input: [cfg.input_hw, cfg.input_hw, cfg.input_channels],
     }
 }

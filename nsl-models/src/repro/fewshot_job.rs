@@ -79,7 +79,7 @@ pub fn run_fewshot_row<B: Backend>(be: &B, row: &Row, seed: u64, dir: &Path) -> 
     let started = Instant::now();
     let FewShotData { data, pretrain: base, meta: meta_classes, novel } = few_shot_data(cfg)?;
     let normalize = few_shot_normalize(&cfg.normalize, &data, &meta_classes)?;
-    let mut net = build_network(be, cfg, base.len(), data.shape[0], &mut Rng::new(seed)).map_err(|e| e.to_string())?;
+    let mut net = build_network(be, cfg, base.len(), data.shape, &mut Rng::new(seed)).map_err(|e| e.to_string())?;
     let params = net.param_count();
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let key = row.run_id(seed);

@@ -2,10 +2,11 @@
 //! then reported next to the paper's numbers with plots.
 
 mod fewshot_job;
+pub mod plots;
 mod registry;
 mod report;
 mod runner;
-mod svg;
+pub mod stats;
 
 pub use fewshot_job::run_fewshot_row;
 pub use registry::{
@@ -13,4 +14,3 @@ pub use registry::{
 };
 pub use report::{summary_table, write_report, ReportHeader};
 pub use runner::{run_all, RowResult, RunnerOptions};
-pub use svg::line_chart;

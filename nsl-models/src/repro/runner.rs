@@ -19,6 +19,8 @@ pub struct RunnerOptions {
     /// Seeds per row (0, 1, …); rows report mean ± std over them.
     pub seeds: u64,
     pub progress: bool,
+    /// Train runs that have not finished; `false` only reports the finished ones.
+    pub train: bool,
 }
 
 /// A row's outcome over its seeds.
@@ -27,6 +29,8 @@ pub struct RowResult {
     pub row: Row,
     /// The metric per seed that finished.
     pub values: Vec<f64>,
+    /// The seed of each value.
+    pub seeds: Vec<u64>,
     /// Top-5 error per seed, for [`Metric::Top1Error`] rows whose summaries record it.
     pub top5_errors: Vec<f64>,
     /// Few-shot 95% interval (mean over seeds).
@@ -34,7 +38,7 @@ pub struct RowResult {
     pub params: Option<usize>,
     /// Training wall time summed over seeds (0 when every run was reused).
     pub wall_seconds: f64,
-    /// Run folders, relative to `out`.
+    /// Folders of the finished runs, relative to `out`, in the order of `seeds`.
     pub runs: Vec<String>,
     /// Why the row has no number (missing data, failure), if so.
     pub note: Option<String>,
@@ -43,14 +47,7 @@ pub struct RowResult {
 impl RowResult {
     /// Mean and (sample) standard deviation of the per-seed values.
     pub fn mean_std(&self) -> Option<(f64, f64)> {
-        let n = self.values.len();
-        if n == 0 {
-            return None;
-        }
-        let mean = self.values.iter().sum::<f64>() / n as f64;
-        let var =
-            if n > 1 { self.values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
-        Some((mean, var.sqrt()))
+        super::stats::mean_std(&self.values)
     }
 }
 
@@ -58,7 +55,7 @@ fn metric_of(metric: Metric, s: &RunSummary) -> f64 {
     match metric {
         Metric::FinalError | Metric::Top1Error => 100.0 * (1.0 - s.final_test_acc as f64),
         Metric::BestAccuracy => 100.0 * s.best_test_acc as f64,
-        Metric::FewShotAccuracy => 100.0 * s.final_test_acc as f64,
+        Metric::FewShotAccuracy | Metric::FinalAccuracy => 100.0 * s.final_test_acc as f64,
     }
 }
 
@@ -75,6 +72,7 @@ pub fn run_all<B: Backend>(
         let mut result = RowResult {
             row: row.clone(),
             values: vec![],
+            seeds: vec![],
             top5_errors: vec![],
             ci95: None,
             params: None,
@@ -86,10 +84,10 @@ pub fn run_all<B: Backend>(
         for seed in 0..opts.seeds {
             let id = row.run_id(seed);
             let dir = opts.out.join("runs").join(&id);
-            result.runs.push(format!("runs/{id}"));
             let reused = RunSummary::read(&dir);
             let started = Instant::now();
             let outcome = match (&row.job, reused) {
+                (_, None) if !opts.train => continue,
                 (_, Some(summary)) => {
                     eprintln!(
                         "[{}/{total}] {} {} (seed {seed}): finished earlier, reused",
@@ -116,6 +114,8 @@ pub fn run_all<B: Backend>(
             match outcome {
                 Ok((summary, ci)) => {
                     result.values.push(metric_of(row.metric, &summary));
+                    result.seeds.push(seed);
+                    result.runs.push(format!("runs/{id}"));
                     if let (Metric::Top1Error, Some(top5)) = (row.metric, summary.final_test_top5) {
                         result.top5_errors.push(100.0 * (1.0 - f64::from(top5)));
                     }

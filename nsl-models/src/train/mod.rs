@@ -2,6 +2,7 @@
 
 mod config;
 mod error;
+pub mod metrics;
 mod run;
 
 pub use config::RunConfig;

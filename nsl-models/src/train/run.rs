@@ -13,12 +13,13 @@ use nsl_core::optim::{apply_regularizers, Optimizer};
 use nsl_core::{Backend, Rng, Tensor};
 use serde::Serialize;
 
+use super::metrics::{to_line, EvalLine, Metrics, TrainLine};
 use super::{RunConfig, TrainError};
 use crate::checkpoint::{self, Meta};
 use crate::data::augment::{Augment, Normalize};
 use crate::data::imagenet::load_imagenet;
 use crate::data::loader::{eval_batches, Position, TrainConfig, TrainLoader};
-use crate::data::{cifar, synthetic, DataError, Dataset, ImageSource};
+use crate::data::{cifar, fashion_mnist, synthetic, DataError, Dataset, ImageSource};
 use crate::nets::{
     cnn10, cnn4, cnn9, cnn9_plus_plus_of, spherenet9, Cnn9Config, Network, SimilarityChoice, SphereNetConfig,
     CNN10_WEIGHT_DECAY,
@@ -67,21 +68,6 @@ impl RunSummary {
     }
 }
 
-/// The last `(train loss, test top-1, test top-5)` in a run's `metrics.jsonl` (NaN where none).
-fn last_metrics(path: &Path) -> (f32, f32, f32) {
-    let mut last = (f32::NAN, f32::NAN, f32::NAN);
-    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        let num = |k: &str| v.get(k).and_then(|x| x.as_f64()).map(|x| x as f32);
-        if let Some(acc) = num("test_acc") {
-            (last.1, last.2) = (acc, num("test_top5").unwrap_or(f32::NAN));
-        } else if let Some(loss) = num("loss") {
-            last.0 = loss;
-        }
-    }
-    last
-}
-
 /// Load the run's in-memory dataset: `(train, test)`. ImageNet is streamed from disk instead:
 /// [`load_sources`] opens every dataset.
 pub fn load_data(cfg: &RunConfig) -> Result<(Dataset, Dataset), TrainError> {
@@ -96,13 +82,16 @@ pub fn load_data(cfg: &RunConfig) -> Result<(Dataset, Dataset), TrainError> {
             let (test, train): (Vec<usize>, Vec<usize>) = (0..all.len()).partition(|i| i % per_class < test_per_class);
             Ok((all.subset("synthetic100-train", &train), all.subset("synthetic100-test", &test)))
         }
+        "fashion-mnist" => Ok(fashion_mnist::load(dir)?),
+        fashion_mnist::EMBEDDED_NAME => Ok(fashion_mnist::embedded()),
         "cifar10" => Ok(cifar::load_cifar10(dir.join("cifar-10"))?),
         "cifar100" => Ok(cifar::load_cifar100(dir.join("cifar-100"))?),
         "imagenet" => Err(TrainError::Config(
             "imagenet is streamed from disk, not held in memory: open it with train::load_sources".into(),
         )),
         other => Err(TrainError::Config(format!(
-            "unknown dataset `{other}`; expected synthetic, synthetic100, cifar10, cifar100 or imagenet"
+            "unknown dataset `{other}`; expected fashion-mnist-embedded, fashion-mnist, synthetic, synthetic100, \
+             cifar10, cifar100 or imagenet"
         ))),
     }
 }
@@ -121,38 +110,44 @@ pub fn load_sources(cfg: &RunConfig) -> Result<(Source, Source), TrainError> {
     Ok((Arc::new(train), Arc::new(test)))
 }
 
-/// Build the run's network for `classes` classes and square inputs of side `input_hw`.
+/// Build the run's network for `classes` classes and square `[H, W, C]` input images (the
+/// data's `ImageSource::shape`), with every batch norm's EMA decay set to `cfg.bn_decay`.
 pub fn build_network<B: Backend>(
     be: &B,
     cfg: &RunConfig,
     classes: usize,
-    input_hw: usize,
+    input: [usize; 3],
     rng: &mut Rng,
 ) -> Result<Network<B>, TrainError> {
     let sim: SimilarityChoice = cfg.similarity.parse().map_err(TrainError::Config)?;
+    let [input_hw, _, input_channels] = input;
     let sphere = |rng: &mut Rng, sphere, attention| {
         let paper = SphereNetConfig::paper(classes, sphere, attention);
         let weight_decay = cfg.weight_decay.unwrap_or(paper.weight_decay);
-        let c = SphereNetConfig { input_hw, weight_decay, ..paper }.scaled(cfg.width);
+        let c = SphereNetConfig { input_hw, input_channels, weight_decay, ..paper }.scaled(cfg.width);
         spherenet9(be, rng, &c)
     };
     let mut net = match cfg.network.as_str() {
         "cnn9" => {
             let paper = Cnn9Config::paper(classes, sim);
             let weight_decay = cfg.weight_decay.unwrap_or(paper.weight_decay);
-            cnn9(be, rng, &Cnn9Config { input_hw, l1: cfg.l1, weight_decay, ..paper }.scaled(cfg.width))
+            cnn9(be, rng, &Cnn9Config { input_hw, input_channels, l1: cfg.l1, weight_decay, ..paper }.scaled(cfg.width))
         }
         "cnn9pp" => {
             let paper = Cnn9Config::plus_plus(classes);
             let weight_decay = cfg.weight_decay.unwrap_or(paper.weight_decay);
-            cnn9_plus_plus_of(be, rng, &Cnn9Config { weight_decay, ..paper }.scaled(cfg.width))
+            cnn9_plus_plus_of(
+                be,
+                rng,
+                &Cnn9Config { input_hw, input_channels, weight_decay, ..paper }.scaled(cfg.width),
+            )
         }
         "spherenet9" => sphere(rng, true, false),
         "spherenet9-attention" => sphere(rng, true, true),
         "cnn9-wide" => sphere(rng, false, false),
         "cnn9-wide-attention" => sphere(rng, false, true),
-        "cnn10" => cnn10(be, rng, classes, sim, input_hw, cfg.width, cfg.weight_decay.unwrap_or(CNN10_WEIGHT_DECAY)),
-        "cnn4" => cnn4(be, rng, classes, sim, input_hw, cfg.weight_decay.unwrap_or(0.0)),
+        "cnn10" => cnn10(be, rng, classes, sim, input, cfg.width, cfg.weight_decay.unwrap_or(CNN10_WEIGHT_DECAY)),
+        "cnn4" => cnn4(be, rng, classes, sim, input, cfg.weight_decay.unwrap_or(0.0)),
         other => {
             return Err(TrainError::Config(format!(
                 "unknown network `{other}`; expected cnn9, cnn9pp, spherenet9, spherenet9-attention, cnn9-wide, \
@@ -163,6 +158,7 @@ pub fn build_network<B: Backend>(
     if cfg.predictor_gamma != 1.0 {
         net.set_predictor_output_gamma(be, cfg.predictor_gamma);
     }
+    net.set_bn_decay(cfg.bn_decay);
     Ok(net)
 }
 
@@ -232,21 +228,16 @@ pub fn evaluate_debiased_accuracy<B: Backend, S: ImageSource + ?Sized>(
     if !debias {
         return evaluate_accuracy(be, net, data, normalize, batch);
     }
-    let is_bn_state = |name: &str| [".running_mean", ".running_var", ".ema_count"].iter().any(|s| name.ends_with(s));
     let mut saved = Vec::new();
-    net.visit_params(&mut |p| {
-        if is_bn_state(&p.name) {
-            let copy = p.value.duplicate(be);
-            saved.push(std::mem::replace(&mut p.value, copy));
-        }
+    net.visit_batch_norms(&mut |bn| {
+        let copies = bn.running_statistics().map(|t| t.duplicate(be));
+        saved.push(bn.replace_running_statistics(copies));
+        bn.debias_running_statistics(be);
     });
-    crate::fewshot::debias_bn_statistics(be, net);
     let acc = evaluate_accuracy(be, net, data, normalize, batch);
     let mut saved = saved.into_iter();
-    net.visit_params(&mut |p| {
-        if is_bn_state(&p.name) {
-            p.value = saved.next().expect("one saved tensor per BN state tensor");
-        }
+    net.visit_batch_norms(&mut |bn| {
+        bn.replace_running_statistics(saved.next().expect("one saved set per batch norm"));
     });
     acc
 }
@@ -309,37 +300,12 @@ fn count_correct(logits: &[f32], labels: &[usize], classes: usize) -> usize {
     count_top_k(logits, labels, classes, 1)
 }
 
-#[derive(Serialize)]
-struct TrainLine {
-    step: u64,
-    loss: f32,
-    reg: f32,
-    lr: f32,
-    train_acc: f32,
-}
-
-#[derive(Serialize)]
-struct EvalLine {
-    step: u64,
-    test_acc: f32,
-    test_top5: f32,
-    best_test_acc: f32,
-}
-
 /// Keep only the metric lines of steps `≤ step` (a resumed run rewrites what followed its checkpoint).
 fn truncate_metrics(path: &Path, step: u64) -> Result<(), TrainError> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
-    let kept: String = text
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
-                .is_some_and(|s| s <= step)
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    checkpoint::write_atomic(path, kept.as_bytes()).map_err(TrainError::Checkpoint)
+    if !path.exists() {
+        return Ok(());
+    }
+    checkpoint::write_atomic(path, Metrics::text_up_to(path, step).as_bytes()).map_err(TrainError::Checkpoint)
 }
 
 /// Train a network as `cfg` says, writing into `opts.out_dir`.
@@ -353,7 +319,7 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
     let normalize = parse_normalize(&cfg.normalize)?;
     let (train_set, test_set) = load_sources(cfg)?;
     let mut rng = Rng::new(cfg.seed);
-    let mut net = build_network(be, cfg, train_set.classes(), train_set.shape()[0], &mut rng)?;
+    let mut net = build_network(be, cfg, train_set.classes(), train_set.shape(), &mut rng)?;
     let mut opt = make_optimizer::<B>(cfg)?;
     let params = net.param_count();
 
@@ -418,7 +384,7 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
     let mut last_saved: Option<(PathBuf, u64)> = resumed_from.map(|s| (ckpt_path.clone(), s));
     // A resumed run starts from what its metrics recorded up to the checkpoint.
     let (mut final_loss, mut final_acc, mut final_top5) =
-        if resumed_from.is_some() { last_metrics(&metrics_path) } else { (f32::NAN, f32::NAN, f32::NAN) };
+        if resumed_from.is_some() { Metrics::read(&metrics_path).last() } else { (f32::NAN, f32::NAN, f32::NAN) };
     let mut images = 0usize;
     let loop_start = Instant::now();
     let save = |net: &mut Network<B>, opt: &mut Optimizer<B>, step: u64, best: (f32, u64)| {
@@ -455,7 +421,7 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
         images += batch.labels.len();
         final_loss = loss;
         let line = TrainLine { step, loss, reg, lr, train_acc };
-        writeln!(metrics, "{}", serde_json::to_string(&line).expect("json")).map_err(io(&metrics_path))?;
+        writeln!(metrics, "{}", to_line(&line)).map_err(io(&metrics_path))?;
 
         if step % cfg.eval_every.max(1) == 0 || step == cfg.iterations {
             let acc = evaluate_debiased_accuracy(be, &mut net, &*test_set, &normalize, cfg.eval_batch, cfg.bn_debias)?;
@@ -464,7 +430,7 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
                 best = (final_acc, step);
             }
             let line = EvalLine { step, test_acc: final_acc, test_top5: final_top5, best_test_acc: best.0 };
-            writeln!(metrics, "{}", serde_json::to_string(&line).expect("json")).map_err(io(&metrics_path))?;
+            writeln!(metrics, "{}", to_line(&line)).map_err(io(&metrics_path))?;
             if !opts.progress {
                 log_eval(cfg, step, loss, final_acc, best.0);
             }

@@ -1,0 +1,264 @@
+//! The report's plots, drawn with `plotters` as SVG and PNG side by side: curves over training
+//! (a mean line per row with a band over seeds) and the paired differences to a baseline with
+//! their 95% intervals. Every row has its own colour; the legend sits right of the data.
+//!
+//! Text is set in DejaVu Sans, compiled into the crate (`assets/`, Bitstream Vera licence), so
+//! PNGs render the same on machines without fonts.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+/// Plot size in pixels.
+const SIZE: (u32, u32) = (1120, 560);
+/// Width of the legend column right of the data.
+const LEGEND: u32 = 360;
+
+/// Colours of the rows, in order (Tableau 10, then cyan and black): each distinct.
+pub const PALETTE: [RGBColor; 12] = [
+    RGBColor(0x4e, 0x79, 0xa7),
+    RGBColor(0xf2, 0x8e, 0x2b),
+    RGBColor(0xe1, 0x57, 0x59),
+    RGBColor(0x76, 0xb7, 0xb2),
+    RGBColor(0x59, 0xa1, 0x4f),
+    RGBColor(0xed, 0xc9, 0x48),
+    RGBColor(0xb0, 0x7a, 0xa1),
+    RGBColor(0xff, 0x9d, 0xa7),
+    RGBColor(0x9c, 0x75, 0x5f),
+    RGBColor(0x79, 0x70, 0x6e),
+    RGBColor(0x17, 0xbe, 0xcf),
+    RGBColor(0x00, 0x00, 0x00),
+];
+
+const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_err() {
+            unreachable!("the embedded DejaVu Sans parses (checked by the plot tests)");
+        }
+    });
+}
+
+/// One row's curve: `(x, mean, lo, hi)` per point; `lo == hi == mean` draws no band.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Curve {
+    pub label: String,
+    /// Index into [`PALETTE`]: a row keeps its colour across a table's plots.
+    pub colour: usize,
+    pub points: Vec<(f64, f64, f64, f64)>,
+}
+
+/// One row's paired difference: mean, its 95% interval if any, and the paper's difference.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Difference {
+    pub label: String,
+    /// Index into [`PALETTE`].
+    pub colour: usize,
+    pub mean: f64,
+    pub interval: Option<(f64, f64)>,
+    pub paper: Option<f64>,
+}
+
+type PlotResult = Result<(), String>;
+
+/// Curves of `y` over `x`, one colour per curve with a band over seeds, the legend on the right.
+pub fn curves(stem: &Path, title: &str, x_label: &str, y_label: &str, curves: &[Curve]) -> PlotResult {
+    register_font();
+    let svg = stem.with_extension("svg");
+    draw_curves(&SVGBackend::new(&svg, SIZE).into_drawing_area(), title, x_label, y_label, curves)?;
+    let mut pixels = vec![255u8; (SIZE.0 * SIZE.1 * 3) as usize];
+    draw_curves(&BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area(), title, x_label, y_label, curves)?;
+    save_png(stem, pixels)
+}
+
+/// Paired differences as points with 95% interval bars, the paper's difference beside each.
+pub fn differences(stem: &Path, title: &str, x_label: &str, rows: &[Difference]) -> PlotResult {
+    register_font();
+    let svg = stem.with_extension("svg");
+    draw_differences(&SVGBackend::new(&svg, SIZE).into_drawing_area(), title, x_label, rows)?;
+    let mut pixels = vec![255u8; (SIZE.0 * SIZE.1 * 3) as usize];
+    draw_differences(&BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area(), title, x_label, rows)?;
+    save_png(stem, pixels)
+}
+
+fn save_png(stem: &Path, pixels: Vec<u8>) -> PlotResult {
+    let png = stem.with_extension("png");
+    let image = image::RgbImage::from_raw(SIZE.0, SIZE.1, pixels).expect("a buffer of the plot's size");
+    image.save(&png).map_err(|e| format!("{}: {e}", png.display()))
+}
+
+fn err<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// `[lo, hi]` widened by 5% (or ±1 when flat).
+fn padded(lo: f64, hi: f64) -> (f64, f64) {
+    if !(lo.is_finite() && hi.is_finite()) {
+        return (0.0, 1.0);
+    }
+    let pad = if hi > lo { 0.05 * (hi - lo) } else { 1.0 };
+    (lo - pad, hi + pad)
+}
+
+/// How a legend entry's swatch looks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Swatch {
+    Line,
+    Dot,
+    Triangle,
+    /// An interval bar with end caps.
+    Interval,
+}
+
+/// `{v}` without a trailing `.0` for whole numbers (iterations, percentages).
+fn tick(v: &f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e9 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// The legend column: a swatch and a label per entry (labels cut at 42 characters).
+fn legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &[(String, RGBColor, Swatch)]) -> PlotResult {
+    let font = ("sans-serif", 15).into_font();
+    for (i, (label, colour, swatch)) in entries.iter().enumerate() {
+        let y = 60 + 26 * i as i32;
+        match swatch {
+            Swatch::Dot => area.draw(&Circle::new((22, y), 5, colour.filled())).map_err(err)?,
+            Swatch::Triangle => area.draw(&TriangleMarker::new((22, y), 7, colour.filled())).map_err(err)?,
+            Swatch::Line => area.draw(&Rectangle::new([(10, y - 2), (34, y + 2)], colour.filled())).map_err(err)?,
+            Swatch::Interval => {
+                area.draw(&PathElement::new(vec![(10, y), (34, y)], colour.stroke_width(3))).map_err(err)?;
+                for x in [10, 34] {
+                    area.draw(&PathElement::new(vec![(x, y - 5), (x, y + 5)], colour.stroke_width(2))).map_err(err)?;
+                }
+            }
+        }
+        let text: String =
+            if label.chars().count() > 42 { label.chars().take(41).chain(['…']).collect() } else { label.clone() };
+        area.draw(&Text::new(text, (44, y - 8), font.clone())).map_err(err)?;
+    }
+    Ok(())
+}
+
+fn draw_curves<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    curves: &[Curve],
+) -> PlotResult {
+    root.fill(&WHITE).map_err(err)?;
+    let (plot, side) = root.split_horizontally(SIZE.0 - LEGEND);
+    let all = || curves.iter().flat_map(|c| &c.points);
+    let (x0, x1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (y0, y1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.2), b.max(p.3)));
+    let (x0, x1) = if x0.is_finite() { (x0.min(0.0), x1) } else { (0.0, 1.0) };
+    let (y0, y1) = padded(y0, y1);
+    let mut chart = ChartBuilder::on(&plot)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1.max(x0 + 1.0), y0..y1)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
+        .label_style(("sans-serif", 13))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(err)?;
+    for c in curves {
+        let colour = PALETTE[c.colour % PALETTE.len()];
+        if c.points.iter().any(|p| p.3 > p.2) {
+            let band: Vec<(f64, f64)> =
+                c.points.iter().map(|p| (p.0, p.3)).chain(c.points.iter().rev().map(|p| (p.0, p.2))).collect();
+            chart.draw_series(std::iter::once(Polygon::new(band, colour.mix(0.18).filled()))).map_err(err)?;
+        }
+        chart.draw_series(LineSeries::new(c.points.iter().map(|p| (p.0, p.1)), colour.stroke_width(2))).map_err(err)?;
+        if c.points.len() <= 40 {
+            chart.draw_series(c.points.iter().map(|p| Circle::new((p.0, p.1), 3, colour.filled()))).map_err(err)?;
+        }
+    }
+    let entries: Vec<(String, RGBColor, Swatch)> =
+        curves.iter().map(|c| (c.label.clone(), PALETTE[c.colour % PALETTE.len()], Swatch::Line)).collect();
+    legend(&side, &entries)?;
+    root.present().map_err(err)
+}
+
+fn draw_differences<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    x_label: &str,
+    rows: &[Difference],
+) -> PlotResult {
+    root.fill(&WHITE).map_err(err)?;
+    let (plot, side) = root.split_horizontally(SIZE.0 - LEGEND);
+    let values = rows.iter().flat_map(|r| {
+        let (lo, hi) = r.interval.unwrap_or((r.mean, r.mean));
+        [lo, hi, r.mean].into_iter().chain(r.paper)
+    });
+    let (lo, hi) = values.fold((0.0f64, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = padded(lo, hi);
+    let n = rows.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(&plot)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(12)
+        .build_cartesian_2d(lo..hi, -0.5..n - 0.5)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .x_label_formatter(&tick)
+        .disable_y_mesh()
+        .disable_y_axis()
+        .label_style(("sans-serif", 13))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(std::iter::once(PathElement::new(vec![(0.0, -0.5), (0.0, n - 0.5)], BLACK.stroke_width(1))))
+        .map_err(err)?;
+    let paper_colour = RGBColor(0x99, 0x99, 0x99);
+    for (i, r) in rows.iter().enumerate() {
+        let y = n - 1.0 - i as f64;
+        let colour = PALETTE[r.colour % PALETTE.len()];
+        if let Some((a, b)) = r.interval {
+            chart
+                .draw_series(std::iter::once(PathElement::new(vec![(a, y), (b, y)], colour.stroke_width(3))))
+                .map_err(err)?;
+            for x in [a, b] {
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(x, y - 0.12), (x, y + 0.12)],
+                        colour.stroke_width(2),
+                    )))
+                    .map_err(err)?;
+            }
+        }
+        chart.draw_series(std::iter::once(Circle::new((r.mean, y), 6, colour.filled()))).map_err(err)?;
+        if let Some(p) = r.paper {
+            chart
+                .draw_series(std::iter::once(TriangleMarker::new((p, y + 0.22), 7, paper_colour.filled())))
+                .map_err(err)?;
+        }
+    }
+    let mut entries: Vec<(String, RGBColor, Swatch)> =
+        rows.iter().map(|r| (r.label.clone(), PALETTE[r.colour % PALETTE.len()], Swatch::Dot)).collect();
+    entries.push(("the paper's difference".into(), paper_colour, Swatch::Triangle));
+    entries.push(("our 95% CI over seed pairs".into(), BLACK, Swatch::Interval));
+    legend(&side, &entries)?;
+    root.present().map_err(err)
+}
