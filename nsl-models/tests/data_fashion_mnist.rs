@@ -224,3 +224,44 @@ fn a_short_run_on_the_real_data_learns() {
     let s = train(&Cpu::new(), &cfg, &opts).unwrap();
     assert!(s.final_test_acc > 0.80, "final test accuracy {} after 200 iterations", s.final_test_acc);
 }
+
+#[test]
+fn fetch_refuses_files_whose_checksum_differs() {
+    // a "Debian" folder whose files are valid gzip but not Fashion-MNIST
+    let debian = common::TestDir::new("fmnist-fake-debian");
+    write_split(&debian, &tiny(5), false, true);
+    write_split(&debian, &tiny(5), true, true);
+    let root = common::TestDir::new("fmnist-fetch-bad");
+    let err = nsl_models::data::fetch::fetch_fashion_mnist(&root, &debian).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, DataError::Checksum { .. }) && msg.contains(FILES[0].name) && msg.contains(FILES[0].md5),
+        "{msg}"
+    );
+    assert!(
+        !root.join("fashion-mnist").join(format!("{}.gz", FILES[0].name)).exists(),
+        "a bad file is not left in place"
+    );
+}
+
+#[test]
+fn fetch_links_the_debian_files_once_and_replaces_a_corrupt_copy() {
+    use nsl_models::data::fetch::{fetch_fashion_mnist, Placed};
+    if real_files().is_none() {
+        return;
+    }
+    let root = common::TestDir::new("fmnist-fetch");
+    let debian = Path::new(fashion_mnist::DEBIAN_DIR);
+    let placed = fetch_fashion_mnist(&root, debian).unwrap();
+    assert!(placed.iter().all(|p| matches!(p, Placed::Linked(_))), "{placed:?}");
+    let again = fetch_fashion_mnist(&root, debian).unwrap();
+    assert!(again.iter().all(|p| matches!(p, Placed::Present(_))), "{again:?}");
+    // a truncated copy in place is replaced
+    let labels = root.join("fashion-mnist").join(format!("{}.gz", FILES[3].name));
+    std::fs::remove_file(&labels).unwrap();
+    std::fs::write(&labels, b"\x1f\x8b garbage").unwrap();
+    let fixed = fetch_fashion_mnist(&root, debian).unwrap();
+    assert!(matches!(&fixed[3], Placed::Linked(p) if p == &labels), "{fixed:?}");
+    let (train, test) = fashion_mnist::load(&root).unwrap();
+    assert_eq!((train.len(), test.len()), (60_000, 10_000));
+}

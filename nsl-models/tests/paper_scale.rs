@@ -146,10 +146,10 @@ fn run_ids_stay_stable() {
         (
             Scale::Smoke,
             &[
-                ("table1 CIFAR-10 Baseline CNN", "fashion-mnist-embedded-cnn9-conv-7aa615ba"),
-                ("table4 CIFAR-100 Baseline CNN++", "synthetic100-cnn9pp-conv-3be4b4ad"),
-                ("table5 ImageNet Baseline CNN", "fashion-mnist-embedded-cnn10-conv-c6958147"),
-                ("table5 ImageNet Dynamic NSN w/ DNS", "fashion-mnist-embedded-cnn10-dynamic-dns-aeb8a9fc"),
+                ("table1 CIFAR-10 Baseline CNN", "fashion-mnist-embedded-cnn9-conv-9ee46966"),
+                ("table4 CIFAR-100 Baseline CNN++", "synthetic100-cnn9pp-conv-404f9b83"),
+                ("table5 ImageNet Baseline CNN", "fashion-mnist-embedded-cnn10-conv-19b0dd61"),
+                ("table5 ImageNet Dynamic NSN w/ DNS", "fashion-mnist-embedded-cnn10-dynamic-dns-7eb72504"),
                 ("table6 mini-ImageNet Finetuning Baseline", "fewshot-finetunebaseline-ee8ff0cd"),
                 (
                     "table6 mini-ImageNet Meta-learned static NSN (MAML, second order)",
@@ -158,7 +158,7 @@ fn run_ids_stay_stable() {
                 ("table6 mini-ImageNet Dynamic NSN", "fewshot-dynamicnsn-4fc9212b"),
                 (
                     "table8 CIFAR-10 SphereNet w/ self-attention",
-                    "fashion-mnist-embedded-spherenet9-attention-conv-34e0bb25",
+                    "fashion-mnist-embedded-spherenet9-attention-conv-0d3ea0fb",
                 ),
             ][..],
         ),

@@ -2,7 +2,7 @@
 //! - `repro`: rerun every experiment of the paper and write a report with plots.
 //! - `bench`: throughput table of a backend (`--backend cpu|cuda`).
 //! - `compare-backends`: CPU vs CUDA training-loss curves of one run.
-//! - `fetch-data`: download and verify CIFAR-10/100.
+//! - `fetch-data`: download and verify CIFAR-10/100; link or download Fashion-MNIST.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,7 +12,8 @@ mod compare;
 
 use clap::{Parser, Subcommand};
 use nsl_models::backend_choice::{run_on_backend, BackendJob};
-use nsl_models::data::fetch::{fetch, ARCHIVES};
+use nsl_models::data::fashion_mnist;
+use nsl_models::data::fetch::{fetch, fetch_fashion_mnist, Placed, ARCHIVES};
 use nsl_models::repro::{
     experiments, run_all, run_fewshot_row, summary_table, write_report, ReportHeader, RunnerOptions, Scale, TABLES,
 };
@@ -109,10 +110,16 @@ enum Command {
         #[arg(long, default_value_t = 1e-3)]
         tolerance: f64,
     },
-    /// Download CIFAR-10 and CIFAR-100 (binary versions) from their canonical location at the
-    /// University of Toronto, verify their MD5 checksums and unpack them into <data>/cifar-10 and
-    /// <data>/cifar-100. Files already in place are not fetched again.
+    /// Get data sets into <data>: CIFAR-10 and CIFAR-100 (binary versions) are downloaded from the
+    /// University of Toronto, MD5-checked and unpacked into <data>/cifar-10 and <data>/cifar-100;
+    /// Fashion-MNIST's four IDX files are linked from Debian's /usr/share/datasets/fashion-mnist
+    /// (`apt-get install dataset-fashion-mnist`) when present, else downloaded from Zalando's
+    /// server, into <data>/fashion-mnist, each checked against the MD5 of its decompressed bytes.
+    /// Files already in place are not fetched again.
     FetchData {
+        /// Data sets to get: cifar-10, cifar-100, fashion-mnist.
+        #[arg(default_values = ["cifar-10", "cifar-100"])]
+        datasets: Vec<String>,
         /// Data root (what `nsl train --data-dir` and `cargo xtask repro --data` read).
         #[arg(long, default_value = "data")]
         data: PathBuf,
@@ -139,6 +146,31 @@ fn git_revision() -> String {
         }
         None => "unknown (not a git checkout)".into(),
     }
+}
+
+/// `cargo xtask fetch-data <name>`.
+fn fetch_data(name: &str, data: &std::path::Path) -> Result<(), String> {
+    if name == fashion_mnist::NAME {
+        eprintln!("placing Fashion-MNIST in {} …", data.join(fashion_mnist::NAME).display());
+        let placed =
+            fetch_fashion_mnist(data, std::path::Path::new(fashion_mnist::DEBIAN_DIR)).map_err(|e| e.to_string())?;
+        for p in placed {
+            match p {
+                Placed::Present(f) => eprintln!("ok (already there): {}", f.display()),
+                Placed::Linked(f) => eprintln!("ok (linked from Debian's package): {}", f.display()),
+                Placed::Downloaded(f) => eprintln!("ok (downloaded): {}", f.display()),
+            }
+        }
+        return Ok(());
+    }
+    let archive = ARCHIVES
+        .iter()
+        .find(|a| a.format.name == name)
+        .ok_or_else(|| format!("unknown data set `{name}`; expected cifar-10, cifar-100 or {}", fashion_mnist::NAME))?;
+    eprintln!("fetching {} …", archive.url);
+    let dir = fetch(archive, data).map_err(|e| e.to_string())?;
+    eprintln!("ok: {}", dir.display());
+    Ok(())
 }
 
 /// The CPU model and core count (Linux), for the report header.
@@ -247,12 +279,7 @@ fn main() -> ExitCode {
             [a, b] => compare::compare_backends([a, b], &similarity, iterations, &out, tolerance),
             _ => Err(format!("--backends takes two names (e.g. cpu,cuda), got {}", backends.join(","))),
         },
-        Command::FetchData { data } => ARCHIVES.iter().try_for_each(|archive| {
-            eprintln!("fetching {} …", archive.url);
-            let dir = fetch(archive, &data).map_err(|e| e.to_string())?;
-            eprintln!("ok: {}", dir.display());
-            Ok::<(), String>(())
-        }),
+        Command::FetchData { datasets, data } => datasets.iter().try_for_each(|name| fetch_data(name, &data)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

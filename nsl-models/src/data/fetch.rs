@@ -1,4 +1,9 @@
-//! Downloading and unpacking CIFAR (the logic of `cargo xtask fetch-data`).
+//! Downloading and unpacking CIFAR, and placing Fashion-MNIST (the logic of `cargo xtask
+//! fetch-data`).
+//!
+//! Fashion-MNIST ([`fetch_fashion_mnist`]): each of the four files is linked from Debian's
+//! `/usr/share/datasets/fashion-mnist/` when that holds it, else downloaded from the data set's
+//! own URL, and accepted only if its decompressed bytes have the recorded MD5.
 //!
 //! For each [`Archive`]: if `<root>/<name>/` already holds every file at its expected size,
 //! nothing happens. Otherwise the tarball is downloaded to `<root>/<file>.part` and renamed to
@@ -14,6 +19,7 @@ use std::path::{Component, Path, PathBuf};
 use md5::{Digest, Md5};
 
 use super::cifar::{CifarFormat, CIFAR10, CIFAR100};
+use super::fashion_mnist::{self, IdxFile};
 use super::DataError;
 
 /// A published CIFAR tarball.
@@ -156,4 +162,81 @@ pub fn extract(tarball: &Path, dest: &Path) -> Result<Vec<PathBuf>, DataError> {
         written.push(out);
     }
     Ok(written)
+}
+
+/// Where a Fashion-MNIST file came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Placed {
+    /// Already in place with the right checksum.
+    Present(PathBuf),
+    /// Linked (or copied, where links are not possible) from Debian's package.
+    Linked(PathBuf),
+    /// Downloaded from the data set's URL.
+    Downloaded(PathBuf),
+}
+
+/// Make `<root>/fashion-mnist/` hold the four files, each with the recorded checksum of its
+/// decompressed bytes: keep a good one, else link Debian's copy from `debian_dir`, else download
+/// it. Returns what was done per file.
+pub fn fetch_fashion_mnist(root: &Path, debian_dir: &Path) -> Result<Vec<Placed>, DataError> {
+    let dir = root.join(fashion_mnist::NAME);
+    std::fs::create_dir_all(&dir).map_err(|e| DataError::io(fashion_mnist::NAME, &dir, e))?;
+    let mut placed = Vec::new();
+    for file in &fashion_mnist::FILES {
+        let here = fashion_mnist::file_in(&dir, file);
+        if here.exists() && verify_idx(&here, file).is_ok() {
+            placed.push(Placed::Present(here));
+            continue;
+        }
+        let dest = dir.join(format!("{}.gz", file.name));
+        let debian = fashion_mnist::file_in(debian_dir, file);
+        let _ = std::fs::remove_file(&here); // a bad copy: replaced
+        let how = if debian.exists() {
+            link_or_copy(&debian, &dest)?;
+            Placed::Linked(dest.clone())
+        } else {
+            download(&format!("{}/{}.gz", fashion_mnist::UPSTREAM_URL, file.name), &dest)?;
+            Placed::Downloaded(dest.clone())
+        };
+        if let Err(e) = verify_idx(&dest, file) {
+            let _ = std::fs::remove_file(&dest);
+            return Err(e);
+        }
+        placed.push(how);
+    }
+    Ok(placed)
+}
+
+/// Check that the decompressed bytes of `path` (gzipped or not) have `file`'s recorded MD5.
+pub fn verify_idx(path: &Path, file: &IdxFile) -> Result<(), DataError> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(fashion_mnist::NAME, path, e))?;
+    let raw = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        let mut reader = flate2::read::MultiGzDecoder::new(&bytes[..]).take(super::idx::MAX_DECOMPRESSED);
+        reader.read_to_end(&mut out).map_err(|e| DataError::BadFile {
+            dataset: fashion_mnist::NAME,
+            path: path.to_path_buf(),
+            problem: format!("gzip data does not decompress ({e})"),
+        })?;
+        out
+    } else {
+        bytes
+    };
+    let got = md5_hex_bytes(&raw);
+    if got == file.md5 {
+        Ok(())
+    } else {
+        Err(DataError::Checksum { path: path.to_path_buf(), expected: file.md5.into(), got })
+    }
+}
+
+/// Symlink `dest → src`, or copy where symlinks are not available.
+fn link_or_copy(src: &Path, dest: &Path) -> Result<(), DataError> {
+    #[cfg(unix)]
+    if std::os::unix::fs::symlink(src, dest).is_ok() {
+        return Ok(());
+    }
+    let part = part_path(dest);
+    std::fs::copy(src, &part).map_err(|e| DataError::io(fashion_mnist::NAME, &part, e))?;
+    std::fs::rename(&part, dest).map_err(|e| DataError::io(fashion_mnist::NAME, dest, e))
 }
