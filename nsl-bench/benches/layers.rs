@@ -22,11 +22,11 @@ fn bench_layer(
     layer: &mut NslConv<Cpu>,
     x: &Tensor<Cpu>,
 ) {
-    group.bench_function(format!("{label} forward"), |b| b.iter(|| layer.forward(be, x, Mode::Eval)));
-    let dy = layer.forward(be, x, Mode::Eval);
+    group.bench_function(format!("{label} forward"), |b| b.iter(|| layer.forward(be, x, Mode::EVAL)));
+    let dy = layer.forward(be, x, Mode::EVAL);
     group.bench_function(format!("{label} forward+backward"), |b| {
         b.iter(|| {
-            layer.forward(be, x, Mode::Train);
+            layer.forward(be, x, Mode::TRAIN);
             layer.backward(be, &dy)
         })
     });

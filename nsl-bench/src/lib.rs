@@ -85,7 +85,7 @@ pub fn network_step_seconds<B: Backend>(
     let labels: Vec<usize> = (0..batch).map(|i| i % 10).collect();
     let mut opt = Optimizer::momentum(0.9);
     let train = best_of_on(be, reps, || {
-        let logits = net.forward(be, &x, Mode::Train);
+        let logits = net.forward(be, &x, Mode::TRAIN);
         let (_, d) = nsl_core::nn::cross_entropy(be, &logits, &labels, 0.01, 1e-4);
         net.backward(be, &d);
         opt.step(be, 1e-4, &mut net);
@@ -94,7 +94,7 @@ pub fn network_step_seconds<B: Backend>(
         net.fold(be).expect("static similarity folds");
     }
     let infer = best_of_on(be, reps, || {
-        net.forward(be, &x, Mode::Eval);
+        net.forward(be, &x, Mode::EVAL);
     });
     (train, infer)
 }
@@ -140,7 +140,7 @@ pub fn throughput_report<B: Backend>(be: &B, batch: usize, reps: usize, only: &[
         let (mut layer, x) = conv_layer(be, nsl_core::similarity::InnerProduct::boxed(), c_in, c_out, side, batch);
         let flops = 2.0 * (batch * side * side * 9 * c_in * c_out) as f64;
         let t = best_of_on(be, reps, || {
-            layer.forward(be, &x, Mode::Eval);
+            layer.forward(be, &x, Mode::EVAL);
         });
         let conv = flops / t / 1e9;
         let gemm = sgemm_gflops(be, flops, reps);

@@ -23,11 +23,14 @@ pub struct GradCheck {
     /// estimator, whose gradient is by design not the finite difference).
     pub skip: Vec<String>,
     pub seed: u64,
+    /// How the forward runs: [`Mode::TRAIN`] (batch statistics), or [`Mode::ADAPT`] (batch
+    /// norm on its running statistics, as few-shot adaptation differentiates it). Must record.
+    pub mode: Mode,
 }
 
 impl Default for GradCheck {
     fn default() -> Self {
-        GradCheck { eps: 1e-3, rtol: 3e-2, atol: 2e-3, samples: 12, skip: Vec::new(), seed: 1 }
+        GradCheck { eps: 1e-3, rtol: 3e-2, atol: 2e-3, samples: 12, skip: Vec::new(), seed: 1, mode: Mode::TRAIN }
     }
 }
 
@@ -40,8 +43,8 @@ pub struct Mismatch {
     pub numeric: f64,
 }
 
-fn loss<B: Backend>(be: &B, layer: &mut dyn Layer<B>, x: &Tensor<B>, r: &[f32]) -> f64 {
-    let y = layer.forward(be, x, Mode::Train);
+fn loss<B: Backend>(be: &B, layer: &mut dyn Layer<B>, x: &Tensor<B>, r: &[f32], mode: Mode) -> f64 {
+    let y = layer.forward(be, x, mode);
     // pop the caches this forward left, without touching the checked gradients' meaning
     let _ = layer.backward(be, &y.zeros_like(be));
     y.to_vec(be).iter().zip(r).map(|(a, b)| *a as f64 * *b as f64).sum()
@@ -55,9 +58,10 @@ pub fn check_layer<B: Backend>(
     x: &Tensor<B>,
     cfg: &GradCheck,
 ) -> (Vec<Mismatch>, usize) {
+    assert!(cfg.mode.record, "a gradient check needs a forward that records for backward");
     let mut rng = Rng::new(cfg.seed);
     crate::optim::zero_grads(be, layer);
-    let y = layer.forward(be, x, Mode::Train);
+    let y = layer.forward(be, x, cfg.mode);
     let r: Vec<f32> = (0..y.numel()).map(|_| rng.normal()).collect();
     let dx = layer.backward(be, &Tensor::from_vec(be, y.shape(), &r)).to_vec(be);
 
@@ -85,8 +89,8 @@ pub fn check_layer<B: Backend>(
         plus[i] += cfg.eps;
         let mut minus = xv.clone();
         minus[i] -= cfg.eps;
-        let lp = loss(be, layer, &Tensor::from_vec(be, x.shape(), &plus), &r);
-        let lm = loss(be, layer, &Tensor::from_vec(be, x.shape(), &minus), &r);
+        let lp = loss(be, layer, &Tensor::from_vec(be, x.shape(), &plus), &r, cfg.mode);
+        let lm = loss(be, layer, &Tensor::from_vec(be, x.shape(), &minus), &r, cfg.mode);
         compare("input", i, dx[i] as f64, (lp - lm) / (2.0 * cfg.eps as f64));
     }
 
@@ -95,7 +99,7 @@ pub fn check_layer<B: Backend>(
             let i = rng.below(grad.len());
             let mut at = |delta: f32| {
                 set_param(be, layer, name, i, delta);
-                let l = loss(be, layer, x, &r);
+                let l = loss(be, layer, x, &r, cfg.mode);
                 set_param(be, layer, name, i, -delta);
                 l
             };
@@ -139,4 +143,128 @@ pub fn check_similarity<B: Backend>(
         "{name}: {} of {compared} gradient coordinates disagree with finite differences:\n{bad:#?}",
         bad.len()
     );
+}
+
+/// One tensor's path-integral check ([`check_path_integrals`]).
+#[derive(Clone, Debug)]
+pub struct PathCheck {
+    /// Parameter name, or `input`.
+    pub tensor: String,
+    /// `L(θ + h·d) − L(θ − h·d)`.
+    pub difference: f64,
+    /// `∫_{−h}^{h} ∇L(θ + t·d)·d dt` by the midpoint rule on the analytic gradients.
+    pub integral: f64,
+    /// `2h·‖∇L‖` of the tensor at `θ`: the largest `|difference|` a unit direction can give,
+    /// the scale errors are measured against.
+    pub scale: f64,
+}
+
+impl PathCheck {
+    /// `|integral − difference| / scale`.
+    pub fn error(&self) -> f64 {
+        (self.integral - self.difference).abs() / self.scale.max(1e-30)
+    }
+}
+
+/// A gradient check for whole piecewise-smooth networks (ReLU, max-pool): for the input and each
+/// trainable tensor, a random unit direction `d` in it, and the exact identity
+/// `L(θ + h·d) − L(θ − h·d) = ∫_{−h}^{h} ∇L(θ + t·d)·d dt`, the integral taken by the midpoint
+/// rule over `points` analytic gradients (`L = Σ y ⊙ r` as in [`check_layer`], forward in `mode`).
+///
+/// A central difference of one coordinate cannot check such a network: with thousands of units
+/// near a kink, any step f32 resolves moves some across, and single derivatives carry several %
+/// of noise that depends on the input. Here a kink inside the path costs only its jump times
+/// `h/points`, while a wrong gradient is wrong at every point of the path.
+pub fn check_path_integrals<B: Backend>(
+    be: &B,
+    layer: &mut dyn Layer<B>,
+    x: &Tensor<B>,
+    mode: Mode,
+    (h, points): (f32, usize),
+    seed: u64,
+) -> Vec<PathCheck> {
+    assert!(mode.record, "a gradient check needs a forward that records for backward");
+    let mut rng = Rng::new(seed);
+    let y = layer.forward(be, x, mode);
+    let r_host: Vec<f32> = (0..y.numel()).map(|_| rng.normal()).collect();
+    let r = Tensor::from_vec(be, y.shape(), &r_host);
+    let _ = layer.backward(be, &y.zeros_like(be));
+    // f(t) and f'(t) along `d` in tensor `name` (or the input)
+    let value_at = |layer: &mut dyn Layer<B>, x: &Tensor<B>| -> f64 {
+        let y = layer.forward(be, x, mode);
+        let _ = layer.backward(be, &y.zeros_like(be));
+        y.to_vec(be).iter().zip(&r_host).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum()
+    };
+    let grad_at = |layer: &mut dyn Layer<B>, x: &Tensor<B>, name: &str| -> Vec<f32> {
+        crate::optim::zero_grads(be, layer);
+        layer.forward(be, x, mode);
+        let dx = layer.backward(be, &r);
+        if name == "input" {
+            return dx.to_vec(be);
+        }
+        let mut g = Vec::new();
+        layer.visit_params(&mut |p| {
+            if p.name == name {
+                g = p.grad.to_vec(be);
+            }
+        });
+        g
+    };
+    let mut names = vec!["input".to_string()];
+    layer.visit_params(&mut |p| {
+        if p.trainable {
+            names.push(p.name.clone());
+        }
+    });
+    let x_host = x.to_vec(be);
+    let mut out = Vec::new();
+    for name in names {
+        let base: Vec<f32> = if name == "input" {
+            x_host.clone()
+        } else {
+            let mut v = Vec::new();
+            layer.visit_params(&mut |p| {
+                if p.name == name {
+                    v = p.value.to_vec(be);
+                }
+            });
+            v
+        };
+        let d = rng.normal_vec(base.len(), 1.0);
+        let norm = d.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
+        let d: Vec<f32> = d.iter().map(|v| (f64::from(*v) / norm) as f32).collect();
+        // move the tensor to θ + t·d; returns the input to use
+        let at = |layer: &mut dyn Layer<B>, t: f64| -> Tensor<B> {
+            let moved: Vec<f32> =
+                base.iter().zip(&d).map(|(b, d)| (f64::from(*b) + t * f64::from(*d)) as f32).collect();
+            if name == "input" {
+                return Tensor::from_vec(be, x.shape(), &moved);
+            }
+            layer.visit_params(&mut |p| {
+                if p.name == name {
+                    p.value = Tensor::from_vec(be, p.value.shape(), &moved);
+                }
+            });
+            x.clone()
+        };
+        let dot = |g: &[f32]| g.iter().zip(&d).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum::<f64>();
+        let h = f64::from(h);
+        let xi = at(layer, 0.0);
+        let g0 = grad_at(layer, &xi, &name);
+        let scale = 2.0 * h * g0.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
+        let xp = at(layer, h);
+        let plus = value_at(layer, &xp);
+        let xm = at(layer, -h);
+        let minus = value_at(layer, &xm);
+        let step = 2.0 * h / points as f64;
+        let mut integral = 0.0;
+        for k in 0..points {
+            let xt = at(layer, -h + (k as f64 + 0.5) * step);
+            integral += step * dot(&grad_at(layer, &xt, &name));
+        }
+        at(layer, 0.0);
+        out.push(PathCheck { tensor: name, difference: plus - minus, integral, scale });
+    }
+    crate::optim::zero_grads(be, layer);
+    out
 }

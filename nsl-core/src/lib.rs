@@ -50,7 +50,7 @@
 //! let mut opt = Optimizer::momentum(0.9);
 //! let mut losses = vec![];
 //! for _ in 0..40 {
-//!     let y = layer.forward(&be, &x, Mode::Train).to_vec(&be);
+//!     let y = layer.forward(&be, &x, Mode::TRAIN).to_vec(&be);
 //!     let n = y.len() as f32;
 //!     let diff: Vec<f32> = y.iter().zip(&target).map(|(a, b)| a - b).collect();
 //!     losses.push(diff.iter().map(|d| d * d).sum::<f32>() / n);

@@ -36,11 +36,11 @@ fn fold_equals_unfolded_layer_for_every_static_similarity() {
     for (i, sim) in sims.into_iter().enumerate() {
         let mut layer = conv_with(&be, sim, 2);
         layer.similarity.visit_params(&mut |p| randomize(&be, p, 10 + i as u64));
-        let y = layer.forward(&be, &x, Mode::Eval).to_vec(&be);
+        let y = layer.forward(&be, &x, Mode::EVAL).to_vec(&be);
         let folded = layer.fold(&be).expect("static similarity folds");
         let mut plain = conv_with(&be, InnerProduct::boxed(), 2);
         plain.weight.value = folded;
-        let y_plain = plain.forward(&be, &x, Mode::Eval).to_vec(&be);
+        let y_plain = plain.forward(&be, &x, Mode::EVAL).to_vec(&be);
         for (a, b) in y.iter().zip(&y_plain) {
             assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{}: {a} vs {b}", layer.name());
         }
@@ -51,13 +51,13 @@ fn fold_equals_unfolded_layer_for_every_static_similarity() {
 fn identity_similarities_are_exactly_plain_conv() {
     let be = Cpu::new();
     let x = input(&be, 3);
-    let y_plain = conv_with(&be, InnerProduct::boxed(), 4).forward(&be, &x, Mode::Eval).to_vec(&be);
+    let y_plain = conv_with(&be, InnerProduct::boxed(), 4).forward(&be, &x, Mode::EVAL).to_vec(&be);
     for sim in [
         Static::boxed(&be, "s", Diagonal::new(DiagonalInit::Ones), 9),
         Static::boxed(&be, "s", Unconstrained::default(), 9),
     ] {
         let mut layer = conv_with(&be, sim, 4);
-        assert_eq!(layer.forward(&be, &x, Mode::Eval).to_vec(&be), y_plain, "{}", layer.name());
+        assert_eq!(layer.forward(&be, &x, Mode::EVAL).to_vec(&be), y_plain, "{}", layer.name());
     }
 }
 
@@ -65,7 +65,7 @@ fn identity_similarities_are_exactly_plain_conv() {
 fn dynamic_with_zero_predictor_is_exactly_plain_conv() {
     let be = Cpu::new();
     let x = input(&be, 5);
-    let y_plain = conv_with(&be, InnerProduct::boxed(), 6).forward(&be, &x, Mode::Train).to_vec(&be);
+    let y_plain = conv_with(&be, InnerProduct::boxed(), 6).forward(&be, &x, Mode::TRAIN).to_vec(&be);
     for (kind, cfg) in
         [(DynamicKind::Diagonal, PredictorConfig::dns(9)), (DynamicKind::Unconstrained, PredictorConfig::uns(9))]
     {
@@ -76,7 +76,7 @@ fn dynamic_with_zero_predictor_is_exactly_plain_conv() {
             }
         });
         let mut layer = conv_with(&be, Box::new(Dynamic::new(kind, Box::new(pred))), 6);
-        for mode in [Mode::Train, Mode::Eval] {
+        for mode in [Mode::TRAIN, Mode::EVAL] {
             assert_eq!(layer.forward(&be, &x, mode).to_vec(&be), y_plain, "{} {mode:?}", layer.name());
         }
     }
@@ -88,7 +88,7 @@ fn dynamic_dns_starts_near_identity_with_code_init() {
     let be = Cpu::new();
     let x = input(&be, 8);
     let mut pred = predictor::build(&be, &mut Rng::new(9), "p", 3, &PredictorConfig::dns(9));
-    let m = pred.forward(&be, &x, Mode::Train).to_vec(&be);
+    let m = pred.forward(&be, &x, Mode::TRAIN).to_vec(&be);
     let max = m.iter().fold(0.0f32, |a, v| a.max(v.abs()));
     assert!(max < 0.1, "predicted residual should be small at init, max |m−1| = {max}");
     assert!(max > 1e-4, "predicted residual should not vanish, max |m−1| = {max}");
@@ -102,7 +102,7 @@ fn kernel_shape_mask_gradient_is_straight_through() {
     let mut dns = conv_with(&be, Static::boxed(&be, "d", Diagonal::new(DiagonalInit::Ones), 9), 11);
     let dy = Tensor::from_vec(&be, &[2, 6, 5, 5], &Rng::new(12).normal_vec(2 * 6 * 5 * 5, 1.0));
     for layer in [&mut ks, &mut dns] {
-        layer.forward(&be, &x, Mode::Train);
+        layer.forward(&be, &x, Mode::TRAIN);
         layer.backward(&be, &dy);
     }
     let grad_of = |layer: &mut NslConv<Cpu>| {

@@ -884,7 +884,7 @@ fn conv_step<B: Backend>(be: &B, i: usize) -> Step {
     let mut rng = Rng::new(0x5eed ^ i as u64);
     let mut conv = NslConv::new(be, &mut rng, "conv", (c_in, c_out), (k, 1, Padding::Same), 1.0, 0.0, sim);
     let x = Tensor::from_vec(be, &[batch, h, w, c_in], &rng.normal_vec(batch * h * w * c_in, 1.0));
-    let y = conv.forward(be, &x, Mode::Train);
+    let y = conv.forward(be, &x, Mode::TRAIN);
     let dy = Tensor::from_vec(be, y.shape(), &rng.normal_vec(y.numel(), 1.0));
     let dx = conv.backward(be, &dy).to_vec(be);
     let mut params = Vec::new();
@@ -892,7 +892,7 @@ fn conv_step<B: Backend>(be: &B, i: usize) -> Step {
         let grad = if p.trainable { p.grad.to_vec(be) } else { Vec::new() };
         params.push((p.name.clone(), p.value.to_vec(be), grad));
     });
-    let y_eval = conv.forward(be, &x, Mode::Eval).to_vec(be);
+    let y_eval = conv.forward(be, &x, Mode::EVAL).to_vec(be);
     Step { name: conv.name(), y: y.to_vec(be), y_eval, dx, params }
 }
 
@@ -963,7 +963,7 @@ fn conv_run<B: Backend>(
 ) -> [Vec<f32>; 3] {
     let mut conv = NslConv::new(be, rng, "c", (2, 3), (k, s, pad), 1.0, 0.0, InnerProduct::boxed());
     let x = Tensor::from_vec(be, &[2, 7, 6, 2], x);
-    let y = conv.forward(be, &x, Mode::Train);
+    let y = conv.forward(be, &x, Mode::TRAIN);
     let dy = Tensor::from_vec(be, y.shape(), &dyv[..y.numel()]);
     let dx = conv.backward(be, &dy);
     [y.to_vec(be), dx.to_vec(be), conv.weight.grad.to_vec(be)]

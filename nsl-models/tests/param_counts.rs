@@ -64,7 +64,7 @@ fn cnn10_matches_table_5() {
 
 #[test]
 fn cnn4_has_800_features() {
-    let mut net = cnn4(&Cpu::new(), &mut Rng::new(0), 5, SimilarityChoice::Conv, [84, 84, 3], 0.0);
+    let mut net = cnn4(&Cpu::new(), &mut Rng::new(0), 5, SimilarityChoice::Conv, [84, 84, 3], 1.0, 0.0);
     // 4 convs (3→32, 3× 32→32), BN γ/β, classifier 800→5
     assert_eq!(net.param_count(), 3 * 9 * 32 + 3 * 32 * 9 * 32 + 4 * 64 + 800 * 5);
 }

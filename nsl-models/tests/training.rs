@@ -193,7 +193,7 @@ fn debiased_evaluation_restores_the_shadows() {
         .unwrap()
         .unwrap();
     let x = nsl_core::Tensor::from_vec(&be, &batch.shape, &batch.images);
-    net.forward(&be, &x, Mode::Train); // one EMA update: shadows hold 0.1% of the batch statistics
+    net.forward(&be, &x, Mode::TRAIN); // one EMA update: shadows hold 0.1% of the batch statistics
     let snapshot = |net: &mut nsl_models::nets::Network<Cpu>| {
         let mut v = vec![];
         net.visit_params(&mut |p| v.extend(p.value.to_vec(&be)));
@@ -238,17 +238,17 @@ fn zero_predictor_gamma_makes_every_dynamic_layer_start_as_plain_conv() {
         });
         assert_eq!(set, predictors, "{network} {similarity}");
         // with γ = 0 the predictor's output is ignored (M = I): scrambling m2 changes nothing
-        let before = net.forward(&be, &x, Mode::Train).to_vec(&be);
+        let before = net.forward(&be, &x, Mode::TRAIN).to_vec(&be);
         net.visit_params(&mut |p| {
             if p.name.contains("pred.m2") {
                 let v: Vec<f32> = (0..p.value.numel()).map(|i| (i % 7) as f32 - 3.0).collect();
                 p.value = Tensor::from_vec(&be, p.value.shape(), &v);
             }
         });
-        assert_eq!(before, net.forward(&be, &x, Mode::Train).to_vec(&be), "{network} {similarity}");
+        assert_eq!(before, net.forward(&be, &x, Mode::TRAIN).to_vec(&be), "{network} {similarity}");
         // and with the code's γ = 1 it does not
         net.set_predictor_output_gamma(&be, 1.0);
-        assert_ne!(before, net.forward(&be, &x, Mode::Train).to_vec(&be), "{network} {similarity}");
+        assert_ne!(before, net.forward(&be, &x, Mode::TRAIN).to_vec(&be), "{network} {similarity}");
     }
 }
 
@@ -269,7 +269,7 @@ fn similarity_variants_share_the_backbone_init_of_their_seed() {
         let output = |similarity: &str| {
             let cfg = RunConfig { network: network.into(), predictor_gamma: 0.0, width: 0.25, ..tiny(similarity) };
             let mut net = build_network(&be, &cfg, 10, [32, 32, 3], &mut Rng::new(7)).unwrap();
-            net.forward(&be, &x, Mode::Train).to_vec(&be)
+            net.forward(&be, &x, Mode::TRAIN).to_vec(&be)
         };
         let plain = output("conv");
         // all-ones static DNS, identity static UNS and γ = 0 dynamic DNS are the identity at init

@@ -1,10 +1,12 @@
-use super::{Cache, Layer, Mode};
-use crate::{Backend, BatchNormDims, Param, Tensor};
+use super::{Cache, Layer, Mode, Stats};
+use crate::{Backend, BatchNormDims, Gemm, Param, Tensor};
 
 /// Batch norm over the channel (last) axis, as the reference code (spec §1):
-/// train `y = γ·(x−μ_B)/sqrt(σ²_B+ε) + β` with the biased batch variance; the running
-/// statistics are an EMA `s ← d·s + (1−d)·batch` whose shadows start at **0** (TF
-/// `ExponentialMovingAverage`, no bias correction); eval uses the shadows. With
+/// with batch statistics ([`Stats::Batch`], training) `y = γ·(x−μ_B)/sqrt(σ²_B+ε) + β` with the
+/// biased batch variance, and the running statistics are an EMA `s ← d·s + (1−d)·batch` whose
+/// shadows start at **0** (TF `ExponentialMovingAverage`, no bias correction); with running
+/// statistics ([`Stats::Running`], inference, or fine-tuning through a frozen network with
+/// [`Mode::ADAPT`]) the shadows replace `μ_B`, `σ²_B` and the layer is affine in `x`. With
 /// [`BatchNorm::with_relu`] the layer is batch norm followed by ReLU, `max(y, 0)`, in one
 /// fused backend op.
 pub struct BatchNorm<B: Backend> {
@@ -24,6 +26,8 @@ pub struct BatchNorm<B: Backend> {
 }
 
 struct BnCache<B: Backend> {
+    /// Which statistics the forward used (and so which backward applies).
+    stats: Stats,
     x: Tensor<B>,
     mean: Tensor<B>,
     var: Tensor<B>,
@@ -63,7 +67,7 @@ impl<B: Backend> BatchNorm<B> {
     /// let mut bn = BatchNorm::new(&be, "bn", 2, 1e-3, 0.0).with_relu();
     /// let x = Tensor::from_vec(&be, &[2, 2], &[1.0, -3.0, 3.0, -1.0]);
     /// // per channel x̂ = ±1 (up to eps); the ReLU keeps the positive half
-    /// let y = bn.forward(&be, &x, Mode::Train).to_vec(&be);
+    /// let y = bn.forward(&be, &x, Mode::TRAIN).to_vec(&be);
     /// assert!(y[0] == 0.0 && y[1] == 0.0 && y[2] > 0.99 && y[3] > 0.99);
     /// ```
     pub fn with_relu(mut self) -> Self {
@@ -104,6 +108,47 @@ impl<B: Backend> BatchNorm<B> {
         ]
     }
 
+    /// Backward with fixed (running) statistics `μ`, `σ²`, where the layer is affine per channel:
+    /// with `dz = dy·1[y > 0]` (`dy` without the ReLU) and `x̂ = (x−μ)/sqrt(σ²+ε)`,
+    /// `dβ += Σ_rows dz`, `dγ += Σ_rows dz·x̂`, `dx = dz·γ/sqrt(σ²+ε)`.
+    fn backward_running(
+        &mut self,
+        be: &B,
+        (x, mean, var, y): (&Tensor<B>, &Tensor<B>, &Tensor<B>, Option<&Tensor<B>>),
+        dy: &Tensor<B>,
+    ) -> Tensor<B> {
+        let d = self.dims(x);
+        let dz = match y {
+            Some(y) => {
+                let mut dz = dy.empty_like(be);
+                be.relu_backward(y.buf(), dy.buf(), dz.buf_mut());
+                dz
+            }
+            None => dy.clone(),
+        };
+        let ones = Tensor::from_vec(be, &[d.c], &vec![1.0; d.c]);
+        let mut x_hat = x.empty_like(be);
+        be.batch_norm_eval(
+            &d,
+            x.buf(),
+            ones.buf(),
+            Tensor::zeros(be, &[d.c]).buf(),
+            mean.buf(),
+            var.buf(),
+            x_hat.buf_mut(),
+        );
+        let mut dgamma = Tensor::zeros(be, &[d.c]);
+        be.dot_cols(dz.buf(), x_hat.buf(), d.rows, d.c, dgamma.buf_mut());
+        be.axpy(1.0, dgamma.buf(), self.gamma.grad.buf_mut());
+        let ones_rows = be.upload(&vec![1.0; d.rows]);
+        be.gemm(&Gemm::new(1, d.c, d.rows).scaled(1.0, 1.0), &ones_rows, dz.buf(), self.beta.grad.buf_mut());
+        let (gamma, var) = (self.gamma.value.to_vec(be), var.to_vec(be));
+        let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + self.eps).sqrt()).collect();
+        let mut dx = x.empty_like(be);
+        be.mul_cols(dz.buf(), Tensor::from_vec(be, &[d.c], &scale).buf(), d.rows, d.c, dx.buf_mut());
+        dx
+    }
+
     fn dims(&self, x: &Tensor<B>) -> BatchNormDims {
         let c = self.gamma.value.numel();
         assert_eq!(x.shape().last(), Some(&c), "{}: input {:?} does not end in {c} channels", self.name, x.shape());
@@ -119,16 +164,22 @@ impl<B: Backend> Layer<B> for BatchNorm<B> {
         let d = self.dims(x);
         let mut y = x.empty_like(be);
         let (gamma, beta) = (self.gamma.value.buf(), self.beta.value.buf());
-        match mode {
-            Mode::Eval => {
-                let (mean, var) = (self.running_mean.value.buf(), self.running_var.value.buf());
+        let (mean, var) = match mode.stats {
+            Stats::Running => {
+                let (mean, var) = (&self.running_mean.value, &self.running_var.value);
                 if self.relu {
-                    be.batch_norm_relu_eval(&d, x.buf(), gamma, beta, mean, var, y.buf_mut())
+                    be.batch_norm_relu_eval(&d, x.buf(), gamma, beta, mean.buf(), var.buf(), y.buf_mut())
                 } else {
-                    be.batch_norm_eval(&d, x.buf(), gamma, beta, mean, var, y.buf_mut())
+                    be.batch_norm_eval(&d, x.buf(), gamma, beta, mean.buf(), var.buf(), y.buf_mut())
+                }
+                if mode.record {
+                    // copies for the backward: a training forward updates the shadows in place
+                    (mean.duplicate(be), var.duplicate(be))
+                } else {
+                    (mean.clone(), var.clone())
                 }
             }
-            Mode::Train => {
+            Stats::Batch => {
                 let mut mean = Tensor::zeros(be, &[d.c]);
                 let mut var = Tensor::zeros(be, &[d.c]);
                 let (m, v) = (mean.buf_mut(), var.buf_mut());
@@ -143,14 +194,20 @@ impl<B: Backend> Layer<B> for BatchNorm<B> {
                 }
                 let count = self.ema_count.value.to_vec(be)[0] + 1.0;
                 be.fill(self.ema_count.value.buf_mut(), count);
-                let y_cached = self.relu.then(|| y.clone());
-                self.cache.push(BnCache { x: x.clone(), mean, var, y: y_cached });
+                (mean, var)
             }
+        };
+        if mode.record {
+            let y_cached = self.relu.then(|| y.clone());
+            self.cache.push(BnCache { stats: mode.stats, x: x.clone(), mean, var, y: y_cached });
         }
         y
     }
     fn backward(&mut self, be: &B, dy: &Tensor<B>) -> Tensor<B> {
-        let BnCache { x, mean, var, y } = self.cache.pop(&self.name);
+        let BnCache { stats, x, mean, var, y } = self.cache.pop(&self.name);
+        if stats == Stats::Running {
+            return self.backward_running(be, (&x, &mean, &var, y.as_ref()), dy);
+        }
         let d = self.dims(&x);
         let mut dx = x.empty_like(be);
         let (gamma, beta) = (self.gamma.value.buf(), self.beta.value.buf());

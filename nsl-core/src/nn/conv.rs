@@ -76,7 +76,7 @@ impl<B: Backend> Layer<B> for NslConv<B> {
     fn forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Tensor<B> {
         let g = self.window(x.shape());
         let y = self.similarity.forward(be, &g, x, &self.weight.value, mode);
-        if mode == Mode::Train {
+        if mode.record {
             self.cache.push(g);
         }
         y.reshape(&[g.batch, g.ho, g.wo, self.c_out])

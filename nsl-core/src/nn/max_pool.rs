@@ -32,7 +32,7 @@ impl<B: Backend> Layer<B> for MaxPool<B> {
         };
         let mut y = Tensor::empty(be, &[g.batch, g.ho, g.wo, g.c]);
         be.max_pool(&g, x.buf(), y.buf_mut());
-        if mode == Mode::Train {
+        if mode.record {
             self.cache.push((g, x.clone(), y.clone()));
         }
         y

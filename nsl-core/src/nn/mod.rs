@@ -19,14 +19,36 @@ pub use sequential::Sequential;
 
 use crate::{Backend, Param, Tensor};
 
-/// Training (batch statistics, caches for backward) or evaluation (running statistics, no caches).
+/// Which statistics batch norm normalises with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    Train,
-    Eval,
+pub enum Stats {
+    /// The batch's own mean and variance; the running statistics are updated from them.
+    Batch,
+    /// The running statistics, left unchanged.
+    Running,
 }
 
-/// A differentiable layer. `forward` in [`Mode::Train`] caches what `backward` needs;
+/// How a forward pass runs: which statistics batch norm uses, and whether every layer records
+/// what its backward needs. The two are independent: few-shot fine-tuning and MAML
+/// differentiate a network whose batch norms normalise with their running statistics
+/// ([`Mode::ADAPT`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mode {
+    pub stats: Stats,
+    /// Cache for `backward` (a forward that records must be followed by its backward).
+    pub record: bool,
+}
+
+impl Mode {
+    /// Training: batch statistics (updating the running ones), recorded for backward.
+    pub const TRAIN: Mode = Mode { stats: Stats::Batch, record: true };
+    /// Inference: running statistics, nothing recorded.
+    pub const EVAL: Mode = Mode { stats: Stats::Running, record: false };
+    /// Differentiable inference: running statistics (unchanged), recorded for backward.
+    pub const ADAPT: Mode = Mode { stats: Stats::Running, record: true };
+}
+
+/// A differentiable layer. `forward` with [`Mode::record`] caches what `backward` needs;
 /// `backward` takes `∂L/∂y`, **accumulates** parameter gradients and returns `∂L/∂x`.
 pub trait Layer<B: Backend>: Send {
     /// A short name used in errors and summaries, e.g. `conv2_1 (dynamic DNS 64→64)`.

@@ -20,7 +20,7 @@ impl<B: Backend> Layer<B> for Relu<B> {
     fn forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Tensor<B> {
         let mut y = x.empty_like(be);
         be.relu(x.buf(), y.buf_mut());
-        if mode == Mode::Train {
+        if mode.record {
             self.y.push(y.clone());
         }
         y

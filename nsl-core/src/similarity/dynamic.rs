@@ -68,7 +68,7 @@ impl<B: Backend> Dynamic<B> {
             m
         };
         let y = conv_scaled(be, g, x, w, Some(&s));
-        if mode == Mode::Train {
+        if mode.record {
             self.cache.push(DynCache::Scaled { g: *g, x: x.clone(), s, w: w.clone() });
         }
         y
@@ -82,7 +82,7 @@ impl<B: Backend> Dynamic<B> {
             be.axpy(1.0, cols.buf(), xt.buf_mut()); // (M + I) x = M x + x
         }
         let y = patches_times_kernel(be, &xt, w);
-        if mode == Mode::Train {
+        if mode.record {
             self.cache.push(DynCache::Patches { g: *g, cols, m, xt, w: w.clone() });
         }
         y

@@ -54,7 +54,7 @@ impl<B: Backend> Similarity<B> for GlobalDiagonal<B> {
         let mut xm = x.empty_like(be);
         be.mul_rows(x.buf(), tiled.buf(), g.batch * g.h * g.w, g.c, xm.buf_mut());
         let y = conv(be, g, &xm, w);
-        if mode == Mode::Train {
+        if mode.record {
             self.cache.push(GCache { g: *g, x: x.clone(), xm, w: w.clone(), tiled });
         }
         y

@@ -29,7 +29,7 @@ impl<B: Backend> Similarity<B> for InnerProduct<B> {
     }
     fn forward(&mut self, be: &B, g: &Window, x: &Tensor<B>, w: &Tensor<B>, mode: Mode) -> Tensor<B> {
         let y = conv(be, g, x, w);
-        if mode == Mode::Train {
+        if mode.record {
             self.cache.push((*g, x.clone(), w.clone()));
         }
         y

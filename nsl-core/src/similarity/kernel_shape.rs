@@ -52,7 +52,7 @@ impl<B: Backend> Similarity<B> for KernelShape<B> {
         let d = Tensor::from_vec(be, &[self.taps], &self.mask(be));
         let w_eff = self.masked_kernel(be, &d, w);
         let y = self.inner.forward(be, g, x, &w_eff, mode);
-        if mode == Mode::Train {
+        if mode.record {
             self.cache.push((w.clone(), d));
         }
         y

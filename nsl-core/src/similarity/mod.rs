@@ -37,7 +37,7 @@ use crate::{Backend, Gemm, Param, Tensor, Window};
 /// A learnable similarity inside a convolution.
 ///
 /// `forward` computes `y[r, o] = f_M(w[:, o], x_r)` for every output position `r` of the
-/// window `g` (`y` is `[g.rows(), C_out]`); in [`Mode::Train`] it caches what `backward`
+/// window `g` (`y` is `[g.rows(), C_out]`); with [`Mode::record`] it caches what `backward`
 /// needs. `backward` takes `∂L/∂y`, **adds** `∂L/∂w` into `dw` and the similarity's own
 /// parameter gradients into their `grad`, and returns `∂L/∂x` (shaped like `x`).
 /// Caches must be dropped by `backward` (the optimiser then updates `w` in place).

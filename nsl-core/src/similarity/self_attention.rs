@@ -87,7 +87,7 @@ impl<B: Backend> Similarity<B> for SelfAttention<B> {
         let gamma = self.gamma.value.to_vec(be)[0];
         let mut y = x.duplicate(be).reshape(&[b * n, c]);
         be.axpy(gamma, o.buf(), y.buf_mut());
-        if mode == Mode::Train {
+        if mode.record {
             self.cache.push(AttnCache { q, k, v, a, o, gamma, dims: (b, n, c, c8) });
         }
         y

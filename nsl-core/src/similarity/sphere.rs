@@ -61,7 +61,7 @@ impl<B: Backend> Similarity<B> for Sphere<B> {
             out = scaled;
             inv
         });
-        if mode == Mode::Train {
+        if mode.record {
             self.cache.push(SphereCache { g: *g, x: x.clone(), w: w.clone(), out: out.clone(), nx, inv_nx, inv_nw });
         }
         out

@@ -79,7 +79,7 @@ impl<B: Backend, P: SimilarityMatrix> Similarity<B> for Static<B, P> {
         let m = self.current_matrix(be);
         let w_eff = self.effective_kernel(be, &m, w);
         let y = conv(be, g, x, &w_eff);
-        if mode == Mode::Train {
+        if mode.record {
             self.cache.push(StaticCache { g: *g, x: x.clone(), w: w.clone(), w_eff, m });
         }
         y

@@ -9,7 +9,7 @@ use nsl_core::{Backend, Rng, Tensor};
 use super::episode::HostBatch;
 use super::model::{
     accuracy, feature_shape, features, freeze_all_but, new_head, plain_cross_entropy, restore_frozen, restore_head,
-    swap_head, FlatParams, RunningStatsNet, HEAD_WEIGHT, SIMILARITY_SUFFIX,
+    swap_head, FlatParams, HEAD_WEIGHT, SIMILARITY_SUFFIX,
 };
 use crate::nets::Network;
 
@@ -66,7 +66,7 @@ pub fn finetune_head<B: Backend>(
     let mut first = None;
     let mut last = (0.0, 0.0);
     for _ in 0..cfg.steps {
-        let logits = head.forward(be, &fs, Mode::Train).reshape(&[support.labels.len(), way]);
+        let logits = head.forward(be, &fs, Mode::TRAIN).reshape(&[support.labels.len(), way]);
         let (loss, dlogits) = plain_cross_entropy(be, &logits, &support.labels);
         last = (loss, accuracy(&logits.to_vec(be), &support.labels, way));
         first.get_or_insert(last);
@@ -74,7 +74,7 @@ pub fn finetune_head<B: Backend>(
         opt.step(be, cfg.lr, &mut head);
     }
     let eval = |head: &mut nsl_core::nn::NslConv<B>, x: &Tensor<B>, n: usize| {
-        head.forward(be, x, Mode::Eval).reshape(&[n, way]).to_vec(be)
+        head.forward(be, x, Mode::EVAL).reshape(&[n, way]).to_vec(be)
     };
     let after = accuracy(&eval(&mut head, &fs, support.labels.len()), &support.labels, way);
     let query_acc = accuracy(&eval(&mut head, &fq, query.labels.len()), &query.labels, way);
@@ -90,12 +90,10 @@ pub fn finetune_head<B: Backend>(
 
 /// Fine-tune every static similarity parameter (`*.sim.theta`, the DNS diagonals) and a new head
 /// (the static NSN, spec §5.6), back-propagating through the frozen backbone with BN on running
-/// statistics ([`RunningStatsNet`]). The similarity parameters get `cfg.weight_decay` during the
+/// statistics ([`Mode::ADAPT`]). The similarity parameters get `cfg.weight_decay` during the
 /// fine-tuning, as PyTorch's `SGD(weight_decay)` applies it to every parameter it is given.
 /// `net` is left as it was (head, similarity values, decay and frozen flags restored).
 ///
-/// # Errors
-/// If the backbone holds batch norms inside a layer (see [`RunningStatsNet`]).
 pub fn finetune_similarity_and_head<B: Backend>(
     be: &B,
     net: &mut Network<B>,
@@ -104,7 +102,7 @@ pub fn finetune_similarity_and_head<B: Backend>(
     way: usize,
     cfg: &FineTune,
     rng: &mut Rng,
-) -> Result<FineTuneResult, String> {
+) -> FineTuneResult {
     let trained = |name: &str| name.ends_with(SIMILARITY_SUFFIX) || name == HEAD_WEIGHT;
     let similarity = FlatParams::select(net, |n| n.ends_with(SIMILARITY_SUFFIX));
     let snapshot = similarity.get(be, net);
@@ -139,29 +137,28 @@ fn run_finetune<B: Backend>(
     query: &HostBatch,
     way: usize,
     cfg: &FineTune,
-) -> Result<FineTuneResult, String> {
-    let mut model = RunningStatsNet::new(be, net)?;
+) -> FineTuneResult {
     let mut opt = cfg.optimizer::<B>();
     let xs = Tensor::from_vec(be, &support.shape, &support.images);
     let mut first = None;
     let mut last = (0.0, 0.0);
     for _ in 0..cfg.steps {
-        let logits = model.forward(be, &xs, Mode::Train);
+        let logits = net.forward(be, &xs, Mode::ADAPT);
         let (loss, dlogits) = plain_cross_entropy(be, &logits, &support.labels);
         last = (loss, accuracy(&logits.to_vec(be), &support.labels, way));
         first.get_or_insert(last);
-        model.backward(be, &dlogits);
-        opt.step(be, cfg.lr, &mut model);
+        net.backward(be, &dlogits);
+        opt.step(be, cfg.lr, net);
     }
-    let after = accuracy(&model.forward(be, &xs, Mode::Eval).to_vec(be), &support.labels, way);
+    let after = accuracy(&net.forward(be, &xs, Mode::EVAL).to_vec(be), &support.labels, way);
     let xq = Tensor::from_vec(be, &query.shape, &query.images);
-    let query_acc = accuracy(&model.forward(be, &xq, Mode::Eval).to_vec(be), &query.labels, way);
+    let query_acc = accuracy(&net.forward(be, &xq, Mode::EVAL).to_vec(be), &query.labels, way);
     let first = first.unwrap_or(last);
-    Ok(FineTuneResult {
+    FineTuneResult {
         support_acc_before: first.1,
         support_acc_after: after,
         support_loss_before: first.0,
         support_loss_after: last.0,
         query_acc,
-    })
+    }
 }

@@ -1,7 +1,8 @@
 //! MAML over the static similarity and the head (the "MAML-trained static NSN", spec §5.6).
 //!
 //! `θ` is the DNS diagonals (`*.sim.theta`) and the head weight; the rest of the pretrained
-//! network is frozen and batch norm runs on its running statistics ([`RunningStatsNet`]).
+//! network is frozen and batch norm runs on its running statistics ([`Mode::ADAPT`], with its
+//! ReLU mask and all: [`loss_and_backward`]).
 //!
 //! * **Inner loop** on the support loss `L_S`: `θ_{k+1} = θ_k − α·∇L_S(θ_k)`, `k = 0..K`
 //!   (`K = 5`, `α = 0.2`).
@@ -31,8 +32,8 @@ use nsl_core::{Backend, Rng, Tensor};
 
 use super::episode::{EpisodeSampler, EpisodeSpec, HostBatch};
 use super::model::{
-    accuracy, debias_bn_statistics, feature_shape, freeze_all_but, new_head, restore_frozen, swap_head, FlatParams,
-    RunningStatsNet, HEAD_WEIGHT, SIMILARITY_SUFFIX,
+    accuracy, debias_bn_statistics, feature_shape, freeze_all_but, loss_and_backward, new_head, restore_frozen,
+    swap_head, FlatParams, HEAD_WEIGHT, SIMILARITY_SUFFIX,
 };
 use crate::checkpoint::{self, Meta};
 use crate::data::augment::Normalize;
@@ -82,21 +83,21 @@ pub fn sgd_update(theta: &mut [f32], grad: &[f32], lr: f32, mask: Option<&[bool]
 /// Set `θ` and return the mean cross-entropy of `batch` and `∇_θ` of it.
 pub fn loss_grad<B: Backend>(
     be: &B,
-    model: &mut RunningStatsNet<'_, B>,
+    net: &mut Network<B>,
     params: &FlatParams,
     theta: &[f32],
     batch: &HostBatch,
 ) -> (f32, Vec<f32>) {
-    params.set(be, model, theta);
-    let loss = model.loss_and_backward(be, batch);
-    (loss, params.grad(be, model))
+    params.set(be, net, theta);
+    let loss = loss_and_backward(be, net, batch);
+    (loss, params.grad(be, net))
 }
 
 /// The inner loop from `θ_0`: `steps` updates `θ_{k+1} = θ_k − lr·∇L(θ_k)` (on the `mask`
 /// coordinates) on `batch`. Returns `[θ_0, …, θ_steps]` and leaves the model at `θ_steps`.
 pub fn inner_loop<B: Backend>(
     be: &B,
-    model: &mut RunningStatsNet<'_, B>,
+    net: &mut Network<B>,
     params: &FlatParams,
     theta0: &[f32],
     batch: &HostBatch,
@@ -106,12 +107,12 @@ pub fn inner_loop<B: Backend>(
     let mut trajectory = vec![theta0.to_vec()];
     for _ in 0..steps {
         let theta = trajectory.last().expect("starts with θ_0");
-        let (_, grad) = loss_grad(be, model, params, theta, batch);
+        let (_, grad) = loss_grad(be, net, params, theta, batch);
         let mut next = theta.clone();
         sgd_update(&mut next, &grad, lr, mask);
         trajectory.push(next);
     }
-    params.set(be, model, trajectory.last().expect("starts with θ_0"));
+    params.set(be, net, trajectory.last().expect("starts with θ_0"));
     trajectory
 }
 
@@ -119,7 +120,7 @@ pub fn inner_loop<B: Backend>(
 /// `(∇L(θ + εv) − ∇L(θ − εv)) / 2ε`, `ε = step/‖v‖`.
 pub fn hessian_vector<B: Backend>(
     be: &B,
-    model: &mut RunningStatsNet<'_, B>,
+    net: &mut Network<B>,
     params: &FlatParams,
     theta: &[f32],
     batch: &HostBatch,
@@ -134,8 +135,8 @@ pub fn hessian_vector<B: Backend>(
     let shifted = |sign: f64| -> Vec<f32> {
         theta.iter().zip(v).map(|(t, x)| (f64::from(*t) + sign * eps * f64::from(*x)) as f32).collect()
     };
-    let (_, plus) = loss_grad(be, model, params, &shifted(1.0), batch);
-    let (_, minus) = loss_grad(be, model, params, &shifted(-1.0), batch);
+    let (_, plus) = loss_grad(be, net, params, &shifted(1.0), batch);
+    let (_, minus) = loss_grad(be, net, params, &shifted(-1.0), batch);
     plus.iter().zip(&minus).map(|(p, m)| ((f64::from(*p) - f64::from(*m)) / (2.0 * eps)) as f32).collect()
 }
 
@@ -154,20 +155,20 @@ pub struct OuterGradient {
 /// left at `θ_K`.
 pub fn outer_gradient<B: Backend>(
     be: &B,
-    model: &mut RunningStatsNet<'_, B>,
+    net: &mut Network<B>,
     params: &FlatParams,
     theta0: &[f32],
     (support, query): (&HostBatch, &HostBatch),
     cfg: &Maml,
 ) -> OuterGradient {
-    let trajectory = inner_loop(be, model, params, theta0, support, (cfg.inner_steps, cfg.inner_lr), None);
-    let (query_loss, mut v) = loss_grad(be, model, params, trajectory.last().expect("θ_K"), query);
+    let trajectory = inner_loop(be, net, params, theta0, support, (cfg.inner_steps, cfg.inner_lr), None);
+    let (query_loss, mut v) = loss_grad(be, net, params, trajectory.last().expect("θ_K"), query);
     if cfg.order == MamlOrder::Second {
         for theta in trajectory[..cfg.inner_steps].iter().rev() {
-            let hv = hessian_vector(be, model, params, theta, support, &v, cfg.hvp_step);
+            let hv = hessian_vector(be, net, params, theta, support, &v, cfg.hvp_step);
             sgd_update(&mut v, &hv, cfg.inner_lr, None);
         }
-        params.set(be, model, trajectory.last().expect("θ_K"));
+        params.set(be, net, trajectory.last().expect("θ_K"));
     }
     OuterGradient { grad: v, query_loss, order: cfg.order }
 }
@@ -229,7 +230,7 @@ pub struct MetaTrainReport {
 /// for [`maml_evaluate`]. BN statistics are debiased first ([`debias_bn_statistics`]).
 ///
 /// # Errors
-/// If episodes cannot be drawn or the network has batch norms inside a layer.
+/// If episodes cannot be drawn.
 pub fn meta_train<B: Backend>(
     be: &B,
     net: &mut Network<B>,
@@ -277,7 +278,6 @@ fn run_meta_train<B: Backend>(
         MetaTrainReport { order: cfg.maml.order, query_loss: Vec::with_capacity(cfg.iterations), resumed_from: None };
     let fingerprint = format!("{cfg:?} seed {seed} {}", opts.key);
     if let Some(path) = opts.checkpoint.as_ref().filter(|p| p.exists()) {
-        // into the network before it is wrapped: the wrapper reads the BN statistics once
         let meta = checkpoint::load(be, path, net, Some(&mut opt)).map_err(|e| e.to_string())?;
         if meta.extra.get("maml") != Some(&fingerprint) {
             return Err(format!(
@@ -295,8 +295,7 @@ fn run_meta_train<B: Backend>(
         }
         report.resumed_from = Some(meta.step as usize);
     }
-    let mut model = RunningStatsNet::new(be, net)?;
-    let params = FlatParams::similarity_and_head(&mut model);
+    let params = FlatParams::similarity_and_head(net);
     let start = report.query_loss.len();
     let stop = opts.stop_at.unwrap_or(cfg.iterations).min(cfg.iterations);
     let bar = if opts.progress { ProgressBar::new(cfg.iterations as u64) } else { ProgressBar::hidden() };
@@ -307,14 +306,14 @@ fn run_meta_train<B: Backend>(
     );
     bar.set_prefix(format!("MAML ({:?} order)", cfg.maml.order).to_lowercase());
     bar.set_position(start as u64);
-    let save = |model: &mut RunningStatsNet<'_, B>, opt: &mut Optimizer<B>, report: &MetaTrainReport| {
+    let save = |net: &mut Network<B>, opt: &mut Optimizer<B>, report: &MetaTrainReport| {
         let Some(path) = &opts.checkpoint else { return Ok(()) };
         let mut meta = Meta { step: report.query_loss.len() as u64, ..Meta::default() };
         meta.extra.insert("maml".into(), fingerprint.clone());
         // space-separated shortest round-trip decimals (NaN included, which JSON cannot hold)
         let history: Vec<String> = report.query_loss.iter().map(f32::to_string).collect();
         meta.extra.insert("query_loss".into(), history.join(" "));
-        checkpoint::save(be, path, model, Some(opt), &meta).map_err(|e| e.to_string())?;
+        checkpoint::save(be, path, net, Some(opt), &meta).map_err(|e| e.to_string())?;
         if opts.progress && bar.is_hidden() {
             let loss = report.query_loss.last().copied().unwrap_or(f32::NAN);
             eprintln!("MAML outer step {}/{}: query loss {loss:.4}", report.query_loss.len(), cfg.iterations);
@@ -322,25 +321,25 @@ fn run_meta_train<B: Backend>(
         Ok::<(), String>(())
     };
     for it in start..stop {
-        let theta0 = params.get(be, &mut model);
+        let theta0 = params.get(be, net);
         let mut meta_grad = vec![0f32; params.len()];
         let mut loss = 0.0;
         for t in 0..cfg.meta_batch {
             let episode = sampler.sample(cfg.spec, seed, (it * cfg.meta_batch + t) as u64)?;
             let (support, query) = (episode.support_batch(data, normalize), episode.query_batch(data, normalize));
-            let g = outer_gradient(be, &mut model, &params, &theta0, (&support, &query), &cfg.maml);
+            let g = outer_gradient(be, net, &params, &theta0, (&support, &query), &cfg.maml);
             meta_grad.iter_mut().zip(&g.grad).for_each(|(m, g)| *m += g / cfg.meta_batch as f32);
             loss += g.query_loss / cfg.meta_batch as f32;
         }
-        params.set(be, &mut model, &theta0);
-        zero_grads(be, &mut model);
-        params.set_grad(be, &mut model, &meta_grad);
-        opt.step(be, cfg.outer_lr, &mut model);
+        params.set(be, net, &theta0);
+        zero_grads(be, net);
+        params.set_grad(be, net, &meta_grad);
+        opt.step(be, cfg.outer_lr, net);
         report.query_loss.push(loss);
         bar.set_position(it as u64 + 1);
         bar.set_message(format!("query loss {loss:.4}"));
         if it + 1 == stop || (opts.checkpoint_every > 0 && (it + 1) % opts.checkpoint_every == 0) {
-            save(&mut model, &mut opt, &report)?;
+            save(net, &mut opt, &report)?;
         }
     }
     bar.finish();
@@ -352,7 +351,7 @@ fn run_meta_train<B: Backend>(
 /// accuracy. `net` (whose head must be `way`-way, from [`meta_train`]) is left as it was.
 ///
 /// # Errors
-/// If the head is not `way`-way or the network has batch norms inside a layer.
+/// If the head is not `way`-way.
 pub fn maml_evaluate<B: Backend>(
     be: &B,
     net: &mut Network<B>,
@@ -367,18 +366,15 @@ pub fn maml_evaluate<B: Backend>(
         ));
     }
     let frozen = freeze_all_but(net, |n| n.ends_with(SIMILARITY_SUFFIX) || n == HEAD_WEIGHT);
-    let result = RunningStatsNet::new(be, net).map(|mut model| {
-        let params = FlatParams::similarity_and_head(&mut model);
-        let theta0 = params.get(be, &mut model);
-        let adapted = inner_loop(be, &mut model, &params, &theta0, support, (cfg.inner_steps, cfg.inner_lr), None);
-        let head_only = params.mask(|n| n == HEAD_WEIGHT);
-        let theta = adapted.last().expect("θ_K");
-        inner_loop(be, &mut model, &params, theta, support, (cfg.test_head_steps, cfg.inner_lr), Some(&head_only));
-        let xq = Tensor::from_vec(be, &query.shape, &query.images);
-        let logits = model.forward(be, &xq, Mode::Eval).to_vec(be);
-        params.set(be, &mut model, &theta0);
-        accuracy(&logits, &query.labels, way)
-    });
+    let params = FlatParams::similarity_and_head(net);
+    let theta0 = params.get(be, net);
+    let adapted = inner_loop(be, net, &params, &theta0, support, (cfg.inner_steps, cfg.inner_lr), None);
+    let head_only = params.mask(|n| n == HEAD_WEIGHT);
+    let theta = adapted.last().expect("θ_K");
+    inner_loop(be, net, &params, theta, support, (cfg.test_head_steps, cfg.inner_lr), Some(&head_only));
+    let xq = Tensor::from_vec(be, &query.shape, &query.images);
+    let logits = net.forward(be, &xq, Mode::EVAL).to_vec(be);
+    params.set(be, net, &theta0);
     restore_frozen(net, &frozen);
-    result
+    Ok(accuracy(&logits, &query.labels, way))
 }

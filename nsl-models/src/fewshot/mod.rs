@@ -12,7 +12,7 @@
 //!    The result is the mean query accuracy and its 95% interval ([`mean_ci95`]).
 //!
 //! The pretrained classifier (e.g. 80-way) is replaced per episode by a new `way`-way head;
-//! batch norm always runs on its running statistics during adaptation ([`RunningStatsNet`]).
+//! batch norm always runs on its running statistics during adaptation ([`nsl_core::nn::Mode::ADAPT`]).
 
 mod episode;
 mod finetune;
@@ -26,8 +26,8 @@ pub use maml::{
     Maml, MamlOrder, MetaTrain, MetaTrainOptions, MetaTrainReport, OuterGradient,
 };
 pub use model::{
-    accuracy, debias_bn_statistics, feature_shape, features, freeze_all_but, new_head, plain_cross_entropy,
-    restore_frozen, restore_head, swap_head, FlatParams, RunningStatsNet, HEAD_WEIGHT, SIMILARITY_SUFFIX,
+    accuracy, debias_bn_statistics, feature_shape, features, freeze_all_but, loss_and_backward, new_head,
+    plain_cross_entropy, restore_frozen, restore_head, swap_head, FlatParams, HEAD_WEIGHT, SIMILARITY_SUFFIX,
 };
 
 use nsl_core::nn::{Layer, Mode};
@@ -120,7 +120,7 @@ pub fn pretrain<B: Backend>(
         let labels: Vec<usize> = indices.iter().map(|&i| remap[data.label(i)]).collect();
         let host = HostBatch::gather(data, &indices, &labels, normalize);
         let x = Tensor::from_vec(be, &host.shape, &host.images);
-        let logits = net.forward(be, &x, Mode::Train);
+        let logits = net.forward(be, &x, Mode::TRAIN);
         let (loss, dlogits) = plain_cross_entropy(be, &logits, &labels);
         if !loss.is_finite() {
             restore_frozen(net, &frozen);
@@ -177,7 +177,7 @@ pub fn evaluate_episodes<B: Backend>(
         let acc = match method {
             Method::FineTuneHead(cfg) => finetune_head(be, net, &support, &query, spec.way, cfg, &mut rng).query_acc,
             Method::FineTuneSimilarityAndHead(cfg) => {
-                finetune_similarity_and_head(be, net, &support, &query, spec.way, cfg, &mut rng)?.query_acc
+                finetune_similarity_and_head(be, net, &support, &query, spec.way, cfg, &mut rng).query_acc
             }
             Method::MamlAdapted(cfg) => maml_evaluate(be, net, (&support, &query), spec.way, cfg)?,
         };

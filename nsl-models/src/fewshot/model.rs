@@ -1,10 +1,10 @@
-//! What few-shot adaptation needs from a pretrained [`Network`]: a differentiable forward with
-//! batch norm on its running statistics, a new N-way head, a flat view of a parameter subset,
-//! and unbiased BN statistics.
+//! What few-shot adaptation needs from a pretrained [`Network`]: a loss gradient with batch norm
+//! on its running statistics, a new N-way head, a flat view of a parameter subset, and unbiased
+//! BN statistics.
 
 use std::collections::HashMap;
 
-use nsl_core::nn::{cross_entropy, Cache, Layer, Mode, NslConv, Padding};
+use nsl_core::nn::{cross_entropy, Layer, Mode, NslConv, Padding};
 use nsl_core::optim::zero_grads;
 use nsl_core::similarity::InnerProduct;
 use nsl_core::{Backend, Param, Rng, Tensor};
@@ -24,156 +24,23 @@ pub fn plain_cross_entropy<B: Backend>(be: &B, logits: &Tensor<B>, labels: &[usi
     cross_entropy(be, logits, labels, 0.0, 0.0)
 }
 
-/// `net` run with every top-level batch norm in inference mode (running statistics) while still
-/// differentiable, as few-shot fine-tuning needs ("BN uses running stats", spec §5.6).
-///
-/// `nsl-core`'s `BatchNorm` caches for backward only in `Mode::Train`, where it normalises with
-/// batch statistics, and a layer behind `Box<dyn Layer>` cannot be reconfigured. So this wrapper
-/// runs each batch norm in `Mode::Eval` and differentiates it itself: with fixed statistics
-/// `y = γ(x − μ)/sqrt(σ² + ε) + β` is affine per channel, `∂L/∂x = a ⊙ ∂L/∂y` with
-/// `a = γ/sqrt(σ² + ε)`. `a` is read off the layer by probing it at `x = μ` and `x = μ + 1`
-/// (`a = y(μ+1) − y(μ)`), since `ε` is not reachable through the trait. γ and β receive no
-/// gradient here, so they must be frozen ([`RunningStatsNet::new`] checks).
-///
-/// Every other layer runs in the mode asked for; in `Mode::Train` that only caches for backward,
-/// so no layer may hold batch norms inside it (a dynamic similarity's predictor does; those
-/// networks adapt only their head, on features from [`features`]).
-pub struct RunningStatsNet<'a, B: Backend> {
-    net: &'a mut Network<B>,
-    /// Per body layer: `a = γ/sqrt(σ²+ε)` when it is a batch norm.
-    bn_scale: Vec<Option<Tensor<B>>>,
-    shapes: Cache<Vec<usize>>,
-}
-
-/// The shared prefix `P` if `names` are exactly the parameters of one batch norm
-/// (`P.gamma`, `P.beta`, `P.running_mean`, `P.running_var` and optionally `P.ema_count`).
-fn batch_norm_prefix(names: &[String]) -> Option<&str> {
-    const PARTS: [&str; 5] = [".gamma", ".beta", ".running_mean", ".running_var", ".ema_count"];
-    let prefix = names.first()?.strip_suffix(".gamma")?;
-    let all_bn = names.iter().all(|n| n.strip_prefix(prefix).is_some_and(|rest| PARTS.contains(&rest)));
-    let has_stats = names.iter().any(|n| n.ends_with(".running_var"));
-    (all_bn && has_stats).then_some(prefix)
-}
-
-impl<'a, B: Backend> RunningStatsNet<'a, B> {
-    /// Wrap `net`. Set the frozen flags first: the batch norms' γ and β must be frozen.
-    ///
-    /// # Errors
-    /// If a batch norm's γ or β is learnable, or a non-BN layer (or a shared predictor trunk)
-    /// holds BN statistics.
-    pub fn new(be: &B, net: &'a mut Network<B>) -> Result<Self, String> {
-        if !net.shared.is_empty() {
-            return Err(format!(
-                "{}: shared predictor trunks hold batch-norm statistics inside; adapt only the head of such a network",
-                net.name
-            ));
-        }
-        let mut bn_scale = Vec::with_capacity(net.body.layers.len());
-        for layer in &mut net.body.layers {
-            let mut names = Vec::new();
-            let mut mean = Vec::new();
-            let mut learnable_affine = false;
-            layer.visit_params(&mut |p| {
-                if p.name.ends_with(".running_mean") {
-                    mean = p.value.to_vec(be);
-                }
-                learnable_affine |= (p.name.ends_with(".gamma") || p.name.ends_with(".beta")) && p.learnable();
-                names.push(p.name.clone());
-            });
-            match batch_norm_prefix(&names) {
-                Some(prefix) if learnable_affine => {
-                    return Err(format!(
-                        "{prefix}: γ/β must be frozen to run batch norm on running statistics (they get no gradient)"
-                    ))
-                }
-                Some(_) => {
-                    let c = mean.len();
-                    let probe: Vec<f32> = mean.iter().copied().chain(mean.iter().map(|m| m + 1.0)).collect();
-                    let y = layer.forward(be, &Tensor::from_vec(be, &[2, c], &probe), Mode::Eval).to_vec(be);
-                    let a: Vec<f32> = (0..c).map(|j| y[c + j] - y[j]).collect();
-                    bn_scale.push(Some(Tensor::from_vec(be, &[c], &a)));
-                }
-                None if names.iter().any(|n| n.ends_with(".running_mean")) => {
-                    return Err(format!(
-                        "{} holds batch-norm statistics inside; it cannot be differentiated with running statistics \
-                         (adapt only the head of such a network)",
-                        layer.name()
-                    ))
-                }
-                None => bn_scale.push(None),
-            }
-        }
-        Ok(RunningStatsNet { net, bn_scale, shapes: Cache::default() })
-    }
-
-    /// The wrapped network.
-    pub fn network(&mut self) -> &mut Network<B> {
-        self.net
-    }
-
-    /// Mean cross-entropy of `batch` and the gradients of every parameter (left in `Param::grad`,
-    /// zeroed first): one training forward and backward.
-    pub fn loss_and_backward(&mut self, be: &B, batch: &HostBatch) -> f32 {
-        zero_grads(be, self);
-        let x = Tensor::from_vec(be, &batch.shape, &batch.images);
-        let logits = self.forward(be, &x, Mode::Train);
-        let (loss, dlogits) = plain_cross_entropy(be, &logits, &batch.labels);
-        self.backward(be, &dlogits);
-        loss
-    }
-}
-
-impl<B: Backend> Layer<B> for RunningStatsNet<'_, B> {
-    fn name(&self) -> String {
-        format!("{} (BN on running statistics)", self.net.name)
-    }
-    fn forward(&mut self, be: &B, x: &Tensor<B>, mode: Mode) -> Tensor<B> {
-        let batch = x.shape()[0];
-        assert_eq!(&x.shape()[1..], &self.net.input, "{}: input {:?}", self.net.name, x.shape());
-        let mut h = x.clone();
-        for (layer, scale) in self.net.body.layers.iter_mut().zip(&self.bn_scale) {
-            if scale.is_some() {
-                h = layer.forward(be, &h, Mode::Eval);
-                if mode == Mode::Train {
-                    self.shapes.push(h.shape().to_vec());
-                }
-            } else {
-                h = layer.forward(be, &h, mode);
-            }
-        }
-        h.reshape(&[batch, self.net.classes])
-    }
-    fn backward(&mut self, be: &B, dy: &Tensor<B>) -> Tensor<B> {
-        let batch = dy.shape()[0];
-        let mut d = dy.clone().reshape(&[batch, 1, 1, self.net.classes]);
-        for (layer, scale) in self.net.body.layers.iter_mut().zip(&self.bn_scale).rev() {
-            d = match scale {
-                Some(a) => {
-                    let shape = self.shapes.pop("running-statistics batch norm");
-                    let c = a.numel();
-                    let rows = d.numel() / c;
-                    let mut dx = Tensor::empty(be, &shape);
-                    be.mul_cols(d.buf(), a.buf(), rows, c, dx.buf_mut());
-                    dx
-                }
-                None => layer.backward(be, &d),
-            };
-        }
-        d
-    }
-    fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
-        self.net.visit_params(f);
-    }
-    fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut nsl_core::nn::BatchNorm<B>)) {
-        self.net.visit_batch_norms(f);
-    }
+/// Mean cross-entropy of `batch` and the gradients of every parameter of `net` (left in
+/// `Param::grad`, zeroed first): one forward and backward with batch norm on its running
+/// statistics ([`Mode::ADAPT`]), as few-shot adaptation runs ("BN uses running stats", spec §5.6).
+pub fn loss_and_backward<B: Backend>(be: &B, net: &mut Network<B>, batch: &HostBatch) -> f32 {
+    zero_grads(be, net);
+    let x = Tensor::from_vec(be, &batch.shape, &batch.images);
+    let logits = net.forward(be, &x, Mode::ADAPT);
+    let (loss, dlogits) = plain_cross_entropy(be, &logits, &batch.labels);
+    net.backward(be, &dlogits);
+    loss
 }
 
 /// The penultimate activations of `net` for `x` (every body layer but the last), BN on running
 /// statistics: the fixed input of a head-only fine-tuning.
 pub fn features<B: Backend>(be: &B, net: &mut Network<B>, x: &Tensor<B>) -> Tensor<B> {
     let (_, backbone) = net.body.layers.split_last_mut().expect("a network has layers");
-    backbone.iter_mut().fold(x.clone(), |h, layer| layer.forward(be, &h, Mode::Eval))
+    backbone.iter_mut().fold(x.clone(), |h, layer| layer.forward(be, &h, Mode::EVAL))
 }
 
 /// A new `way`-way head for features of shape `[_, k, k, c]`: a VALID `k×k` conv named
@@ -229,7 +96,7 @@ pub fn restore_head<B: Backend>(net: &mut Network<B>, (head, classes): (Box<dyn 
     net.classes = classes;
 }
 
-/// Debias every batch norm's running statistics ([`BatchNorm::debias_running_statistics`]:
+/// Debias every batch norm's running statistics ([`nsl_core::nn::BatchNorm::debias_running_statistics`]:
 /// divided by `1 − d^n`, idempotent).
 pub fn debias_bn_statistics<B: Backend>(be: &B, net: &mut Network<B>) {
     net.visit_batch_norms(&mut |bn| bn.debias_running_statistics(be));

@@ -147,7 +147,7 @@ pub fn build_network<B: Backend>(
         "cnn9-wide" => sphere(rng, false, false),
         "cnn9-wide-attention" => sphere(rng, false, true),
         "cnn10" => cnn10(be, rng, classes, sim, input, cfg.width, cfg.weight_decay.unwrap_or(CNN10_WEIGHT_DECAY)),
-        "cnn4" => cnn4(be, rng, classes, sim, input, cfg.weight_decay.unwrap_or(0.0)),
+        "cnn4" => cnn4(be, rng, classes, sim, input, cfg.width, cfg.weight_decay.unwrap_or(0.0)),
         other => {
             return Err(TrainError::Config(format!(
                 "unknown network `{other}`; expected cnn9, cnn9pp, spherenet9, spherenet9-attention, cnn9-wide, \
@@ -272,7 +272,7 @@ pub fn evaluate_accuracy<B: Backend, S: ImageSource + ?Sized>(
     for b in eval_batches(data, batch, normalize) {
         let b = b?;
         let x = Tensor::from_vec(be, &b.shape, &b.images);
-        let logits = net.forward(be, &x, Mode::Eval).to_vec(be);
+        let logits = net.forward(be, &x, Mode::EVAL).to_vec(be);
         top1 += count_top_k(&logits, &b.labels, net.classes, 1);
         top5 += count_top_k(&logits, &b.labels, net.classes, 5);
     }
@@ -399,10 +399,10 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
     while step < stop {
         let batch = loader.try_next()?;
         let x = Tensor::from_vec(be, &batch.shape, &batch.images);
-        let logits = net.forward(be, &x, Mode::Train);
+        let logits = net.forward(be, &x, Mode::TRAIN);
         let (loss, dlogits) = cross_entropy(be, &logits, &batch.labels, cfg.smoothing, cfg.log_floor);
         if !loss.is_finite() {
-            let culprit = match net.forward_checked(be, &x, Mode::Eval) {
+            let culprit = match net.forward_checked(be, &x, Mode::EVAL) {
                 Err(layer) => format!("loss is {loss}; {layer}"),
                 Ok(_) => {
                     format!("loss is {loss} although every layer output is finite (the logits overflow the softmax)")
