@@ -10,7 +10,7 @@ use nsl_core::nn::{Layer, Mode, NslConv, Padding};
 use nsl_core::similarity::{GlobalDiagonal, SelfAttention, Similarity, Sphere};
 use nsl_core::{Rng, Tensor};
 use nsl_cpu::Cpu;
-use nsl_models::nets::{PredictorKind, SimilarityChoice};
+use nsl_models::nets::{PredictorKind, SimilarityChoice, SimilarityOptions, Slots};
 
 const BATCH: usize = 32;
 
@@ -43,8 +43,9 @@ fn layers(c: &mut Criterion) {
         SimilarityChoice::DynamicDns(PredictorKind::FullSphere),
         SimilarityChoice::DynamicDns(PredictorKind::Cnn),
         SimilarityChoice::DynamicUns,
-        SimilarityChoice::JointDns { dynamic: false },
-        SimilarityChoice::JointDns { dynamic: true },
+        SimilarityChoice::JointDns { dynamic: false, code_init: true },
+        SimilarityChoice::JointDns { dynamic: true, code_init: false },
+        SimilarityChoice::SharedDns,
     ];
     for (name, c_in, c_out, side) in [nsl_bench::cnn9_layers()[0], nsl_bench::cnn9_layers()[4]] {
         let mut group = c.benchmark_group(name);
@@ -56,7 +57,11 @@ fn layers(c: &mut Criterion) {
         ];
         let sims = choices
             .iter()
-            .map(|choice| (choice.to_string(), choice.build(&be, &mut Rng::new(1), "l", c_in, 3, 64)))
+            .map(|&choice| {
+                let mut rng = Rng::new(1);
+                let slots = Slots::new(&be, &mut rng, choice, SimilarityOptions::code(5e-4), 3);
+                (choice.to_string(), slots.build(&be, &mut rng, "l", c_in, 3))
+            })
             .chain(extra.into_iter().map(|(label, sim)| (label.to_string(), sim)));
         for (label, sim) in sims {
             let (mut layer, x) = nsl_bench::conv_layer(&be, sim, c_in, c_out, side, BATCH);

@@ -360,16 +360,12 @@ fn few_shot_rows_run_on_mini_imagenet_files() {
     // the pretrained classifier covers train + val (3 + 2 classes) at 84×84
     let cnn4 = |classes| {
         let be = nsl_cpu::Cpu::with_threads(1);
-        nsl_models::nets::cnn4(
-            &be,
-            &mut Rng::new(0),
-            classes,
-            "static-dns-ones".parse().unwrap(),
-            [SIDE, SIDE, 3],
-            1.0,
-            0.0,
-        )
-        .param_count()
+        let sim = "static-dns-ones".parse().unwrap();
+        let c = nsl_models::nets::Cnn4Config {
+            input: [SIDE, SIDE, 3],
+            ..nsl_models::nets::Cnn4Config::paper(classes, sim)
+        };
+        nsl_models::nets::cnn4(&be, &mut Rng::new(0), &c).param_count()
     };
     assert_eq!(summary.params, cnn4(5));
     assert_ne!(summary.params, cnn4(3));

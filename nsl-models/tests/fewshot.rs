@@ -16,7 +16,7 @@ use nsl_models::fewshot::{
     EpisodeSpec, FineTune, FlatParams, Maml, MamlOrder, MetaTrain, MetaTrainOptions, Method, HEAD_WEIGHT,
     SIMILARITY_SUFFIX,
 };
-use nsl_models::nets::{cnn4, Network, PredictorKind, SimilarityChoice};
+use nsl_models::nets::{cnn4, Cnn4Config, Network, PredictorKind, SimilarityChoice, SimilarityOptions, Slots};
 
 /// A label-only data set (1×1 images) with `counts[c]` images of class `c`, classes interleaved.
 fn labels_only(counts: &[usize]) -> Dataset {
@@ -131,7 +131,7 @@ fn pretrained(be: &Cpu, mut net: Network<Cpu>, data: &Dataset, base: &[usize]) -
 
 /// CNN-4 on 16×16 images (1×1×32 features).
 fn small_cnn4(be: &Cpu, similarity: SimilarityChoice, classes: usize) -> Network<Cpu> {
-    cnn4(be, &mut Rng::new(1), classes, similarity, [16, 16, 3], 1.0, 0.0)
+    cnn4(be, &mut Rng::new(1), &Cnn4Config { input: [16, 16, 3], ..Cnn4Config::paper(classes, similarity) })
 }
 
 /// CNN-4's block structure cut down to two blocks of 4 channels on 8×8 images:
@@ -148,7 +148,8 @@ fn micro_cnn(be: &Cpu, classes: usize) -> Network<Cpu> {
     let mut c_in = 3;
     for i in 0..2 {
         let name = format!("conv{i}");
-        let sim = SimilarityChoice::StaticDns { code_init: false }.build(be, &mut rng, &name, c_in, 3, 64);
+        let dns = SimilarityChoice::StaticDns { code_init: false };
+        let sim = Slots::new(be, &mut rng, dns, SimilarityOptions::code(0.0), 3).build(be, &mut rng, &name, c_in, 3);
         body = body
             .push(NslConv::new(be, &mut rng, &name, (c_in, 4), (3, 1, Padding::Same), 1.0, 0.0, sim))
             .push(BatchNorm::new(be, &format!("{name}.bn"), 4, 1e-3, 0.0))

@@ -12,8 +12,11 @@ use nsl_models::fewshot::{
     debias_bn_statistics, freeze_all_but, hessian_vector, loss_grad, new_head, outer_gradient, swap_head, FlatParams,
     HostBatch, Maml, MamlOrder, HEAD_WEIGHT, SIMILARITY_SUFFIX,
 };
-use nsl_models::nets::{cnn4, Network, SimilarityChoice};
+use nsl_models::nets::{cnn4, Cnn4Config, Network, SimilarityChoice};
 use nsl_models::train::{build_network, RunConfig};
+
+/// The few-shot rows' static DNS (all-ones start).
+const DNS_ONES: SimilarityChoice = SimilarityChoice::StaticDns { code_init: false };
 
 /// A few training steps on random data, so the running statistics and every parameter are away
 /// from their init (γ = 1, β = 0, statistics 0/1) and the checks see a realistic network.
@@ -66,7 +69,7 @@ fn cnn4_on_running_statistics() {
     let be = Cpu::with_threads(2);
     let mut rng = Rng::new(3);
     let mut net =
-        cnn4(&be, &mut Rng::new(1), 5, SimilarityChoice::StaticDns { code_init: false }, [16, 16, 3], 0.25, 0.0);
+        cnn4(&be, &mut Rng::new(1), &Cnn4Config { input: [16, 16, 3], width: 0.25, ..Cnn4Config::paper(5, DNS_ONES) });
     warm_up(&be, &mut net, &mut rng);
     let mut names = Vec::new();
     net.visit_params(&mut |p| names.push(p.name.clone()));
@@ -111,7 +114,7 @@ fn batch(rng: &mut Rng, n: usize, way: usize, side: usize) -> HostBatch {
 fn maml_model(be: &Cpu) -> (Network<Cpu>, FlatParams, Vec<f32>) {
     let mut rng = Rng::new(11);
     let mut net =
-        cnn4(be, &mut Rng::new(1), 5, SimilarityChoice::StaticDns { code_init: false }, [16, 16, 3], 0.125, 0.0);
+        cnn4(be, &mut Rng::new(1), &Cnn4Config { input: [16, 16, 3], width: 0.125, ..Cnn4Config::paper(5, DNS_ONES) });
     warm_up(be, &mut net, &mut rng);
     let head = new_head(be, &mut Rng::new(4), &[1, 1, 1, 4], 2, 0.0);
     swap_head(&mut net, Box::new(head), 2);
@@ -120,10 +123,6 @@ fn maml_model(be: &Cpu) -> (Network<Cpu>, FlatParams, Vec<f32>) {
     // move θ off the all-ones start so the diagonals' gradients are generic
     let theta: Vec<f32> = params.get(be, &mut net).iter().map(|t| t + 0.1 * rng.normal()).collect();
     (net, params, theta)
-}
-
-fn norm(v: &[f64]) -> f64 {
-    v.iter().map(|x| x * x).sum::<f64>().sqrt()
 }
 
 /// `Σ v_i·w_i` in f64.

@@ -1,10 +1,10 @@
 //! The CIFAR backbone of the reference code, "CNN-9" (spec §2), and CNN-9++ (spec §5.4).
 
-use nsl_core::nn::{BatchNorm, MaxPool, NslConv, Padding, Sequential};
-use nsl_core::similarity::{Dynamic, DynamicKind, InnerProduct};
+use nsl_core::nn::{BatchNorm, MaxPool, NslConv, Padding, Relu, Sequential};
+use nsl_core::similarity::InnerProduct;
 use nsl_core::{Backend, Rng};
 
-use super::{shared_trunk, similarity_stream, Network, SharedPredictor, SimilarityChoice};
+use super::{similarity_stream, Network, SharedBnStats, SimilarityChoice, SimilarityOptions, Slots};
 
 /// Shape and regularisation of the CIFAR backbone.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,8 +21,15 @@ pub struct Cnn9Config {
     pub input_hw: usize,
     /// Input channels (3 for colour images, 1 for Fashion-MNIST).
     pub input_channels: usize,
-    /// Hidden width of the DNS predictor (code: 64).
+    /// Hidden width of the DNS predictor (code: 64; UNS: twice).
     pub predictor_hidden: usize,
+    /// Dynamic UNS adds `I` to its prediction (code) or not (the paper's appendix).
+    pub uns_identity: bool,
+    /// Running statistics of the shared predictor trunk (Table 3).
+    pub shared_stats: SharedBnStats,
+    /// Width of a hidden fully connected layer (+ ReLU) before the classifier: 0 = none (the
+    /// code), 256 = the paper's Table 7.
+    pub hidden_fc: usize,
     pub bn_eps: f32,
     /// L2 on filters and BN γ/β (code: 5e-4).
     pub weight_decay: f32,
@@ -51,6 +58,9 @@ impl Cnn9Config {
             input_hw: 32,
             input_channels: 3,
             predictor_hidden: 64,
+            uns_identity: true,
+            shared_stats: SharedBnStats::PerLayer,
+            hidden_fc: 0,
             bn_eps: 1e-3,
             weight_decay: 5e-4,
             l1: 0.0,
@@ -70,7 +80,8 @@ impl Cnn9Config {
 
 /// CNN-9 with any similarity in its nine NSL slots:
 /// root conv C→32 (C input channels) + BN + ReLU; 3 stages of [NSL conv + BN + ReLU] × 3 each followed by a 2×2
-/// max-pool; a `s×s` VALID conv classifier (`s` = final map side, 4 on CIFAR), no BN, no bias.
+/// max-pool; a `s×s` VALID conv classifier (`s` = final map side, 4 on CIFAR), no BN, no bias
+/// (with `hidden_fc`, the `s×s` VALID conv goes to that width, then ReLU and a 1×1 classifier).
 ///
 /// ```
 /// use nsl_models::nets::{cnn9, Cnn9Config, SimilarityChoice};
@@ -82,13 +93,14 @@ pub fn cnn9<B: Backend>(be: &B, rng: &mut Rng, cfg: &Cnn9Config) -> Network<B> {
     let wd = cfg.weight_decay;
     let bn = |name: &str, c: usize| BatchNorm::new(be, name, c, cfg.bn_eps, wd);
     let mut sim_rng = similarity_stream(rng);
-    let mut body = Sequential::new("cnn9");
-    let mut shared = Vec::new();
-    let trunk = (cfg.similarity == SimilarityChoice::SharedDns).then(|| shared_trunk(be, &mut sim_rng, 9));
-    if let Some(t) = &trunk {
-        shared.push(t.clone());
-    }
-    body = body
+    let options = SimilarityOptions {
+        predictor_hidden: cfg.predictor_hidden,
+        weight_decay: wd,
+        uns_identity: cfg.uns_identity,
+        shared_stats: cfg.shared_stats,
+    };
+    let slots = Slots::new(be, &mut sim_rng, cfg.similarity, options, 3);
+    let mut body = Sequential::new("cnn9")
         .push(NslConv::new(
             be,
             rng,
@@ -105,13 +117,7 @@ pub fn cnn9<B: Backend>(be: &B, rng: &mut Rng, cfg: &Cnn9Config) -> Network<B> {
     for (stage, (&width, &n)) in cfg.widths.iter().zip(&cfg.convs_per_stage).enumerate() {
         for i in 0..n {
             let name = format!("conv{}_{i}", stage + 1);
-            let sim = match &trunk {
-                Some(t) => {
-                    let pred = SharedPredictor::new(be, &mut sim_rng, &format!("{name}.pred"), c_in, t.clone());
-                    Box::new(Dynamic::new(DynamicKind::Diagonal, Box::new(pred)))
-                }
-                None => cfg.similarity.build(be, &mut sim_rng, &name, c_in, 3, cfg.predictor_hidden),
-            };
+            let sim = slots.build(be, &mut sim_rng, &name, c_in, 3);
             let mut conv = NslConv::new(be, rng, &name, (c_in, width), (3, 1, Padding::Same), 1.0, wd, sim);
             if cfg.l1 > 0.0 {
                 conv.similarity.visit_params(&mut |p| {
@@ -126,16 +132,16 @@ pub fn cnn9<B: Backend>(be: &B, rng: &mut Rng, cfg: &Cnn9Config) -> Network<B> {
         body = body.push(MaxPool::new(2, 2));
         side = side.div_ceil(2);
     }
-    body = body.push(NslConv::new(
-        be,
-        rng,
-        "score",
-        (c_in, cfg.classes),
-        (side, 1, Padding::Valid),
-        1.0,
-        wd,
-        InnerProduct::boxed(),
-    ));
+    let plain = |rng: &mut Rng, name: &str, c: (usize, usize), k: usize| {
+        NslConv::new(be, rng, name, c, (k, 1, Padding::Valid), 1.0, wd, InnerProduct::boxed())
+    };
+    if cfg.hidden_fc > 0 {
+        body = body.push(plain(rng, "fc", (c_in, cfg.hidden_fc), side)).push(Relu::new());
+        body = body.push(plain(rng, "score", (cfg.hidden_fc, cfg.classes), 1));
+    } else {
+        body = body.push(plain(rng, "score", (c_in, cfg.classes), side));
+    }
+    let shared = slots.shared();
     let name = format!("cnn9-{}", cfg.similarity);
     Network { name, body, shared, classes: cfg.classes, input: [cfg.input_hw, cfg.input_hw, cfg.input_channels] }
 }

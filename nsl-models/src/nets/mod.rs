@@ -7,11 +7,11 @@ mod cnn9;
 mod shared;
 mod spherenet9;
 
-pub use choice::{PredictorKind, SimilarityChoice};
-pub use cnn10::{cnn10, CNN10_WEIGHT_DECAY};
-pub use cnn4::cnn4;
+pub use choice::{PredictorKind, SimilarityChoice, SimilarityOptions, Slots};
+pub use cnn10::{cnn10, Cnn10Config, CNN10_WEIGHT_DECAY};
+pub use cnn4::{cnn4, Cnn4Config};
 pub use cnn9::{cnn9, cnn9_plus_plus, cnn9_plus_plus_of, Cnn9Config};
-pub use shared::{shared_trunk, SharedPredictor, SharedTrunk};
+pub use shared::{shared_trunk, SharedBnStats, SharedPredictor, SharedTrunk};
 pub use spherenet9::{spherenet9, SphereNetConfig};
 
 use nsl_core::nn::{BatchNorm, Layer, Mode, Sequential};

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::nets::SharedBnStats;
+
 /// The reference code's batch-norm EMA decay.
 pub const CODE_BN_DECAY: f32 = 0.999;
 
@@ -13,6 +15,15 @@ fn is_zero(v: &u64) -> bool {
 }
 fn is_code_bn_decay(v: &f32) -> bool {
     *v == CODE_BN_DECAY
+}
+fn is_true(v: &bool) -> bool {
+    *v
+}
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+fn is_zero_usize(v: &usize) -> bool {
+    *v == 0
 }
 
 /// Everything that determines a run. With the same config, seed and thread count the CPU
@@ -86,6 +97,27 @@ pub struct RunConfig {
     /// existed stay the same.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight_decay: Option<f32>,
+    /// Batch-norm ε of the network. Unset: its own (1e-3, the TF code's, for the CIFAR and
+    /// ImageNet networks; 1e-5, PyTorch's, for the few-shot CNN-4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bn_eps: Option<f32>,
+    /// Hidden width of the DNS predictor (UNS: twice). Unset: 64, the code's (Table 5's CNN-10
+    /// weight count agrees; its appendix says 32).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predictor_hidden: Option<usize>,
+    /// Dynamic UNS adds `I` to the predicted matrix (the code, the default) or not (the paper's
+    /// appendix).
+    #[serde(skip_serializing_if = "is_true")]
+    pub uns_identity: bool,
+    /// Running statistics of the shared predictor trunk (Table 3): `per-layer` (each layer its
+    /// own, as each trains on its own batch statistics) or `pooled` (one set for all layers, as
+    /// a TF graph reusing one BN layer would keep).
+    #[serde(skip_serializing_if = "is_default")]
+    pub shared_bn_stats: SharedBnStats,
+    /// CNN-9's hidden fully connected layer before the classifier: 0 (the code) or the paper's
+    /// Table 7 width, 256.
+    #[serde(skip_serializing_if = "is_zero_usize")]
+    pub hidden_fc: usize,
     /// Initial γ of the dynamic DNS predictor's output BN: 1 = the reference code, 0 = zero-init
     /// residual (`M` starts at exactly `I`; see `Network::set_predictor_output_gamma`). Smoke runs
     /// use 0: with 1 the dynamic networks sit near chance for their first few hundred iterations.
@@ -122,6 +154,11 @@ impl Default for RunConfig {
             bn_decay: CODE_BN_DECAY,
             l1: 0.0,
             weight_decay: None,
+            bn_eps: None,
+            predictor_hidden: None,
+            uns_identity: true,
+            shared_bn_stats: SharedBnStats::PerLayer,
+            hidden_fc: 0,
             predictor_gamma: 1.0,
             seed: 0,
         }

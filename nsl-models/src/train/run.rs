@@ -21,8 +21,8 @@ use crate::data::imagenet::load_imagenet;
 use crate::data::loader::{eval_batches, Position, TrainConfig, TrainLoader};
 use crate::data::{cifar, fashion_mnist, synthetic, DataError, Dataset, ImageSource};
 use crate::nets::{
-    cnn10, cnn4, cnn9, cnn9_plus_plus_of, spherenet9, Cnn9Config, Network, SimilarityChoice, SphereNetConfig,
-    CNN10_WEIGHT_DECAY,
+    cnn10, cnn4, cnn9, cnn9_plus_plus_of, spherenet9, Cnn10Config, Cnn4Config, Cnn9Config, Network, SimilarityChoice,
+    SphereNetConfig,
 };
 
 /// Where and how a run writes.
@@ -130,8 +130,18 @@ pub fn build_network<B: Backend>(
     let mut net = match cfg.network.as_str() {
         "cnn9" => {
             let paper = Cnn9Config::paper(classes, sim);
-            let weight_decay = cfg.weight_decay.unwrap_or(paper.weight_decay);
-            cnn9(be, rng, &Cnn9Config { input_hw, input_channels, l1: cfg.l1, weight_decay, ..paper }.scaled(cfg.width))
+            let c = Cnn9Config {
+                input_hw,
+                input_channels,
+                l1: cfg.l1,
+                weight_decay: cfg.weight_decay.unwrap_or(paper.weight_decay),
+                predictor_hidden: cfg.predictor_hidden.unwrap_or(paper.predictor_hidden),
+                uns_identity: cfg.uns_identity,
+                shared_stats: cfg.shared_bn_stats,
+                hidden_fc: cfg.hidden_fc,
+                ..paper
+            };
+            cnn9(be, rng, &c.scaled(cfg.width))
         }
         "cnn9pp" => {
             let paper = Cnn9Config::plus_plus(classes);
@@ -146,12 +156,30 @@ pub fn build_network<B: Backend>(
         "spherenet9-attention" => sphere(rng, true, true),
         "cnn9-wide" => sphere(rng, false, false),
         "cnn9-wide-attention" => sphere(rng, false, true),
-        "cnn10" => cnn10(be, rng, classes, sim, input, cfg.width, cfg.weight_decay.unwrap_or(CNN10_WEIGHT_DECAY)),
-        "cnn4" => cnn4(be, rng, classes, sim, input, cfg.width, cfg.weight_decay.unwrap_or(0.0)),
+        "cnn10" | "cnn10pp" => {
+            let paper = if cfg.network == "cnn10pp" {
+                Cnn10Config::plus_plus(classes)
+            } else {
+                Cnn10Config::paper(classes, sim)
+            };
+            let c = Cnn10Config {
+                input,
+                width: cfg.width,
+                weight_decay: cfg.weight_decay.unwrap_or(paper.weight_decay),
+                predictor_hidden: cfg.predictor_hidden.unwrap_or(paper.predictor_hidden),
+                ..paper
+            };
+            cnn10(be, rng, &c)
+        }
+        "cnn4" => {
+            let paper = Cnn4Config::paper(classes, sim);
+            let weight_decay = cfg.weight_decay.unwrap_or(paper.weight_decay);
+            cnn4(be, rng, &Cnn4Config { input, width: cfg.width, weight_decay, ..paper })
+        }
         other => {
             return Err(TrainError::Config(format!(
                 "unknown network `{other}`; expected cnn9, cnn9pp, spherenet9, spherenet9-attention, cnn9-wide, \
-                 cnn9-wide-attention, cnn10 or cnn4"
+                 cnn9-wide-attention, cnn10, cnn10pp or cnn4"
             )))
         }
     };
@@ -159,6 +187,9 @@ pub fn build_network<B: Backend>(
         net.set_predictor_output_gamma(be, cfg.predictor_gamma);
     }
     net.set_bn_decay(cfg.bn_decay);
+    if let Some(eps) = cfg.bn_eps {
+        net.visit_batch_norms(&mut |bn| bn.eps = eps);
+    }
     Ok(net)
 }
 
