@@ -55,6 +55,7 @@ fn terminal_summary_lists_every_row_aligned() {
         top5_errors: vec![],
         ci95: None,
         params: Some(10),
+        weights: Some(8),
         wall_seconds: 1.0,
         runs: vec![],
         note: note.map(String::from),
@@ -148,6 +149,7 @@ fn report_shows_paired_differences_verdicts_and_readable_plots() {
                 top5_errors: vec![],
                 ci95: None,
                 params: Some(1),
+                weights: Some(1),
                 wall_seconds: 1.0,
                 runs,
                 note: None,
@@ -186,4 +188,32 @@ fn report_shows_paired_differences_verdicts_and_readable_plots() {
     }
     let table = summary_table(&results);
     assert!(table.contains("holds") && table.contains("not shown"), "{table}");
+}
+
+#[test]
+fn overrides_and_the_paper_schedule_reach_every_row() {
+    use nsl_models::repro::{apply_overrides, use_paper_schedule};
+    let mut rows = experiments(Scale::Paper);
+    let ids: Vec<String> = rows.iter().map(|r| r.run_id(0)).collect();
+    apply_overrides(&mut rows, &["uns_identity=false".into(), "shared_bn_stats=pooled".into()]).unwrap();
+    for (row, id) in rows.iter_mut().zip(&ids) {
+        let c = row.config_mut().clone();
+        assert!(!c.uns_identity && c.shared_bn_stats == nsl_models::nets::SharedBnStats::Pooled, "{}", row.label);
+        assert_ne!(&row.run_id(0), id, "{}: an overridden row trains into its own folder", row.label);
+    }
+    let err = apply_overrides(&mut rows, &["no_such_field=1".into()]).unwrap_err();
+    assert!(err.contains("no_such_field"), "{err}");
+    let err = apply_overrides(&mut rows, &["predictor_hidden=\"wide\"".into()]).unwrap_err();
+    assert!(err.contains("predictor_hidden"), "{err}");
+    assert!(apply_overrides(&mut rows, &["missing-equals".into()]).unwrap_err().contains("key=value"));
+
+    let mut rows = experiments(Scale::Paper);
+    let changed = use_paper_schedule(&mut rows);
+    let cifar = rows.iter().filter(|r| ["table1", "table2", "table3", "table4", "extensions"].contains(&r.table));
+    assert_eq!(changed, cifar.count(), "every CIFAR row runs the code's schedule by default");
+    let Job::Train(c) = &rows[0].job else { panic!() };
+    assert_eq!((c.iterations, c.milestones.clone()), (64_000, vec![34_000, 54_000]));
+    let t8 = rows.iter().find(|r| r.table == "table8").unwrap();
+    let Job::Train(c) = &t8.job else { panic!() };
+    assert_eq!(c.iterations, 64_001, "Table 8 keeps its own schedule");
 }

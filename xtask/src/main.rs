@@ -15,7 +15,8 @@ use nsl_models::backend_choice::{run_on_backend, BackendJob};
 use nsl_models::data::fashion_mnist;
 use nsl_models::data::fetch::{fetch, fetch_fashion_mnist, Placed, ARCHIVES};
 use nsl_models::repro::{
-    experiments, run_all, run_fewshot_row, summary_table, write_report, ReportHeader, RunnerOptions, Scale, TABLES,
+    apply_overrides, experiments, run_all, run_fewshot_row, summary_table, use_paper_schedule, write_report,
+    ReportHeader, RunnerOptions, Scale, TABLES,
 };
 
 #[derive(Parser)]
@@ -38,6 +39,16 @@ enum Command {
         /// "Baseline CNN,Dynamic NSN w/ DNS").
         #[arg(long, value_delimiter = ',')]
         rows: Vec<String>,
+        /// The paper's CIFAR schedule (÷10 at 34K and 54K, stop at 64K) instead of the code's
+        /// (÷10 at 20K/30K/37.5K, stop at 42.5K); paper scale only.
+        #[arg(long)]
+        paper_schedule: bool,
+        /// Override a run-config field of every row (repeatable; TOML values), e.g.
+        /// `--set uns_identity=false` (UNS without +I, the paper's appendix), `--set predictor_hidden=32`
+        /// (the appendix's CNN-10 predictor), `--set hidden_fc=256` (Table 7's FC layer),
+        /// `--set shared_bn_stats=pooled`. Overridden rows train into their own run folders.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
         /// Train nothing: report the runs that have finished (e.g. while a long tier is still
         /// running in another process, or to rebuild the report and plots).
         #[arg(long)]
@@ -204,6 +215,8 @@ struct Repro {
     only: Vec<String>,
     rows: Vec<String>,
     report_only: bool,
+    paper_schedule: bool,
+    overrides: Vec<String>,
     scale: String,
     data: PathBuf,
     out: PathBuf,
@@ -219,7 +232,7 @@ impl BackendJob for Repro {
 }
 
 fn repro<B: nsl_core::Backend>(be: &B, job: Repro) -> Result<(), String> {
-    let Repro { only, rows: labels, report_only, scale, data, out, seeds, progress } = job;
+    let Repro { only, rows: labels, report_only, paper_schedule, overrides, scale, data, out, seeds, progress } = job;
     let scale: Scale = scale.parse()?;
     let known: Vec<&str> = TABLES.iter().map(|(id, _)| *id).collect();
     if let Some(bad) = only.iter().find(|t| !known.contains(&t.as_str())) {
@@ -231,11 +244,18 @@ fn repro<B: nsl_core::Backend>(be: &B, job: Repro) -> Result<(), String> {
         known.dedup();
         return Err(format!("--rows: no row is labelled `{bad}`; labels at this scale: {}", known.join(", ")));
     }
-    let rows: Vec<_> = all
+    let mut rows: Vec<_> = all
         .into_iter()
         .filter(|r| only.is_empty() || only.iter().any(|t| t == r.table))
         .filter(|r| labels.is_empty() || labels.contains(&r.label))
         .collect();
+    if paper_schedule {
+        if scale != Scale::Paper {
+            return Err("--paper-schedule changes the paper-scale CIFAR schedule: use it with --scale paper".into());
+        }
+        eprintln!("--paper-schedule: {} rows use ÷10 at 34K/54K, stop at 64K", use_paper_schedule(&mut rows));
+    }
+    apply_overrides(&mut rows, &overrides)?;
     let started = Instant::now();
     let opts = RunnerOptions { out: out.clone(), data, seeds: seeds.max(1), progress, train: !report_only };
     let results = run_all(be, &rows, &opts, |row, seed, dir| run_fewshot_row(be, row, seed, dir));
@@ -263,8 +283,22 @@ fn repro<B: nsl_core::Backend>(be: &B, job: Repro) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Repro { only, rows, report_only, scale, data, out, seeds, threads, backend, progress } => {
-            run_on_backend(&backend, threads, Repro { only, rows, report_only, scale, data, out, seeds, progress })
+        Command::Repro {
+            only,
+            rows,
+            report_only,
+            paper_schedule,
+            overrides,
+            scale,
+            data,
+            out,
+            seeds,
+            threads,
+            backend,
+            progress,
+        } => {
+            let job = Repro { only, rows, report_only, paper_schedule, overrides, scale, data, out, seeds, progress };
+            run_on_backend(&backend, threads, job)
         }
         Command::Bench { batch, reps, threads, backend, only } => {
             match only.iter().find(|o| !nsl_bench::report_rows().any(|r| r == o.as_str())) {

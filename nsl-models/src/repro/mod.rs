@@ -10,7 +10,8 @@ pub mod stats;
 
 pub use fewshot_job::run_fewshot_row;
 pub use registry::{
-    experiments, smoke_cifar, FewShotMethod, Job, Metric, Row, Scale, PAPER_META_SCHEDULE, SMOKE_META_SCHEDULE, TABLES,
+    apply_overrides, experiments, smoke_cifar, use_paper_schedule, FewShotMethod, Job, Metric, Row, Scale,
+    PAPER_META_SCHEDULE, SMOKE_META_SCHEDULE, TABLES,
 };
 pub use report::{summary_table, write_report, ReportHeader};
 pub use runner::{run_all, RowResult, RunnerOptions};

@@ -176,8 +176,9 @@ pub fn write_report(out: &Path, header: &ReportHeader, results: &[RowResult]) ->
          unit) with its 95% confidence interval (Student's t over the seed pairs), *Δ paper* the paper's difference \
          between the same two rows. *Verdict*: the paper's ordering **holds** (our interval excludes 0 on the \
          paper's side), is **not shown** (our interval contains 0), or is **reversed**; — where there is no \
-         interval (one seed) or no paper difference. Curves show the mean over seeds with the range over seeds \
-         as a band.\n"
+         interval (one seed) or no paper difference. *Weights* counts convolution and fully connected weights \
+         (predictors' included), what the paper's parameter counts count; *all params* adds batch-norm γ/β and \
+         similarity parameters. Curves show the mean over seeds with the range over seeds as a band.\n"
     );
     for (table, title) in TABLES {
         let mut columns: Vec<&str> = Vec::new();
@@ -217,9 +218,9 @@ fn write_group(
     let _ = writeln!(md, "Metric: {}. Baseline: {base}.\n", metric.header());
     let _ = writeln!(
         md,
-        "| method | paper | ours | n | Δ ours vs baseline [95% CI] | Δ paper | verdict | params | wall s |"
+        "| method | paper | ours | n | Δ ours vs baseline [95% CI] | Δ paper | verdict | weights | all params | wall s |"
     );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---|---:|---:|");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|");
     for r in rows {
         let mut paper = r.row.paper.map(|p| format!("{p:.2}")).unwrap_or_else(|| "—".into());
         if let Some(top5) = r.row.paper_top5 {
@@ -237,10 +238,11 @@ fn write_group(
             ),
             None => ("baseline".into(), "".into(), "".into()),
         };
-        let params = r.params.map(|p| p.to_string()).unwrap_or_else(|| "—".into());
+        let count = |n: Option<usize>| n.map(|p| p.to_string()).unwrap_or_else(|| "—".into());
+        let (weights, params) = (count(r.weights), count(r.params));
         let _ = writeln!(
             md,
-            "| {} | {paper} | {ours} | {} | {delta} | {paper_delta} | {verdict} | {params} | {:.0} |",
+            "| {} | {paper} | {ours} | {} | {delta} | {paper_delta} | {verdict} | {weights} | {params} | {:.0} |",
             r.row.label,
             r.values.len(),
             r.wall_seconds

@@ -36,6 +36,8 @@ pub struct RowResult {
     /// Few-shot 95% interval (mean over seeds).
     pub ci95: Option<f64>,
     pub params: Option<usize>,
+    /// Convolution and FC weights, the paper's count (runs that recorded it).
+    pub weights: Option<usize>,
     /// Training wall time summed over seeds (0 when every run was reused).
     pub wall_seconds: f64,
     /// Folders of the finished runs, relative to `out`, in the order of `seeds`.
@@ -76,6 +78,7 @@ pub fn run_all<B: Backend>(
             top5_errors: vec![],
             ci95: None,
             params: None,
+            weights: None,
             wall_seconds: 0.0,
             runs: vec![],
             note: None,
@@ -120,6 +123,7 @@ pub fn run_all<B: Backend>(
                         result.top5_errors.push(100.0 * (1.0 - f64::from(top5)));
                     }
                     result.params = Some(summary.params);
+                    result.weights = summary.weights;
                     if let Some(ci) = ci {
                         cis.push(ci);
                     }

@@ -44,7 +44,12 @@ pub struct RunSummary {
     pub network: String,
     pub similarity: String,
     pub dataset: String,
+    /// Trainable values, batch-norm γ/β and similarity parameters included.
     pub params: usize,
+    /// Convolution and fully connected weights only (predictors' included): what the paper's
+    /// parameter counts count. Absent in summaries written before it was recorded.
+    #[serde(default)]
+    pub weights: Option<usize>,
     pub steps: u64,
     pub final_test_acc: f32,
     /// Top-5 accuracy at the final evaluation (training runs; absent in few-shot rows and in
@@ -352,7 +357,7 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
     let mut rng = Rng::new(cfg.seed);
     let mut net = build_network(be, cfg, train_set.classes(), train_set.shape(), &mut rng)?;
     let mut opt = make_optimizer::<B>(cfg)?;
-    let params = net.param_count();
+    let (params, weights) = (net.param_count(), net.weight_count());
 
     std::fs::create_dir_all(&opts.out_dir).map_err(io(&opts.out_dir))?;
     let ckpt_path = opts.out_dir.join("checkpoint.safetensors");
@@ -487,6 +492,7 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
         similarity: cfg.similarity.clone(),
         dataset: cfg.dataset.clone(),
         params,
+        weights: Some(weights),
         steps: step,
         final_test_acc: final_acc,
         final_test_top5: final_top5.is_finite().then_some(final_top5),
