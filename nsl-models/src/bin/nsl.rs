@@ -129,6 +129,21 @@ struct TrainArgs {
     /// ℓ1 sparsity on static similarity parameters (paper §3.4).
     #[arg(long)]
     l1: Option<f32>,
+    /// Hidden width of the DNS predictor, UNS twice (code: 64; the paper's CNN-10 appendix: 32).
+    #[arg(long)]
+    predictor_hidden: Option<usize>,
+    /// Dynamic UNS without the identity residual (the paper's appendix; the code adds I).
+    #[arg(long)]
+    uns_no_identity: bool,
+    /// Shared predictor trunk BN statistics: per-layer (default) | pooled.
+    #[arg(long)]
+    shared_bn_stats: Option<nsl_models::nets::SharedBnStats>,
+    /// CNN-9 hidden FC layer before the classifier (0 = none, the code; 256 = the paper's Table 7).
+    #[arg(long)]
+    hidden_fc: Option<usize>,
+    /// Batch-norm epsilon (default: the network's own, 1e-3; CNN-4 1e-5).
+    #[arg(long)]
+    bn_eps: Option<f32>,
     /// Initial γ of the dynamic DNS predictor's output BN: 1 = reference code (M = I + unit-variance
     /// noise after the first step), 0 = zero-init residual (M starts at exactly I).
     #[arg(long)]
@@ -171,6 +186,16 @@ impl TrainArgs {
         }
         set!(network, similarity, width, dataset, data_dir, iterations, batch_size, optimizer, lr, milestones);
         set!(augment, normalize, eval_every, checkpoint_every, l1, predictor_gamma, seed, warmup, bn_decay);
+        set!(shared_bn_stats, hidden_fc);
+        if self.uns_no_identity {
+            cfg.uns_identity = false;
+        }
+        if self.predictor_hidden.is_some() {
+            cfg.predictor_hidden = self.predictor_hidden;
+        }
+        if self.bn_eps.is_some() {
+            cfg.bn_eps = self.bn_eps;
+        }
         Ok(cfg)
     }
 }

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub const ADAPTED: usize = 32;
 
 /// Whose running statistics the shared trunk's batch norms keep.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum SharedBnStats {
     /// One set per layer that uses the trunk (the default): evaluation normalises each layer
