@@ -58,7 +58,7 @@ fn cnn10_matches_table_5() {
     // is compared with (paper: 9.71M)
     let plus_plus = weights(Cnn10Config::plus_plus(1000));
     assert_eq!(plus_plus, 9_870_552);
-    assert!(plus_plus > 9_607_936 && plus_plus > 9_710_000);
+    assert!(plus_plus > 9_710_000, "more than the dynamic NSN: 9,607,936 here, 9.71M in the paper");
     let convs = |c: &Cnn10Config| c.convs_per_stage.iter().sum::<usize>();
     assert!(convs(&Cnn10Config::plus_plus(1000)) > convs(&Cnn10Config::paper(1000, SimilarityChoice::Conv)));
 }

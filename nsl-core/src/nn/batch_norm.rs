@@ -111,12 +111,8 @@ impl<B: Backend> BatchNorm<B> {
     /// Backward with fixed (running) statistics `μ`, `σ²`, where the layer is affine per channel:
     /// with `dz = dy·1[y > 0]` (`dy` without the ReLU) and `x̂ = (x−μ)/sqrt(σ²+ε)`,
     /// `dβ += Σ_rows dz`, `dγ += Σ_rows dz·x̂`, `dx = dz·γ/sqrt(σ²+ε)`.
-    fn backward_running(
-        &mut self,
-        be: &B,
-        (x, mean, var, y): (&Tensor<B>, &Tensor<B>, &Tensor<B>, Option<&Tensor<B>>),
-        dy: &Tensor<B>,
-    ) -> Tensor<B> {
+    fn backward_running(&mut self, be: &B, cache: &BnCache<B>, dy: &Tensor<B>) -> Tensor<B> {
+        let BnCache { x, mean, var, y, .. } = cache;
         let d = self.dims(x);
         let dz = match y {
             Some(y) => {
@@ -204,10 +200,11 @@ impl<B: Backend> Layer<B> for BatchNorm<B> {
         y
     }
     fn backward(&mut self, be: &B, dy: &Tensor<B>) -> Tensor<B> {
-        let BnCache { stats, x, mean, var, y } = self.cache.pop(&self.name);
-        if stats == Stats::Running {
-            return self.backward_running(be, (&x, &mean, &var, y.as_ref()), dy);
+        let cache = self.cache.pop(&self.name);
+        if cache.stats == Stats::Running {
+            return self.backward_running(be, &cache, dy);
         }
+        let BnCache { x, mean, var, y, .. } = cache;
         let d = self.dims(&x);
         let mut dx = x.empty_like(be);
         let (gamma, beta) = (self.gamma.value.buf(), self.beta.value.buf());

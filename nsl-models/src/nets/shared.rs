@@ -146,7 +146,7 @@ impl<B: Backend> Layer<B> for SharedPredictor<B> {
     }
     fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
         self.adapter.visit_params(f);
-        self.stats.iter_mut().flatten().for_each(|p| f(p));
+        self.stats.iter_mut().flatten().for_each(f);
     }
     /// The adapter's batch norms, then (per layer) the trunk's with this layer's statistics in
     /// them: debiasing or replacing statistics reaches this layer's own.
