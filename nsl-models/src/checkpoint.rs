@@ -6,7 +6,7 @@
 //! `conv2_1.bn.running_mean`, …), optimiser state under `optim.<param>.first|second`.
 //! `__metadata__` holds the training step and free-form strings (the run config).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use nsl_core::nn::Layer;
 use nsl_core::optim::Optimizer;
 use nsl_core::{Backend, Tensor};
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::Dtype;
 
 /// Why a checkpoint could not be read or written.
 #[derive(Debug)]
@@ -48,8 +48,8 @@ impl fmt::Display for CheckpointError {
             CheckpointError::Io { path, source } => write!(f, "checkpoint {}: {source}", path.display()),
             CheckpointError::Corrupt { path, reason } => write!(
                 f,
-                "checkpoint {} is truncated or not a safetensors file ({reason}); delete it to start over, \
-                 or point --resume/--checkpoint at an intact one",
+                "checkpoint {} is truncated or not a safetensors file ({reason}); delete it (and start the run \
+                 over without --resume), or give an intact checkpoint",
                 path.display()
             ),
             CheckpointError::Missing { path, name } => write!(
@@ -93,7 +93,7 @@ pub fn save<B: Backend>(
         tensors.push((name, t.shape().to_vec(), bytes));
     };
     model.visit_params(&mut |p| push(p.name.clone(), &p.value));
-    let mut metadata: HashMap<String, String> = meta.extra.clone().into_iter().collect();
+    let mut metadata = meta.extra.clone();
     metadata.insert("step".into(), meta.step.to_string());
     if let Some(opt) = optimizer {
         metadata.insert("optimizer_steps".into(), opt.steps.to_string());
@@ -104,15 +104,32 @@ pub fn save<B: Backend>(
             }
         }
     }
-    let views: Vec<(String, TensorView<'_>)> = tensors
-        .iter()
-        .map(|(n, shape, bytes)| {
-            (n.clone(), TensorView::new(Dtype::F32, shape.clone(), bytes).expect("consistent view"))
-        })
-        .collect();
-    let data = safetensors::serialize(views, &Some(metadata))
-        .map_err(|e| CheckpointError::Corrupt { path: path.into(), reason: e.to_string() })?;
-    write_atomic(path, &data)
+    write_atomic(path, &serialize(tensors, &metadata))
+}
+
+/// The safetensors bytes of F32 `tensors` (name, shape, little-endian data) and `metadata`:
+/// an 8-byte little-endian header length, the JSON header (keys in sorted order, padded with
+/// spaces to a multiple of 8 bytes), then the data of the tensors in name order. The same
+/// tensors and metadata always give the same bytes (`safetensors::serialize` orders the
+/// metadata as a `HashMap` iterates, so two identical runs wrote different files).
+fn serialize(mut tensors: Vec<(String, Vec<usize>, Vec<u8>)>, metadata: &BTreeMap<String, String>) -> Vec<u8> {
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::json!(metadata));
+    let mut offset = 0usize;
+    for (name, shape, bytes) in &tensors {
+        let entry =
+            serde_json::json!({ "dtype": "F32", "shape": shape, "data_offsets": [offset, offset + bytes.len()] });
+        header.insert(name.clone(), entry);
+        offset += bytes.len();
+    }
+    let mut json = serde_json::to_vec(&header).expect("a header serialises");
+    json.resize(json.len().div_ceil(8) * 8, b' ');
+    let mut out = Vec::with_capacity(8 + json.len() + offset);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    tensors.iter().for_each(|(_, _, bytes)| out.extend_from_slice(bytes));
+    out
 }
 
 /// Write `data` to `path` through a temp file and a rename.
@@ -122,11 +139,17 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), CheckpointError> {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(data).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io)
+    let written = std::fs::File::create(&tmp).and_then(|mut file| {
+        file.write_all(data)?;
+        file.sync_all()
+    });
+    match written.and_then(|()| std::fs::rename(&tmp, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp); // a failed write leaves nothing behind
+            Err(io(e))
+        }
+    }
 }
 
 /// Load `path` into `model` (every parameter and buffer must be present with its shape) and,

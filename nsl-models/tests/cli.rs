@@ -10,9 +10,9 @@ use nsl_models::train::{RunConfig, RunSummary};
 fn eval_reproduces_the_runs_final_accuracy_with_debiased_statistics() {
     let dir = common::TestDir::new("cli");
     let cfg = RunConfig {
-        network: "cnn4".into(),
-        similarity: "static-dns".into(),
-        dataset: "synthetic".into(),
+        network: "cnn4".parse().unwrap(),
+        similarity: "static-dns".parse().unwrap(),
+        dataset: "synthetic".parse().unwrap(),
         synthetic_train: 256,
         synthetic_test: 64,
         iterations: 8,
@@ -24,7 +24,7 @@ fn eval_reproduces_the_runs_final_accuracy_with_debiased_statistics() {
         // after 8 steps the zero-started EMA holds 0.8% of the statistics: raw and debiased
         // evaluations differ, so eval must use the run's choice to agree with it
         bn_debias: true,
-        ..RunConfig::default()
+        ..RunConfig::code_cifar()
     };
     let config = dir.join("run.toml");
     std::fs::write(&config, cfg.to_toml()).unwrap();

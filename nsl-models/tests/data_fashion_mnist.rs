@@ -204,23 +204,28 @@ fn a_short_run_on_the_real_data_learns() {
     // CNN-9 at width ×0.25, 200 iterations of SGD 0.1 (20 warm-up, ÷10 at 150), no augmentation,
     // a fast BN EMA (0.9) so the short run's running statistics catch up: 87% here, chance 10%
     let cfg = RunConfig {
-        dataset: "fashion-mnist".into(),
+        dataset: "fashion-mnist".parse().unwrap(),
         data_dir: "no-such-folder".into(), // falls back to Debian's folder
         width: 0.25,
         iterations: 200,
         warmup: 20,
         milestones: vec![150],
-        augment: "none".into(),
-        normalize: "centered".into(),
+        augment: "none".parse().unwrap(),
+        normalize: "centered".parse().unwrap(),
         eval_every: 200,
         checkpoint_every: 200,
         eval_batch: 500,
         bn_decay: 0.9,
         bn_debias: true,
-        ..RunConfig::default()
+        ..RunConfig::code_cifar()
     };
     let dir = common::TestDir::new("fmnist-train");
-    let opts = RunOptions { out_dir: dir.to_path_buf(), resume: false, progress: false, stop_at: None };
+    let opts = RunOptions {
+        out_dir: dir.to_path_buf(),
+        resume: nsl_models::train::Resume::No,
+        progress: false,
+        stop_at: None,
+    };
     let s = train(&Cpu::new(), &cfg, &opts).unwrap();
     assert!(s.final_test_acc > 0.80, "final test accuracy {} after 200 iterations", s.final_test_acc);
 }

@@ -296,26 +296,27 @@ fn training_streams_imagenet_folders_end_to_end() {
     let dir = tempdir("imagenet-train");
     fake_imagenet(&dir.join("imagenet"));
     let cfg = RunConfig {
-        network: "cnn10".into(),
-        dataset: "imagenet".into(),
+        network: "cnn10".parse().unwrap(),
+        dataset: "imagenet".parse().unwrap(),
         data_dir: dir.display().to_string(),
         width: 0.0625,
-        augment: "crop-flip".into(),
-        normalize: "imagenet-mean".into(),
+        augment: "crop-flip".parse().unwrap(),
+        normalize: "imagenet-mean".parse().unwrap(),
         iterations: 2,
         batch_size: 3,
         milestones: vec![],
         eval_every: 2,
         eval_batch: 2,
         checkpoint_every: 2,
-        ..RunConfig::default()
+        ..RunConfig::code_cifar()
     };
-    let opts = RunOptions { out_dir: dir.join("run"), resume: false, progress: false, stop_at: None };
+    let opts =
+        RunOptions { out_dir: dir.join("run"), resume: nsl_models::train::Resume::No, progress: false, stop_at: None };
     let summary = train(&nsl_cpu::Cpu::with_threads(1), &cfg, &opts).unwrap();
     assert_eq!((summary.steps, summary.dataset.as_str()), (2, "imagenet"));
     assert!((0.0..=1.0).contains(&summary.final_test_acc));
     let err = nsl_models::train::load_data(&cfg).unwrap_err().to_string();
-    assert!(err.contains("load_sources"), "{err}");
+    assert!(err.contains("streamed"), "{err}");
 }
 
 #[test]
@@ -325,15 +326,15 @@ fn few_shot_rows_run_on_mini_imagenet_files() {
     let dir = tempdir("mini-fewshot");
     fake_mini_imagenet(&dir.join("mini-imagenet"), [3, 2, 2], 4);
     let pretrain = RunConfig {
-        network: "cnn4".into(),
-        similarity: "static-dns-ones".into(),
-        dataset: "mini-imagenet".into(),
-        optimizer: "adam".into(),
+        network: "cnn4".parse().unwrap(),
+        similarity: "static-dns-ones".parse().unwrap(),
+        dataset: "mini-imagenet".parse().unwrap(),
+        optimizer: "adam".parse().unwrap(),
         lr: 1e-3,
-        normalize: "mean-std".into(),
+        normalize: "mean-std".parse().unwrap(),
         iterations: 2,
         batch_size: 4,
-        ..RunConfig::default()
+        ..RunConfig::code_cifar()
     };
     let row = Row {
         table: "table6",

@@ -47,7 +47,7 @@ fn coupled_weight_decay_and_tf_momentum_by_hand() {
 
 #[test]
 fn lr_schedule_code_and_paper() {
-    let code = nsl_models::train::RunConfig::default();
+    let code = nsl_models::train::RunConfig::code_cifar();
     assert_eq!(code.lr_at(0), 0.1);
     assert!((code.lr_at(19_999) - 0.1).abs() < 1e-9);
     assert!((code.lr_at(20_000) - 0.01).abs() < 1e-9);

@@ -36,12 +36,12 @@ fn top_k_counts_ranks_by_hand() {
 #[test]
 fn old_configs_and_summaries_parse_and_keep_their_toml() {
     // a config written before `weight_decay` existed
-    let old = RunConfig::default().to_toml();
+    let old = RunConfig::code_cifar().to_toml();
     assert!(!old.contains("weight_decay"), "unset weight decay stays out of the TOML (and of run ids)");
     let parsed = RunConfig::from_toml(&old).unwrap();
     assert_eq!(parsed.weight_decay, None);
-    assert_eq!(parsed, RunConfig::default());
-    let set = RunConfig { weight_decay: Some(1e-4), ..RunConfig::default() };
+    assert_eq!(parsed, RunConfig::code_cifar());
+    let set = RunConfig { weight_decay: Some(1e-4), ..RunConfig::code_cifar() };
     assert!(set.to_toml().contains("weight_decay = "));
     assert_eq!(RunConfig::from_toml(&set.to_toml()).unwrap(), set);
 
@@ -70,10 +70,10 @@ fn decays(cfg: &RunConfig, classes: usize, hw: usize) -> Vec<(String, f32)> {
 #[test]
 fn weight_decay_reaches_the_parameters() {
     let net = |network: &str, wd: Option<f32>| RunConfig {
-        network: network.into(),
+        network: network.parse().unwrap(),
         width: 0.125,
         weight_decay: wd,
-        ..RunConfig::default()
+        ..RunConfig::code_cifar()
     };
     let all = |d: Vec<(String, f32)>, v: f32| assert!(d.iter().all(|(_, w)| *w == v), "{d:?} not all {v}");
     // unset: each network's own value (CNN-10 1e-4, CNN-9 and CNN-9++ 5e-4, CNN-4 none)
@@ -113,7 +113,7 @@ fn paper_scale_rows_carry_the_spec_settings_and_smoke_keeps_its_own() {
                         _ => (SMOKE_META_SCHEDULE, "centered"),
                     };
                     assert_eq!((*meta_steps, *meta_batch), schedule, "{}", row.label);
-                    assert_eq!(pretrain.normalize, normalize);
+                    assert_eq!(pretrain.normalize.to_string(), normalize);
                     assert_eq!(*queries, 15);
                     if *method == FewShotMethod::MetaLearnedStaticNsn && scale == Scale::Paper {
                         assert_eq!((*meta_steps, *meta_batch), (60_000, 4), "spec §5.6: 4 tasks, about 60k iterations");

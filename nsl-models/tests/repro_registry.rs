@@ -30,7 +30,7 @@ fn smoke_runs_use_embedded_data_and_paper_runs_the_spec_recipe() {
         if let Job::Train(c) = &row.job {
             // real images wherever the paper's data has a stand-in; synthetic for CIFAR-100
             let expected = if row.column == "CIFAR-100" { "synthetic100" } else { "fashion-mnist-embedded" };
-            assert_eq!(c.dataset, expected, "{} {}", row.label, row.column);
+            assert_eq!(c.dataset.to_string(), expected, "{} {}", row.label, row.column);
             assert!(c.iterations / c.eval_every >= 10, "{}: at least 10 points per curve", row.label);
         }
     }
@@ -39,10 +39,13 @@ fn smoke_runs_use_embedded_data_and_paper_runs_the_spec_recipe() {
     let Job::Train(c) = &baseline.job else { panic!("table 4 is a training run") };
     assert_eq!((c.iterations, c.batch_size, c.lr), (42_500, 128, 0.1));
     assert_eq!(c.milestones, vec![20_000, 30_000, 37_500]);
-    assert_eq!(c.dataset, "cifar10");
+    assert_eq!(c.dataset.to_string(), "cifar10");
     let t8 = paper.iter().find(|r| r.table == "table8").unwrap();
     let Job::Train(c) = &t8.job else { panic!() };
-    assert_eq!((c.optimizer.as_str(), c.iterations, c.augment.as_str()), ("adam", 64_001, "flip"));
+    assert_eq!(
+        (c.optimizer.to_string().as_str(), c.iterations, c.augment.to_string().as_str()),
+        ("adam", 64_001, "flip")
+    );
 }
 
 #[test]
@@ -79,13 +82,25 @@ fn real_tier_follows_the_recipe() {
     assert!(rows.iter().all(|r| r.column == "CIFAR-10"), "only the CIFAR-10 rows have a stand-in");
     for row in &rows {
         let Job::Train(c) = &row.job else { panic!("{}: the real tier trains", row.label) };
-        assert_eq!((c.dataset.as_str(), c.width, c.batch_size, c.iterations), ("fashion-mnist", 1.0, 128, 3_000));
-        assert_eq!((c.eval_every, c.bn_decay, c.bn_debias, c.normalize.as_str()), (300, 0.99, true, "centered"));
+        assert_eq!(
+            (c.dataset.to_string().as_str(), c.width, c.batch_size, c.iterations),
+            ("fashion-mnist", 1.0, 128, 3_000)
+        );
+        assert_eq!(
+            (c.eval_every, c.bn_decay, c.bn_debias, c.normalize.to_string().as_str()),
+            (300, 0.99, true, "centered")
+        );
         if row.table == "table8" {
-            assert_eq!((c.optimizer.as_str(), c.lr, c.augment.as_str(), c.warmup), ("adam", 1e-3, "flip", 0));
+            assert_eq!(
+                (c.optimizer.to_string().as_str(), c.lr, c.augment.to_string().as_str(), c.warmup),
+                ("adam", 1e-3, "flip", 0)
+            );
             assert_eq!(c.milestones, vec![1_593, 2_531], "34K and 54K of 64,001 scaled to 3,000");
         } else {
-            assert_eq!((c.optimizer.as_str(), c.lr, c.augment.as_str(), c.warmup), ("sgd", 0.1, "pad-crop-flip", 500));
+            assert_eq!(
+                (c.optimizer.to_string().as_str(), c.lr, c.augment.to_string().as_str(), c.warmup),
+                ("sgd", 0.1, "pad-crop-flip", 500)
+            );
             assert_eq!(c.milestones, vec![1_500, 2_250]);
             assert_eq!(c.predictor_gamma, 1.0, "the code's predictor init");
         }

@@ -90,7 +90,7 @@ fn cnn9_similarity_families() {
         ("shared-dns", &[Mode::TRAIN][..]),
         ("joint-dynamic-dns", &[Mode::TRAIN][..]),
     ] {
-        let cfg = RunConfig { similarity: similarity.into(), width: 0.125, ..RunConfig::default() };
+        let cfg = RunConfig { similarity: similarity.parse().unwrap(), width: 0.125, ..RunConfig::code_cifar() };
         let mut net = build_network(&be, &cfg, 4, [8, 8, 1], &mut Rng::new(2)).unwrap();
         warm_up(&be, &mut net, &mut Rng::new(5));
         for &mode in modes {

@@ -37,7 +37,7 @@ fn winograd_gradients_stay_within_twice_the_direct_paths_error() {
     let direct = Cpu::with_threads(2).with_winograd(false);
     let winograd = Cpu::with_threads(2).with_winograd(true);
     for similarity in ["conv", "static-dns", "dynamic-dns"] {
-        let cfg = RunConfig { similarity: similarity.into(), width: 0.25, ..RunConfig::default() };
+        let cfg = RunConfig { similarity: similarity.parse().unwrap(), width: 0.25, ..RunConfig::code_cifar() };
         let mut net = build_network(&direct, &cfg, 10, [32, 32, 3], &mut Rng::new(2)).unwrap();
         // 30 SGD steps on the direct path move the network (and its predictors) off their init
         let mut rng = Rng::new(17);

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use nsl_models::backend_choice::{run_on_backend, BackendJob};
 use nsl_models::repro::smoke_cifar;
 use nsl_models::train::metrics::Metrics;
-use nsl_models::train::{train, RunConfig, RunOptions, RunSummary};
+use nsl_models::train::{train, NetworkChoice, Resume, RunConfig, RunOptions, RunSummary};
 
 /// One training run on whichever backend it is handed.
 struct TrainJob {
@@ -22,7 +22,9 @@ struct TrainJob {
 impl BackendJob for TrainJob {
     type Output = RunSummary;
     fn run<B: nsl_core::Backend>(self, be: &B) -> Result<RunSummary, String> {
-        let opts = RunOptions { out_dir: self.out, resume: false, progress: true, stop_at: None };
+        // a scratch run: a comparison always trains afresh
+        let _ = std::fs::remove_dir_all(&self.out);
+        let opts = RunOptions { out_dir: self.out, resume: Resume::No, progress: true, stop_at: None };
         train(be, &self.cfg, &opts).map_err(|e| e.to_string())
     }
 }
@@ -51,7 +53,7 @@ pub fn compare_backends(
         iterations,
         eval_every: iterations,
         checkpoint_every: iterations,
-        ..smoke_cifar("cnn9", similarity)
+        ..smoke_cifar(NetworkChoice::Cnn9, similarity)
     };
     let dirs = [out.join(format!("a-{a}")), out.join(format!("b-{b}"))];
     // the second backend first: it is the one likely to be missing (cuda), so a machine without

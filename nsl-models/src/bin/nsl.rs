@@ -8,10 +8,10 @@ use nsl_core::nn::Layer;
 use nsl_core::{Backend, Rng};
 use nsl_models::backend_choice::{run_on_backend, BackendJob};
 use nsl_models::checkpoint::{self, Meta};
-use nsl_models::nets::SimilarityChoice;
+use nsl_models::nets::{SharedBnStats, SimilarityChoice};
 use nsl_models::train::{
-    build_network, evaluate_debiased, evaluate_debiased_accuracy, load_sources, parse_normalize, train, RunConfig,
-    RunOptions, Source, TrainError,
+    build_network, evaluate, first_non_finite, load_test, normalize_of, train, AugmentChoice, DatasetChoice,
+    NetworkChoice, NormalizeChoice, OptimizerChoice, Resume, RunConfig, RunDir, RunOptions, Source, TrainError,
 };
 
 #[derive(Parser)]
@@ -67,94 +67,103 @@ enum Command {
 #[derive(Args)]
 struct TrainArgs {
     /// Start from a TOML run file (as written into every run folder); flags below override it.
+    /// Fields it leaves out take the defaults shown here.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// cnn9 | cnn9pp | spherenet9 | spherenet9-attention | cnn9-wide | cnn9-wide-attention | cnn10 | cnn4.
+    /// The network [default: cnn9].
     #[arg(long)]
-    network: Option<String>,
-    /// Similarity of the NSL slots: conv, static-dns (code init [1,0,0,0,1,0,0,0,1]), static-dns-ones,
-    /// static-uns, static-psd, dynamic-dns, dynamic-dns-full-sphere, dynamic-dns-cnn, dynamic-uns,
-    /// shared-dns, joint-static-dns, joint-dynamic-dns.
+    network: Option<NetworkChoice>,
+    /// Similarity of the NSL slots of cnn9, cnn10 and cnn4 [default: conv]: conv, static-dns (the code's
+    /// init [1,0,0,0,1,0,0,0,1]), static-dns-ones, static-uns, static-psd, dynamic-dns, dynamic-dns-full-sphere,
+    /// dynamic-dns-cnn, dynamic-uns, shared-dns, joint-static-dns, joint-static-dns-ones, joint-dynamic-dns.
     #[arg(long)]
-    similarity: Option<String>,
-    /// Scale every layer width (1.0 = the paper's networks).
+    similarity: Option<SimilarityChoice>,
+    /// Every layer width times this, in [0.001, 16] [default: 1.0, the paper's networks].
     #[arg(long)]
     width: Option<f32>,
-    /// fashion-mnist-embedded (real images compiled in, no download; the default) | fashion-mnist (the full set:
-    /// <data-dir>/fashion-mnist/ or Debian's /usr/share/datasets/fashion-mnist/) | synthetic (procedural, 10 classes) |
-    /// synthetic100 | cifar10 | cifar100 | imagenet.
+    /// The data set [default: fashion-mnist-embedded, 7,000 + 2,000 real images compiled into nsl]. Choosing
+    /// one also picks its augmentation and normalisation unless --augment/--normalize say otherwise.
     #[arg(long)]
-    dataset: Option<String>,
-    /// Folder with cifar-10/, cifar-100/ and fashion-mnist/ (see `cargo xtask fetch-data`) and imagenet/{train,val}/<wnid>/.
+    dataset: Option<DatasetChoice>,
+    /// Folder with cifar-10/, cifar-100/ and fashion-mnist/ (see `cargo xtask fetch-data`) and
+    /// imagenet/{train,val}/<wnid>/ [default: data].
     #[arg(long)]
     data_dir: Option<String>,
-    /// Training iterations (code: 42500).
+    /// Training iterations [default: 1000; the code's CIFAR run: 42500].
     #[arg(long)]
     iterations: Option<u64>,
+    /// Images per batch [default: 128].
     #[arg(long)]
     batch_size: Option<usize>,
-    /// sgd (heavy-ball momentum 0.9, as TF MomentumOptimizer) | adam.
+    /// The optimiser [default: sgd, heavy-ball momentum 0.9 as TF's MomentumOptimizer].
     #[arg(long)]
-    optimizer: Option<String>,
-    /// Base learning rate (code: 0.1 for SGD).
+    optimizer: Option<OptimizerChoice>,
+    /// Base learning rate [default: 0.1].
     #[arg(long)]
     lr: Option<f32>,
-    /// Comma-separated iterations where the LR is divided by 10 (code: 20000,30000,37500).
+    /// Comma-separated, increasing iterations where the LR is divided by 10 [default: 600,850; the code's
+    /// CIFAR run: 20000,30000,37500].
     #[arg(long, value_delimiter = ',')]
     milestones: Option<Vec<u64>>,
-    /// Linear LR warm-up over the first N iterations (0 = none, the code's).
+    /// Linear LR warm-up over the first N iterations [default: 200; the code: 0].
     #[arg(long)]
     warmup: Option<u64>,
     /// Use the paper's schedule (÷10 at 34K and 54K, stop at 64K) instead of the code's.
     #[arg(long)]
     paper_schedule: bool,
-    /// pad-crop-flip | flip | crop-flip (ImageNet: random 224 crop of the 256×256 image, flip) | none.
+    /// Training augmentation [default: the data set's: pad-crop-flip; ImageNet crop-flip; few-shot none].
     #[arg(long)]
-    augment: Option<String>,
-    /// raw (0..255, NSL code) | centered ((x-127.5)/128, SphereNet code) | imagenet-mean (minus the channel mean).
+    augment: Option<AugmentChoice>,
+    /// Input normalisation [default: centered, (x-127.5)/128; ImageNet imagenet-mean; the code's CIFAR run: raw].
     #[arg(long)]
-    normalize: Option<String>,
-    /// Evaluate on the test set every N iterations.
+    normalize: Option<NormalizeChoice>,
+    /// Evaluate on the test set every N iterations [default: 100].
     #[arg(long)]
     eval_every: Option<u64>,
-    /// Checkpoint every N iterations.
+    /// Checkpoint every N iterations [default: 100].
     #[arg(long)]
     checkpoint_every: Option<u64>,
-    /// Evaluate with debiased BN running statistics (useful for short runs; the code does not).
+    /// Evaluate with the BN running statistics debiased, s/(1-d^n) [default: on; the code: off].
     #[arg(long)]
-    bn_debias: bool,
-    /// EMA decay of the batch-norm running statistics (code: 0.999; the real tier uses 0.99).
+    bn_debias: Option<bool>,
+    /// EMA decay of the batch-norm running statistics, in [0, 1) [default: 0.99; the code: 0.999].
     #[arg(long)]
     bn_decay: Option<f32>,
-    /// ℓ1 sparsity on static similarity parameters (paper §3.4).
+    /// ℓ1 sparsity on static similarity parameters (paper §3.4) [default: 0].
     #[arg(long)]
     l1: Option<f32>,
-    /// Hidden width of the DNS predictor, UNS twice (code: 64; the paper's CNN-10 appendix: 32).
+    /// Coupled L2 on filters, BN and predictors [default: the network's own: 5e-4 CIFAR networks, 1e-4 CNN-10,
+    /// 0 CNN-4].
+    #[arg(long)]
+    weight_decay: Option<f32>,
+    /// Hidden width of the DNS predictor, UNS twice [default: 64, the code's; the paper's CNN-10 appendix: 32].
     #[arg(long)]
     predictor_hidden: Option<usize>,
     /// Dynamic UNS without the identity residual (the paper's appendix; the code adds I).
     #[arg(long)]
     uns_no_identity: bool,
-    /// Shared predictor trunk BN statistics: per-layer (default) | pooled.
+    /// Shared predictor trunk BN statistics [default: per-layer].
     #[arg(long)]
-    shared_bn_stats: Option<nsl_models::nets::SharedBnStats>,
-    /// CNN-9 hidden FC layer before the classifier (0 = none, the code; 256 = the paper's Table 7).
+    shared_bn_stats: Option<SharedBnStats>,
+    /// CNN-9 hidden FC layer before the classifier [default: 0, the code's none; the paper's Table 7: 256].
     #[arg(long)]
     hidden_fc: Option<usize>,
-    /// Batch-norm epsilon (default: the network's own, 1e-3; CNN-4 1e-5).
+    /// Batch-norm epsilon [default: the network's own, 1e-3; CNN-4 1e-5].
     #[arg(long)]
     bn_eps: Option<f32>,
-    /// Initial γ of the dynamic DNS predictor's output BN: 1 = reference code (M = I + unit-variance
-    /// noise after the first step), 0 = zero-init residual (M starts at exactly I).
+    /// Initial γ of the dynamic DNS predictor's output BN [default: 1, the code: M = I + unit-variance noise
+    /// after the first step; 0 starts M at exactly I].
     #[arg(long)]
     predictor_gamma: Option<f32>,
-    /// Seed of init, data order and augmentation.
+    /// Seed of init, data order and augmentation [default: 0].
     #[arg(long)]
     seed: Option<u64>,
-    /// Run folder.
+    /// Run folder (created; refused if it already holds a run, unless --resume).
     #[arg(long, default_value = "runs/train")]
     out: PathBuf,
-    /// Continue a killed run from <out>/checkpoint.safetensors; the result equals an uninterrupted run bit for bit.
+    /// Continue the run in --out from its checkpoint, with its config.toml; only iterations, lr, milestones,
+    /// lr_decay, warmup, eval_every, checkpoint_every, eval_batch and data_dir may be changed by flags. Unchanged,
+    /// the result equals an uninterrupted run bit for bit.
     #[arg(long)]
     resume: bool,
     /// No progress bar; one line per evaluation instead.
@@ -163,39 +172,48 @@ struct TrainArgs {
 }
 
 impl TrainArgs {
+    /// The run's config: the run folder's (with --resume) or the --config file's, or the
+    /// defaults, then every flag given.
     fn config(&self) -> Result<RunConfig, String> {
-        let mut cfg = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                RunConfig::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        let dir = RunDir::new(&self.out);
+        let base = match (&self.config, self.resume) {
+            (Some(path), _) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("--config {}: {}", path.display(), nsl_models::train::io_hint(&e)))?;
+                Some(RunConfig::from_toml(&text).map_err(|e| format!("--config {}: {}", path.display(), e.trim()))?)
             }
-            None => RunConfig {
-                dataset: nsl_models::data::fashion_mnist::EMBEDDED_NAME.into(),
-                normalize: "centered".into(),
-                ..RunConfig::default()
-            },
+            (None, true) => dir.read_config().map_err(|e| e.to_string())?,
+            (None, false) => None,
         };
+        let from_file = base.is_some();
+        let mut cfg = base.unwrap_or_default();
+        if let Some(dataset) = self.dataset.filter(|_| !from_file) {
+            // a data set given on the command line brings its own input pipeline
+            (cfg.augment, cfg.normalize) = dataset.default_input();
+        }
         if self.paper_schedule {
             cfg = cfg.with_paper_schedule();
-        }
-        if self.bn_debias {
-            cfg.bn_debias = true;
         }
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = &self.$field { cfg.$field = v.clone(); } )* };
         }
         set!(network, similarity, width, dataset, data_dir, iterations, batch_size, optimizer, lr, milestones);
         set!(augment, normalize, eval_every, checkpoint_every, l1, predictor_gamma, seed, warmup, bn_decay);
-        set!(shared_bn_stats, hidden_fc);
+        set!(shared_bn_stats, hidden_fc, bn_debias);
         if self.uns_no_identity {
             cfg.uns_identity = false;
         }
-        if self.predictor_hidden.is_some() {
-            cfg.predictor_hidden = self.predictor_hidden;
+        for (field, value) in [(&mut cfg.predictor_hidden, self.predictor_hidden)] {
+            if value.is_some() {
+                *field = value;
+            }
         }
-        if self.bn_eps.is_some() {
-            cfg.bn_eps = self.bn_eps;
+        for (field, value) in [(&mut cfg.bn_eps, self.bn_eps), (&mut cfg.weight_decay, self.weight_decay)] {
+            if value.is_some() {
+                *field = value;
+            }
         }
+        cfg.validate().map_err(|e| format!("{e} (set by a flag or in the config)"))?;
         Ok(cfg)
     }
 }
@@ -228,8 +246,8 @@ fn run<B: Backend>(be: &B, command: Command) -> Result<(), String> {
     match command {
         Command::Train(args) => {
             let cfg = args.config()?;
-            let opts =
-                RunOptions { out_dir: args.out.clone(), resume: args.resume, progress: !args.quiet, stop_at: None };
+            let resume = if args.resume { Resume::Required } else { Resume::No };
+            let opts = RunOptions { out_dir: args.out.clone(), resume, progress: !args.quiet, stop_at: None };
             let hint = short_run_bn_hint(&cfg);
             if let Some(hint) = &hint {
                 eprintln!("{hint}");
@@ -255,9 +273,9 @@ fn run<B: Backend>(be: &B, command: Command) -> Result<(), String> {
         Command::Eval { checkpoint, data_dir } => {
             let (cfg, mut net, test, _) = restore(be, &checkpoint, data_dir)?;
             // as during training: debiased BN statistics when the run evaluated with them
+            let normalize = normalize_of(cfg.normalize).map_err(|e| e.to_string())?;
             let acc =
-                evaluate_debiased_accuracy(be, &mut net, &*test, &normalize_of(&cfg)?, cfg.eval_batch, cfg.bn_debias)
-                    .map_err(|e| e.to_string())?;
+                evaluate(be, &mut net, &*test, &normalize, cfg.eval_batch, cfg.bn_debias).map_err(|e| e.to_string())?;
             println!(
                 "{}: test accuracy {:.2}% (top-5 {:.2}%) on {} images",
                 checkpoint.display(),
@@ -268,22 +286,36 @@ fn run<B: Backend>(be: &B, command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Fold { checkpoint, out } => {
+            let source = checkpoint_file(&checkpoint)?;
+            if same_file(&source, &out) {
+                return Err(format!(
+                    "--out {} is the checkpoint being folded: folding writes a new file and keeps the training \
+                     checkpoint; choose another --out",
+                    out.display()
+                ));
+            }
             let (cfg, mut net, test, meta) = restore(be, &checkpoint, None)?;
-            let norm = normalize_of(&cfg)?;
+            let norm = normalize_of(cfg.normalize).map_err(|e| e.to_string())?;
             let eval = |net: &mut nsl_models::nets::Network<B>| {
-                evaluate_debiased(be, net, &*test, &norm, cfg.eval_batch, cfg.bn_debias).map_err(|e| e.to_string())
+                evaluate(be, net, &*test, &norm, cfg.eval_batch, cfg.bn_debias)
+                    .map(|a| a.top1)
+                    .map_err(|e| e.to_string())
             };
             let before = eval(&mut net)?;
             net.fold(be).map_err(|e| format!("{}: cannot fold: {e}", checkpoint.display()))?;
             let after = eval(&mut net)?;
-            let plain = RunConfig { similarity: SimilarityChoice::Conv.to_string(), ..cfg };
+            let original = net.name.clone();
+            net.name = net.name.replace(&cfg.similarity.to_string(), &SimilarityChoice::Conv.to_string());
+            let plain = RunConfig { similarity: SimilarityChoice::Conv, ..cfg };
             let mut meta = Meta { step: meta.step, extra: meta.extra };
             meta.extra.insert("config".into(), plain.to_toml());
-            meta.extra.insert("folded_from".into(), checkpoint.display().to_string());
+            meta.extra.insert("network".into(), net.name.clone());
+            meta.extra.insert("folded_from".into(), format!("{original} ({})", source.display()));
             checkpoint::save(be, &out, &mut net, None, &meta).map_err(|e| e.to_string())?;
             println!(
-                "folded {} into plain CNN {}: test accuracy {:.2}% before, {:.2}% after",
-                checkpoint.display(),
+                "folded {} ({original}) into the plain {} {}: test accuracy {:.2}% before, {:.2}% after",
+                source.display(),
+                net.name,
                 out.display(),
                 100.0 * before,
                 100.0 * after
@@ -294,29 +326,42 @@ fn run<B: Backend>(be: &B, command: Command) -> Result<(), String> {
     }
 }
 
-fn normalize_of(cfg: &RunConfig) -> Result<nsl_models::data::augment::Normalize, String> {
-    parse_normalize(&cfg.normalize).map_err(|e| e.to_string())
+/// Whether `a` and `b` name the same file (either may not exist yet).
+fn same_file(a: &Path, b: &Path) -> bool {
+    let canon = |p: &Path| {
+        std::fs::canonicalize(p).ok().or_else(|| {
+            let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            Some(std::fs::canonicalize(parent).ok()?.join(p.file_name()?))
+        })
+    };
+    matches!((canon(a), canon(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// The checkpoint file `path` names: itself, or the `checkpoint.safetensors` of a run folder.
+fn checkpoint_file(path: &Path) -> Result<PathBuf, String> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let inside = RunDir::new(path).checkpoint();
+    if inside.exists() {
+        Ok(inside)
+    } else {
+        Err(format!(
+            "{} is a folder without a checkpoint.safetensors: give a run folder written by `nsl train` or the checkpoint file",
+            path.display()
+        ))
+    }
 }
 
 type Restored<B> = (RunConfig, nsl_models::nets::Network<B>, Source, Meta);
 
 /// Rebuild a run's network from the config inside its checkpoint (or the checkpoint in the run
-/// folder `path`) and load the weights.
+/// folder `path`) and load the weights; refuses weights that hold NaN or infinity. Only the test
+/// split is read.
 fn restore<B: Backend>(be: &B, path: &Path, data_dir: Option<String>) -> Result<Restored<B>, String> {
-    let in_folder;
-    let path = if path.is_dir() {
-        in_folder = path.join("checkpoint.safetensors");
-        if !in_folder.exists() {
-            return Err(format!(
-                "{} is a folder without a checkpoint.safetensors: give a run folder written by `nsl train` or the checkpoint file",
-                path.display()
-            ));
-        }
-        &in_folder
-    } else {
-        path
-    };
-    let bytes = std::fs::read(path).map_err(|e| format!("checkpoint {}: {e}", path.display()))?;
+    let path = &checkpoint_file(path)?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("checkpoint {}: {}", path.display(), nsl_models::train::io_hint(&e)))?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| format!("checkpoint {} is truncated or not a safetensors file ({e})", path.display()))?;
     let text = header.metadata().as_ref().and_then(|m| m.get("config").cloned()).ok_or_else(|| {
@@ -326,10 +371,14 @@ fn restore<B: Backend>(be: &B, path: &Path, data_dir: Option<String>) -> Result<
     if let Some(d) = data_dir {
         cfg.data_dir = d;
     }
-    let (train_set, test) = load_sources(&cfg).map_err(|e| e.to_string())?;
-    let mut net = build_network(be, &cfg, train_set.classes(), train_set.shape(), &mut Rng::new(cfg.seed))
-        .map_err(|e| e.to_string())?;
+    cfg.validate().map_err(|e| format!("{}: config in metadata: {e}", path.display()))?;
+    let test = load_test(&cfg).map_err(|e| e.to_string())?;
+    let mut net =
+        build_network(be, &cfg, test.classes(), test.shape(), &mut Rng::new(cfg.seed)).map_err(|e| e.to_string())?;
     let meta = checkpoint::load(be, path, &mut net, None).map_err(|e| e.to_string())?;
+    if let Some(culprit) = first_non_finite(be, &mut net) {
+        return Err(format!("checkpoint {}: {culprit}; its results would be meaningless", path.display()));
+    }
     Ok((cfg, net, test, meta))
 }
 
@@ -341,9 +390,10 @@ fn quickstart<B: Backend>(be: &B, iterations: u64, out: &std::path::Path) -> Res
             milestones: vec![iterations * 2 / 3],
             eval_every: (iterations / 10).max(1),
             checkpoint_every: (iterations / 3).max(1),
-            ..nsl_models::repro::smoke_cifar("cnn9", similarity)
+            ..nsl_models::repro::smoke_cifar(NetworkChoice::Cnn9, similarity)
         };
-        let opts = RunOptions { out_dir: out.join(similarity), resume: true, progress: true, stop_at: None };
+        let opts =
+            RunOptions { out_dir: out.join(similarity), resume: Resume::IfPresent, progress: true, stop_at: None };
         let s = train(be, &cfg, &opts).map_err(|e: TrainError| e.to_string())?;
         rows.push(s);
     }
@@ -384,6 +434,15 @@ fn main() -> ExitCode {
         );
     }));
     let cli = Cli::parse();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cli.threads > 4 * cores {
+        eprintln!(
+            "error: --threads {} is more than 4× this machine's {cores} cores; use 0 (all cores) or at most {}",
+            cli.threads,
+            4 * cores
+        );
+        return ExitCode::FAILURE;
+    }
     match run_on_backend(&cli.backend, cli.threads, cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

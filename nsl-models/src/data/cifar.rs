@@ -91,6 +91,11 @@ pub fn load_cifar(dir: impl AsRef<Path>, format: &CifarFormat) -> Result<(Datase
     Ok((train, test))
 }
 
+/// Only the test file of `format` from `dir` (what evaluating a checkpoint needs).
+pub fn load_test(dir: impl AsRef<Path>, format: &CifarFormat) -> Result<Dataset, DataError> {
+    load_split(dir.as_ref(), format, "test", format.test_files, format.test_records)
+}
+
 fn load_split(
     dir: &Path,
     format: &CifarFormat,

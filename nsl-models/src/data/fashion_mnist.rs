@@ -88,17 +88,23 @@ pub fn load(data_dir: &Path) -> Result<(Dataset, Dataset), DataError> {
 
 /// Load the four files from `dir`, checking every header, count and label: `(train, test)`.
 pub fn load_from(dir: &Path) -> Result<(Dataset, Dataset), DataError> {
+    Ok((read_split(dir, "train", &FILES[0], &FILES[1])?, read_split(dir, "test", &FILES[2], &FILES[3])?))
+}
+
+/// Only the test split of [`locate`]`(data_dir)` (what evaluating a checkpoint needs).
+pub fn load_test(data_dir: &Path) -> Result<Dataset, DataError> {
+    read_split(&locate(data_dir), "test", &FILES[2], &FILES[3])
+}
+
+fn read_split(dir: &Path, name: &str, images: &IdxFile, labels: &IdxFile) -> Result<Dataset, DataError> {
     let read = |f: &IdxFile| {
         let path = file_in(dir, f);
         let bytes = std::fs::read(&path).map_err(|e| DataError::io(NAME, &path, e))?;
         Ok::<_, DataError>((path, bytes))
     };
-    let split = |name: &str, images: &IdxFile, labels: &IdxFile| {
-        let (ip, ib) = read(images)?;
-        let (lp, lb) = read(labels)?;
-        decode_split(&format!("{NAME}/{name}"), (&ip, &ib), (&lp, &lb), Some(images.count))
-    };
-    Ok((split("train", &FILES[0], &FILES[1])?, split("test", &FILES[2], &FILES[3])?))
+    let (ip, ib) = read(images)?;
+    let (lp, lb) = read(labels)?;
+    decode_split(&format!("{NAME}/{name}"), (&ip, &ib), (&lp, &lb), Some(images.count))
 }
 
 /// Decode one split from the bytes of its image and label files (gzipped or not), padded to

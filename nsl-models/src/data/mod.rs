@@ -81,22 +81,6 @@ impl Dataset {
     }
 }
 
-/// How a report names a data set (a run config's `dataset`), e.g. `Fashion-MNIST`.
-pub fn dataset_display_name(dataset: &str) -> &str {
-    match dataset {
-        fashion_mnist::NAME => "Fashion-MNIST",
-        fashion_mnist::EMBEDDED_NAME => "Fashion-MNIST (embedded 7k/2k subset)",
-        "synthetic" => "synthetic images (procedural, 10 classes)",
-        "synthetic100" => "synthetic images (procedural, 100 classes)",
-        "synthetic-fewshot" => "synthetic images (procedural, few-shot classes)",
-        "cifar10" => "CIFAR-10",
-        "cifar100" => "CIFAR-100",
-        "imagenet" => "ImageNet",
-        "mini-imagenet" => "mini-ImageNet",
-        other => other,
-    }
-}
-
 /// Why data could not be loaded or fetched. Every message names the file and the fix.
 #[derive(Debug)]
 pub enum DataError {

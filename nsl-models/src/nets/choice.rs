@@ -202,6 +202,19 @@ impl fmt::Display for SimilarityChoice {
     }
 }
 
+/// Serialised as its name, e.g. `"dynamic-dns"`.
+impl serde::Serialize for SimilarityChoice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SimilarityChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl FromStr for SimilarityChoice {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

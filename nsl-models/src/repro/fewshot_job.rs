@@ -28,7 +28,7 @@ use crate::fewshot::{
     evaluate_episodes, meta_train_with, pretrain, EpisodeSpec, FineTune, Maml, MetaTrain, MetaTrainOptions, Method,
 };
 use crate::nets::Network;
-use crate::train::{build_network, parse_normalize, RunConfig, RunSummary};
+use crate::train::{build_network, normalize_of, DatasetChoice, NormalizeChoice, RunConfig, RunSummary};
 
 /// Base (pretraining) and novel (episode) classes of the smoke few-shot set: 30 + 10 synthetic
 /// classes of 60 images, the shape of mini-ImageNet's 64 (+16) / 20 split at small scale.
@@ -51,14 +51,14 @@ struct FewShotData {
 }
 
 fn few_shot_data(cfg: &RunConfig) -> Result<FewShotData, String> {
-    match cfg.dataset.as_str() {
-        "synthetic-fewshot" => Ok(FewShotData {
+    match cfg.dataset {
+        DatasetChoice::SyntheticFewshot => Ok(FewShotData {
             data: synthetic_many(SMOKE_BASE + SMOKE_NOVEL, SMOKE_PER_CLASS, 0),
             pretrain: (0..SMOKE_BASE).collect(),
             meta: (0..SMOKE_BASE).collect(),
             novel: (SMOKE_BASE..SMOKE_BASE + SMOKE_NOVEL).collect(),
         }),
-        "mini-imagenet" => {
+        DatasetChoice::MiniImagenet => {
             let m = load_mini_imagenet(Path::new(&cfg.data_dir).join("mini-imagenet")).map_err(|e| e.to_string())?;
             Ok(FewShotData {
                 pretrain: (m.train.start..m.val.end).collect(),
@@ -67,7 +67,7 @@ fn few_shot_data(cfg: &RunConfig) -> Result<FewShotData, String> {
                 data: m.data,
             })
         }
-        other => Err(format!("unknown few-shot dataset `{other}`")),
+        other => Err(format!("{other} is not a few-shot data set; expected mini-imagenet or synthetic-fewshot")),
     }
 }
 
@@ -82,7 +82,7 @@ pub fn run_fewshot_row<B: Backend>(be: &B, row: &Row, seed: u64, dir: &Path) -> 
     // the MAML model meta-trains on the train split and is pretrained on it alone (the paper's
     // appendix); the other rows pretrain on train + val (spec §5.6)
     let base = if *method == FewShotMethod::MetaLearnedStaticNsn { meta_classes.clone() } else { base };
-    let normalize = few_shot_normalize(&cfg.normalize, &data, &meta_classes)?;
+    let normalize = few_shot_normalize(cfg.normalize, &data, &meta_classes)?;
     let mut net = build_network(be, cfg, base.len(), data.shape, &mut Rng::new(seed)).map_err(|e| e.to_string())?;
     let (params, weights) = (net.param_count(), net.weight_count());
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
@@ -116,7 +116,7 @@ pub fn run_fewshot_row<B: Backend>(be: &B, row: &Row, seed: u64, dir: &Path) -> 
     let summary = RunSummary {
         network: net.name.clone(),
         similarity: format!("{} ({})", cfg.similarity, adapt.name()),
-        dataset: cfg.dataset.clone(),
+        dataset: cfg.dataset.to_string(),
         params,
         weights: Some(weights),
         steps: cfg.iterations,
@@ -142,13 +142,13 @@ pub fn run_fewshot_row<B: Backend>(be: &B, row: &Row, seed: u64, dir: &Path) -> 
 
 /// The input normalisation of a few-shot row: `mean-std` is computed from the pixels of the
 /// training split (`train_classes`), anything else as [`parse_normalize`] reads it.
-fn few_shot_normalize(name: &str, data: &Dataset, train_classes: &[usize]) -> Result<Normalize, String> {
-    if name == "mean-std" {
+fn few_shot_normalize(choice: NormalizeChoice, data: &Dataset, train_classes: &[usize]) -> Result<Normalize, String> {
+    if choice == NormalizeChoice::MeanStd {
         let mut in_split = vec![false; data.classes];
         train_classes.iter().for_each(|&c| in_split[c] = true);
         return Ok(Normalize::mean_std_of_images(data, (0..data.len()).filter(|&i| in_split[data.label(i)])));
     }
-    parse_normalize(name).map_err(|e| e.to_string())
+    normalize_of(choice).map_err(|e| e.to_string())
 }
 
 /// Load the pretrained `net` from `path` if a run of the same `key` saved it there; otherwise run

@@ -1,8 +1,14 @@
 //! The experiment registry: one [`Row`] per table row (and column) of the paper, with the
 //! paper's number and the run that reproduces it at `smoke`, `real` or `paper` scale.
 
+use crate::nets::SimilarityChoice;
 use crate::nets::CNN10_WEIGHT_DECAY;
-use crate::train::RunConfig;
+use crate::train::{AugmentChoice, DatasetChoice, NetworkChoice, NormalizeChoice, OptimizerChoice, RunConfig};
+
+/// A similarity by its registry name (every name in this file is one of them).
+fn sim(name: &str) -> SimilarityChoice {
+    name.parse().unwrap_or_else(|e| panic!("registry similarity: {e}"))
+}
 
 /// How big the runs are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,9 +190,9 @@ pub const REAL_ITERATIONS: u64 = 3_000;
 /// with its milestones scaled to 3,000 iterations and no warm-up.
 pub fn real_recipe(paper: RunConfig) -> RunConfig {
     let common = RunConfig {
-        dataset: "fashion-mnist".into(),
+        dataset: DatasetChoice::FashionMnist,
         width: 1.0,
-        normalize: "centered".into(),
+        normalize: NormalizeChoice::Centered,
         batch_size: 128,
         iterations: REAL_ITERATIONS,
         eval_every: 300,
@@ -195,7 +201,7 @@ pub fn real_recipe(paper: RunConfig) -> RunConfig {
         bn_debias: true,
         ..paper.clone()
     };
-    if paper.optimizer == "adam" {
+    if paper.optimizer == OptimizerChoice::Adam {
         let scale = |m: u64| m * REAL_ITERATIONS / paper.iterations;
         RunConfig { milestones: paper.milestones.iter().map(|&m| scale(m)).collect(), ..common }
     } else {
@@ -204,21 +210,16 @@ pub fn real_recipe(paper: RunConfig) -> RunConfig {
 }
 
 /// The CIFAR run at a scale.
-fn cifar(scale: Scale, dataset_paper: &str, network: &str, similarity: &str) -> RunConfig {
-    let paper = RunConfig {
-        network: network.into(),
-        similarity: similarity.into(),
-        dataset: dataset_paper.into(),
-        ..RunConfig::default()
-    };
+fn cifar(scale: Scale, dataset_paper: DatasetChoice, network: NetworkChoice, similarity: &str) -> RunConfig {
+    let paper = RunConfig { network, similarity: sim(similarity), dataset: dataset_paper, ..RunConfig::code_cifar() };
     match scale {
         Scale::Paper => paper,
         Scale::Real => real_recipe(paper),
         Scale::Smoke => RunConfig {
-            dataset: if dataset_paper == "cifar100" {
-                "synthetic100".into()
+            dataset: if dataset_paper == DatasetChoice::Cifar100 {
+                DatasetChoice::Synthetic100
             } else {
-                crate::data::fashion_mnist::EMBEDDED_NAME.into()
+                DatasetChoice::FashionMnistEmbedded
             },
             synthetic_train: 6_000,
             synthetic_test: 500,
@@ -242,8 +243,8 @@ fn cifar(scale: Scale, dataset_paper: &str, network: &str, similarity: &str) -> 
 /// The smoke-scale CIFAR-backbone run on the embedded data (what `cargo xtask repro` trains for
 /// the CIFAR-10 tables and `nsl quickstart` trains): width ×0.25, batch 32, SGD 0.01 for 100
 /// iterations, debiased BN statistics with EMA decay 0.95, zero-init predictor output γ.
-pub fn smoke_cifar(network: &str, similarity: &str) -> RunConfig {
-    cifar(Scale::Smoke, "cifar10", network, similarity)
+pub fn smoke_cifar(network: NetworkChoice, similarity: &str) -> RunConfig {
+    cifar(Scale::Smoke, DatasetChoice::Cifar10, network, similarity)
 }
 
 fn train_row(table: &'static str, column: &'static str, label: &str, paper: Option<f64>, cfg: RunConfig) -> Row {
@@ -260,34 +261,34 @@ fn train_row(table: &'static str, column: &'static str, label: &str, paper: Opti
 
 /// Every experiment at `scale`.
 pub fn experiments(scale: Scale) -> Vec<Row> {
-    let c10 = |net: &str, sim: &str| cifar(scale, "cifar10", net, sim);
-    let c100 = |net: &str, sim: &str| cifar(scale, "cifar100", net, sim);
+    let c10 = |net: NetworkChoice, sim: &str| cifar(scale, DatasetChoice::Cifar10, net, sim);
+    let c100 = |net: NetworkChoice, sim: &str| cifar(scale, DatasetChoice::Cifar100, net, sim);
     let mut rows = Vec::new();
     let t = |rows: &mut Vec<Row>, table, label: &str, paper, cfg| {
         rows.push(train_row(table, "CIFAR-10", label, paper, cfg))
     };
 
-    t(&mut rows, "table1", "Baseline CNN", Some(7.78), c10("cnn9", "conv"));
-    t(&mut rows, "table1", "Dynamic NSN (CNN)", Some(7.04), c10("cnn9", "dynamic-dns-cnn"));
-    t(&mut rows, "table1", "Dynamic NSN (SN)", Some(6.85), c10("cnn9", "dynamic-dns"));
+    t(&mut rows, "table1", "Baseline CNN", Some(7.78), c10(NetworkChoice::Cnn9, "conv"));
+    t(&mut rows, "table1", "Dynamic NSN (CNN)", Some(7.04), c10(NetworkChoice::Cnn9, "dynamic-dns-cnn"));
+    t(&mut rows, "table1", "Dynamic NSN (SN)", Some(6.85), c10(NetworkChoice::Cnn9, "dynamic-dns"));
 
-    t(&mut rows, "table2", "Baseline CNN", Some(7.78), c10("cnn9", "conv"));
-    t(&mut rows, "table2", "Static NSN", Some(7.15), c10("cnn9", "static-dns"));
-    t(&mut rows, "table2", "Static NSN (J)", Some(6.92), c10("cnn9", "joint-static-dns"));
-    t(&mut rows, "table2", "Dynamic NSN", Some(6.85), c10("cnn9", "dynamic-dns"));
-    t(&mut rows, "table2", "Dynamic NSN (J)", Some(6.64), c10("cnn9", "joint-dynamic-dns"));
+    t(&mut rows, "table2", "Baseline CNN", Some(7.78), c10(NetworkChoice::Cnn9, "conv"));
+    t(&mut rows, "table2", "Static NSN", Some(7.15), c10(NetworkChoice::Cnn9, "static-dns"));
+    t(&mut rows, "table2", "Static NSN (J)", Some(6.92), c10(NetworkChoice::Cnn9, "joint-static-dns"));
+    t(&mut rows, "table2", "Dynamic NSN", Some(6.85), c10(NetworkChoice::Cnn9, "dynamic-dns"));
+    t(&mut rows, "table2", "Dynamic NSN (J)", Some(6.64), c10(NetworkChoice::Cnn9, "joint-dynamic-dns"));
 
-    t(&mut rows, "table3", "Baseline CNN", Some(7.78), c10("cnn9", "conv"));
-    t(&mut rows, "table3", "Dynamic NSN (Shared)", Some(7.20), c10("cnn9", "shared-dns"));
-    t(&mut rows, "table3", "Dynamic NSN (Disjoint)", Some(6.85), c10("cnn9", "dynamic-dns"));
+    t(&mut rows, "table3", "Baseline CNN", Some(7.78), c10(NetworkChoice::Cnn9, "conv"));
+    t(&mut rows, "table3", "Dynamic NSN (Shared)", Some(7.20), c10(NetworkChoice::Cnn9, "shared-dns"));
+    t(&mut rows, "table3", "Dynamic NSN (Disjoint)", Some(6.85), c10(NetworkChoice::Cnn9, "dynamic-dns"));
 
     for (label, net, sim, p10, p100) in [
-        ("Baseline CNN", "cnn9", "conv", 7.78, 28.95),
-        ("Baseline CNN++", "cnn9pp", "conv", 7.29, 28.70),
-        ("Static NSN w/ DNS", "cnn9", "static-dns", 7.15, 28.35),
-        ("Static NSN w/ UNS", "cnn9", "static-uns", 7.38, 28.11),
-        ("Dynamic NSN w/ DNS", "cnn9", "dynamic-dns", 6.85, 27.81),
-        ("Dynamic NSN w/ UNS", "cnn9", "dynamic-uns", 6.5, 28.02),
+        ("Baseline CNN", NetworkChoice::Cnn9, "conv", 7.78, 28.95),
+        ("Baseline CNN++", NetworkChoice::Cnn9pp, "conv", 7.29, 28.70),
+        ("Static NSN w/ DNS", NetworkChoice::Cnn9, "static-dns", 7.15, 28.35),
+        ("Static NSN w/ UNS", NetworkChoice::Cnn9, "static-uns", 7.38, 28.11),
+        ("Dynamic NSN w/ DNS", NetworkChoice::Cnn9, "dynamic-dns", 6.85, 27.81),
+        ("Dynamic NSN w/ UNS", NetworkChoice::Cnn9, "dynamic-uns", 6.5, 28.02),
     ] {
         rows.push(train_row("table4", "CIFAR-10", label, Some(p10), c10(net, sim)));
         if scale != Scale::Real {
@@ -299,13 +300,13 @@ pub fn experiments(scale: Scale) -> Vec<Row> {
     }
     rows.extend(self_attention_rows(scale));
 
-    t(&mut rows, "extensions", "Static NSN w/ PSD M = LLᵀ", None, c10("cnn9", "static-psd"));
+    t(&mut rows, "extensions", "Static NSN w/ PSD M = LLᵀ", None, c10(NetworkChoice::Cnn9, "static-psd"));
     t(
         &mut rows,
         "extensions",
         "Static NSN w/ DNS + ℓ1 (1e-4)",
         None,
-        RunConfig { l1: 1e-4, ..c10("cnn9", "static-dns") },
+        RunConfig { l1: 1e-4, ..c10(NetworkChoice::Cnn9, "static-dns") },
     );
     rows
 }
@@ -316,28 +317,28 @@ fn imagenet_and_few_shot_rows(scale: Scale) -> Vec<Row> {
 
     // Table 5: ImageNet CNN-10, class folders of JPEGs streamed from `data/imagenet` (smoke: the
     // same network, narrow, on the synthetic set)
-    let imagenet = |network: &str, sim: &str| match scale {
+    let imagenet = |network: NetworkChoice, similarity: &str| match scale {
         Scale::Paper => RunConfig {
-            network: network.into(),
-            similarity: sim.into(),
-            dataset: "imagenet".into(),
-            augment: "crop-flip".into(),
-            normalize: "imagenet-mean".into(),
+            network,
+            similarity: sim(similarity),
+            dataset: DatasetChoice::Imagenet,
+            augment: AugmentChoice::CropFlip,
+            normalize: NormalizeChoice::ImagenetMean,
             iterations: 600_000,
             milestones: vec![200_000, 375_000, 550_000],
             eval_every: 10_000,
             checkpoint_every: 2_000,
             eval_batch: 100,
             weight_decay: Some(CNN10_WEIGHT_DECAY),
-            ..RunConfig::default()
+            ..RunConfig::code_cifar()
         },
-        _ => RunConfig { width: 0.125, ..cifar(scale, "cifar10", network, sim) },
+        _ => RunConfig { width: 0.125, ..cifar(scale, DatasetChoice::Cifar10, network, similarity) },
     };
     // CNN-10++: deeper and wider, more weights than the dynamic NSN (`Cnn10Config::plus_plus`)
     for (label, network, sim, paper, paper_top5) in [
-        ("Baseline CNN", "cnn10", "conv", 42.72, 19.11),
-        ("Baseline CNN++", "cnn10pp", "conv", 42.11, 18.98),
-        ("Dynamic NSN w/ DNS", "cnn10", "dynamic-dns", 40.61, 18.04),
+        ("Baseline CNN", NetworkChoice::Cnn10, "conv", 42.72, 19.11),
+        ("Baseline CNN++", NetworkChoice::Cnn10pp, "conv", 42.11, 18.98),
+        ("Dynamic NSN w/ DNS", NetworkChoice::Cnn10, "dynamic-dns", 40.61, 18.04),
     ] {
         rows.push(Row {
             table: "table5",
@@ -351,25 +352,25 @@ fn imagenet_and_few_shot_rows(scale: Scale) -> Vec<Row> {
     }
 
     // Table 6: few-shot on mini-ImageNet from `data/mini-imagenet` (smoke: many-class synthetic set)
-    let pretrain = |network: &str, sim: &str| RunConfig {
-        network: network.into(),
-        similarity: sim.into(),
+    let pretrain = |network: NetworkChoice, similarity: &str| RunConfig {
+        network,
+        similarity: sim(similarity),
         // the CIFAR backbone of the CNN-9 row at smoke scale is narrowed as every smoke CNN-9
-        width: if network == "cnn9" && scale != Scale::Paper { 0.25 } else { 1.0 },
+        width: if network == NetworkChoice::Cnn9 && scale != Scale::Paper { 0.25 } else { 1.0 },
         dataset: match scale {
-            Scale::Paper => "mini-imagenet".into(),
-            _ => "synthetic-fewshot".into(),
+            Scale::Paper => DatasetChoice::MiniImagenet,
+            _ => DatasetChoice::SyntheticFewshot,
         },
-        optimizer: "adam".into(),
+        optimizer: OptimizerChoice::Adam,
         lr: 1e-3,
         milestones: vec![],
         // per-channel mean/std of the training split (spec §5.6 [ASSUMPTION]); smoke keeps
         // the fixed centring it always had
         normalize: match scale {
-            Scale::Paper => "mean-std".into(),
-            _ => "centered".into(),
+            Scale::Paper => NormalizeChoice::MeanStd,
+            _ => NormalizeChoice::Centered,
         },
-        augment: "none".into(),
+        augment: AugmentChoice::None,
         iterations: match scale {
             Scale::Paper => 30_000,
             _ => 100,
@@ -378,25 +379,25 @@ fn imagenet_and_few_shot_rows(scale: Scale) -> Vec<Row> {
         bn_debias: scale == Scale::Smoke,
         // the few-shot code was PyTorch (spec §5.6): BN momentum 0.1, i.e. EMA decay 0.9
         bn_decay: 0.9,
-        ..RunConfig::default()
+        ..RunConfig::code_cifar()
     };
     let (episodes, (meta_steps, meta_batch)) = match scale {
         Scale::Paper => (600, PAPER_META_SCHEDULE),
         _ => (10, SMOKE_META_SCHEDULE),
     };
     for (label, network, method, sim, paper) in [
-        ("Finetuning Baseline", "cnn4", FewShotMethod::FineTuneBaseline, "conv", 49.79),
-        ("Static NSN", "cnn4", FewShotMethod::StaticNsn, "static-dns-ones", 65.74),
+        ("Finetuning Baseline", NetworkChoice::Cnn4, FewShotMethod::FineTuneBaseline, "conv", 49.79),
+        ("Static NSN", NetworkChoice::Cnn4, FewShotMethod::StaticNsn, "static-dns-ones", 65.74),
         (
             "Meta-learned static NSN (MAML, second order)",
-            "cnn4",
+            NetworkChoice::Cnn4,
             FewShotMethod::MetaLearnedStaticNsn,
             "static-dns-ones",
             66.21,
         ),
-        ("Dynamic NSN", "cnn4", FewShotMethod::DynamicNsn, "dynamic-dns", 71.26),
+        ("Dynamic NSN", NetworkChoice::Cnn4, FewShotMethod::DynamicNsn, "dynamic-dns", 71.26),
         // the paper's CNN-9 backbone is unspecified: the CIFAR CNN-9 at 84×84 (spec §5.6 [ASSUMPTION])
-        ("Dynamic NSN (CNN-9)", "cnn9", FewShotMethod::DynamicNsn, "dynamic-dns", 77.44),
+        ("Dynamic NSN (CNN-9)", NetworkChoice::Cnn9, FewShotMethod::DynamicNsn, "dynamic-dns", 77.44),
     ] {
         rows.push(Row {
             table: "table6",
@@ -426,22 +427,22 @@ fn imagenet_and_few_shot_rows(scale: Scale) -> Vec<Row> {
 fn self_attention_rows(scale: Scale) -> Vec<Row> {
     let mut rows = Vec::new();
     for (label, net, paper) in [
-        ("CNN", "cnn9-wide", 90.86),
-        ("CNN w/ self-attention", "cnn9-wide-attention", 90.69),
-        ("SphereNet", "spherenet9", 91.31),
-        ("SphereNet w/ self-attention", "spherenet9-attention", 91.76),
+        ("CNN", NetworkChoice::Cnn9Wide, 90.86),
+        ("CNN w/ self-attention", NetworkChoice::Cnn9WideAttention, 90.69),
+        ("SphereNet", NetworkChoice::Spherenet9, 91.31),
+        ("SphereNet w/ self-attention", NetworkChoice::Spherenet9Attention, 91.76),
     ] {
-        let base = RunConfig { network: net.into(), ..RunConfig::default().self_attention_recipe() };
+        let base = RunConfig { network: net, ..RunConfig::code_cifar().self_attention_recipe() };
         let cfg = match scale {
-            Scale::Paper => RunConfig { dataset: "cifar10".into(), ..base },
-            Scale::Real => real_recipe(RunConfig { dataset: "cifar10".into(), ..base }),
+            Scale::Paper => RunConfig { dataset: DatasetChoice::Cifar10, ..base },
+            Scale::Real => real_recipe(RunConfig { dataset: DatasetChoice::Cifar10, ..base }),
             Scale::Smoke => RunConfig {
-                optimizer: "adam".into(),
+                optimizer: OptimizerChoice::Adam,
                 lr: 3e-3,
-                augment: "flip".into(),
-                normalize: "centered".into(),
+                augment: AugmentChoice::Flip,
+                normalize: NormalizeChoice::Centered,
                 width: 0.125,
-                ..cifar(scale, "cifar10", net, "conv")
+                ..cifar(scale, DatasetChoice::Cifar10, net, "conv")
             },
         };
         rows.push(Row {
@@ -483,7 +484,7 @@ pub fn apply_overrides(rows: &mut [Row], overrides: &[String]) -> Result<(), Str
 /// code's (42.5K iterations, ÷10 at 20K/30K/37.5K): the CIFAR rows at paper scale. Returns how
 /// many rows changed.
 pub fn use_paper_schedule(rows: &mut [Row]) -> usize {
-    let code = RunConfig::default();
+    let code = RunConfig::code_cifar();
     let mut changed = 0;
     for row in rows.iter_mut() {
         let cfg = row.config_mut();

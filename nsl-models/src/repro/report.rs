@@ -10,8 +10,8 @@ use super::plots::{self, Curve, Difference};
 use super::registry::{Job, Metric, Row, TABLES};
 use super::runner::RowResult;
 use super::stats::{mean_std, Paired, Verdict};
-use crate::data::dataset_display_name;
 use crate::train::metrics::Metrics;
+use crate::train::DatasetChoice;
 
 /// Facts about the invocation, printed at the top of the report.
 #[derive(Clone, Debug)]
@@ -27,10 +27,10 @@ pub struct ReportHeader {
 }
 
 /// The data set a row trains on.
-fn dataset(row: &Row) -> &str {
+fn dataset(row: &Row) -> DatasetChoice {
     match &row.job {
-        Job::Train(c) => &c.dataset,
-        Job::FewShot { pretrain, .. } => &pretrain.dataset,
+        Job::Train(c) => c.dataset,
+        Job::FewShot { pretrain, .. } => pretrain.dataset,
     }
 }
 
@@ -212,7 +212,7 @@ fn write_group(
     results: &[RowResult],
 ) -> std::io::Result<()> {
     let metric = rows[0].row.metric;
-    let data = dataset_display_name(dataset(&rows[0].row));
+    let data = dataset(&rows[0].row).display_name();
     let base = baseline_of(rows[0], results).map(|b| b.row.label.clone()).unwrap_or_else(|| "—".into());
     let _ = writeln!(md, "### paper: {column}; ours: {data}\n");
     let _ = writeln!(md, "Metric: {}. Baseline: {base}.\n", metric.header());

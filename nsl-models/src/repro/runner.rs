@@ -7,7 +7,7 @@ use std::time::Instant;
 use nsl_core::Backend;
 
 use super::registry::{Job, Metric, Row};
-use crate::train::{train, RunConfig, RunOptions, RunSummary};
+use crate::train::{train, Resume, RunConfig, RunDir, RunOptions, RunSummary};
 
 /// Where runs go and how many seeds.
 #[derive(Clone, Debug)]
@@ -87,7 +87,7 @@ pub fn run_all<B: Backend>(
         for seed in 0..opts.seeds {
             let id = row.run_id(seed);
             let dir = opts.out.join("runs").join(&id);
-            let reused = RunSummary::read(&dir);
+            let reused = RunDir::new(&dir).read_summary();
             let started = Instant::now();
             let outcome = match (&row.job, reused) {
                 (_, None) if !opts.train => continue,
@@ -104,7 +104,12 @@ pub fn run_all<B: Backend>(
                 (Job::Train(cfg), None) => {
                     eprintln!("[{}/{total}] {} {} (seed {seed}) → {}", i + 1, row.table, row.label, dir.display());
                     let cfg = RunConfig { seed, data_dir: opts.data.display().to_string(), ..cfg.clone() };
-                    let run = RunOptions { out_dir: dir.clone(), resume: true, progress: opts.progress, stop_at: None };
+                    let run = RunOptions {
+                        out_dir: dir.clone(),
+                        resume: Resume::IfPresent,
+                        progress: opts.progress,
+                        stop_at: None,
+                    };
                     train(be, &cfg, &run).map(|s| (s, None)).map_err(|e| e.to_string())
                 }
                 (Job::FewShot { .. }, None) => {

@@ -1,20 +1,29 @@
 //! A training run, fully described: the TOML file a run writes into its folder and can be
-//! started from (`nsl train --config run.toml`).
+//! started from (`nsl train --config run.toml`), and its validation.
+
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::nets::SharedBnStats;
+use super::choices::{AugmentChoice, DatasetChoice, NetworkChoice, NormalizeChoice, OptimizerChoice};
+use crate::nets::{SharedBnStats, SimilarityChoice};
 
 /// The reference code's batch-norm EMA decay.
 pub const CODE_BN_DECAY: f32 = 0.999;
 
-// Fields at their old default are left out of the TOML, so the ids of runs made before the
-// field existed (a hash of the TOML) stay the same and their folders are reused.
+// Fields added after runs were first made are left out of the TOML at their old value, so the
+// ids of those runs (a hash of the TOML) stay the same; a TOML without them reads that value.
 fn is_zero(v: &u64) -> bool {
     *v == 0
 }
+fn code_bn_decay() -> f32 {
+    CODE_BN_DECAY
+}
 fn is_code_bn_decay(v: &f32) -> bool {
     *v == CODE_BN_DECAY
+}
+fn yes() -> bool {
+    true
 }
 fn is_true(v: &bool) -> bool {
     *v
@@ -27,39 +36,29 @@ fn is_zero_usize(v: &usize) -> bool {
 }
 
 /// Everything that determines a run. With the same config, seed and thread count the CPU
-/// backend reproduces a run bit for bit.
+/// backend reproduces a run bit for bit. A TOML file may give any subset of the fields; the
+/// rest take [`RunConfig::default`]'s values (what a bare `nsl train` runs).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
-    /// `cnn9`, `cnn9pp`, `spherenet9`, `spherenet9-attention`, `cnn9-wide`, `cnn9-wide-attention`, `cnn10`, `cnn4`.
-    pub network: String,
-    /// Similarity of the NSL slots (see `nsl train --help`); ignored by the SphereNet family.
-    pub similarity: String,
+    pub network: NetworkChoice,
+    /// Similarity of the NSL slots of CNN-9, CNN-10 and CNN-4 (the other networks are fixed).
+    pub similarity: SimilarityChoice,
     /// Every layer width times this (1.0 = the paper's networks; smoke runs use less).
     pub width: f32,
-    /// `fashion-mnist-embedded` (7,000 + 2,000 real images compiled in, no download),
-    /// `fashion-mnist` (the full set: `<data_dir>/fashion-mnist/` or Debian's
-    /// `/usr/share/datasets/fashion-mnist/`), `synthetic` (procedural, 10 classes),
-    /// `synthetic100` (100 classes), `cifar10`, `cifar100`, `imagenet` (class folders of JPEGs,
-    /// streamed). Fashion-MNIST's 28×28 grayscale images are zero-padded to 32×32×1.
-    pub dataset: String,
+    /// Fashion-MNIST's 28×28 grayscale images are zero-padded to 32×32×1.
+    pub dataset: DatasetChoice,
     /// Folder holding `cifar-10/`, `cifar-100/` and `fashion-mnist/` (from `cargo xtask
     /// fetch-data`) and `imagenet/{train,val}/<wnid>/`.
     pub data_dir: String,
-    /// Training / test images of the synthetic set.
+    /// Training / test images of the synthetic sets.
     pub synthetic_train: usize,
     pub synthetic_test: usize,
-    /// `pad-crop-flip` (CIFAR recipe), `flip` (self-attention recipe), `crop-flip` (ImageNet
-    /// recipe: random 224 crop of the 256² image, flip), `none`.
-    pub augment: String,
-    /// `raw` (0..255, NSL code), `centered` ((x−127.5)/128, SphereNet code), `imagenet-mean`
-    /// (0..255 minus the ImageNet channel mean), `mean-std` (few-shot rows only: per-channel
-    /// mean and std of the training split's pixels).
-    pub normalize: String,
+    pub augment: AugmentChoice,
+    pub normalize: NormalizeChoice,
     pub iterations: u64,
     pub batch_size: usize,
-    /// `sgd` (TF heavy-ball momentum 0.9) or `adam` (β = 0.9, 0.999).
-    pub optimizer: String,
+    pub optimizer: OptimizerChoice,
     pub lr: f32,
     /// Iterations at which the LR is multiplied by `lr_decay` (code: 20000, 30000, 37500).
     pub milestones: Vec<u64>,
@@ -67,7 +66,7 @@ pub struct RunConfig {
     /// Linear LR warm-up over the first `warmup` iterations, `lr·(t+1)/warmup` (0 = none, the
     /// reference code). On Fashion-MNIST the code's lr 0.1 from step 0 wrecks CNN-9 in one step,
     /// so the real tier warms up over 500 iterations (README, "Faithfulness and choices").
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub warmup: u64,
     /// Evaluate on the test set every this many iterations (and after the last).
     pub eval_every: u64,
@@ -78,45 +77,43 @@ pub struct RunConfig {
     /// Label smoothing `s` and log floor of the loss (code: 0.01, 1e-4).
     pub smoothing: f32,
     pub log_floor: f32,
-    /// Evaluate with debiased BN statistics `s / (1 − 0.999^n)` instead of the raw zero-started
-    /// EMA shadows (the code's behaviour, biased early in a run). On for short smoke runs.
+    /// Evaluate with debiased BN statistics `s / (1 − d^n)` instead of the raw zero-started
+    /// EMA shadows (the code's behaviour, biased early in a run).
     pub bn_debias: bool,
     /// EMA decay `d` of every batch norm's running statistics, `s ← d·s + (1−d)·batch`
     /// (code: 0.999, a ~1,000-step time constant). Training is the same for any value; only
     /// the statistics evaluation reads change. Runs much shorter than `1/(1−d)` read their
     /// evaluations from statistics still dominated by early steps: `nsl train` warns.
-    #[serde(skip_serializing_if = "is_code_bn_decay")]
+    #[serde(default = "code_bn_decay", skip_serializing_if = "is_code_bn_decay")]
     pub bn_decay: f32,
     /// ℓ1 on static similarity parameters (paper §3.4; 0 = off).
     pub l1: f32,
-    /// Coupled L2 weight decay on the filters and BN γ/β. Unset (the default, and what configs
-    /// written before this field read as): each network's own value, 5e-4 for CNN-9, CNN-9++
-    /// and the SphereNet-9 family (the reference code's CIFAR value; static UNS keeps its 5e-3,
-    /// SphereConvs none), 1e-4 for CNN-10 (DCNets' ImageNet value, spec §5.5 \[ASSUMPTION\]),
-    /// 0 for CNN-4. Unset values are left out of the TOML, so run ids from before the field
-    /// existed stay the same.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Coupled L2 weight decay on the filters, BN γ/β and predictors. Unset: each network's own
+    /// value, 5e-4 for CNN-9, CNN-9++ and the SphereNet-9 family (the reference code's CIFAR
+    /// value; static UNS keeps its 5e-3, SphereConvs none), 1e-4 for CNN-10 (DCNets' ImageNet
+    /// value, spec §5.5 \[ASSUMPTION\]), 0 for CNN-4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight_decay: Option<f32>,
     /// Batch-norm ε of the network. Unset: its own (1e-3, the TF code's, for the CIFAR and
     /// ImageNet networks; 1e-5, PyTorch's, for the few-shot CNN-4).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bn_eps: Option<f32>,
     /// Hidden width of the DNS predictor (UNS: twice). Unset: 64, the code's (Table 5's CNN-10
     /// weight count agrees; its appendix says 32).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predictor_hidden: Option<usize>,
     /// Dynamic UNS adds `I` to the predicted matrix (the code, the default) or not (the paper's
     /// appendix).
-    #[serde(skip_serializing_if = "is_true")]
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub uns_identity: bool,
     /// Running statistics of the shared predictor trunk (Table 3): `per-layer` (each layer its
     /// own, as each trains on its own batch statistics) or `pooled` (one set for all layers, as
     /// a TF graph reusing one BN layer would keep).
-    #[serde(skip_serializing_if = "is_default")]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub shared_bn_stats: SharedBnStats,
     /// CNN-9's hidden fully connected layer before the classifier: 0 (the code) or the paper's
     /// Table 7 width, 256.
-    #[serde(skip_serializing_if = "is_zero_usize")]
+    #[serde(default, skip_serializing_if = "is_zero_usize")]
     pub hidden_fc: usize,
     /// Initial γ of the dynamic DNS predictor's output BN: 1 = the reference code, 0 = zero-init
     /// residual (`M` starts at exactly `I`; see `Network::set_predictor_output_gamma`). Smoke runs
@@ -126,21 +123,43 @@ pub struct RunConfig {
 }
 
 impl Default for RunConfig {
-    /// The reference code's CIFAR-10 recipe (spec §1) for the baseline CNN-9.
+    /// What a bare `nsl train` runs: CNN-9 on the embedded Fashion-MNIST, 1,000 iterations of
+    /// batch 128 (about 18 epochs of its 7,000 images; minutes on two cores) with the real tier's
+    /// recipe: SGD lr 0.1 after a 200-iteration warm-up, ÷10 at 600 and 850, the code's
+    /// augmentation, loss and L2, a debiased BN EMA of decay 0.99, an evaluation every 100.
     fn default() -> Self {
         RunConfig {
-            network: "cnn9".into(),
-            similarity: "conv".into(),
+            dataset: DatasetChoice::FashionMnistEmbedded,
+            normalize: NormalizeChoice::Centered,
+            iterations: 1_000,
+            milestones: vec![600, 850],
+            warmup: 200,
+            eval_every: 100,
+            checkpoint_every: 100,
+            bn_decay: 0.99,
+            bn_debias: true,
+            ..RunConfig::code_cifar()
+        }
+    }
+}
+
+impl RunConfig {
+    /// The reference code's CIFAR-10 recipe (spec §1) for the baseline CNN-9: 42,500 iterations
+    /// of batch 128, SGD 0.1 ÷10 at 20K/30K/37.5K, raw pixels, pad-crop-flip, BN EMA 0.999.
+    pub fn code_cifar() -> Self {
+        RunConfig {
+            network: NetworkChoice::Cnn9,
+            similarity: SimilarityChoice::Conv,
             width: 1.0,
-            dataset: "cifar10".into(),
+            dataset: DatasetChoice::Cifar10,
             data_dir: "data".into(),
             synthetic_train: 10_000,
             synthetic_test: 2_000,
-            augment: "pad-crop-flip".into(),
-            normalize: "raw".into(),
+            augment: AugmentChoice::PadCropFlip,
+            normalize: NormalizeChoice::Raw,
             iterations: 42_500,
             batch_size: 128,
-            optimizer: "sgd".into(),
+            optimizer: OptimizerChoice::Sgd,
             lr: 0.1,
             milestones: vec![20_000, 30_000, 37_500],
             lr_decay: 0.1,
@@ -163,9 +182,6 @@ impl Default for RunConfig {
             seed: 0,
         }
     }
-}
-
-impl RunConfig {
     /// The paper's CIFAR schedule instead of the code's: ÷10 at 34K and 54K, stop at 64K.
     pub fn with_paper_schedule(mut self) -> Self {
         self.milestones = vec![34_000, 54_000];
@@ -174,12 +190,12 @@ impl RunConfig {
     }
     /// The Table 8 recipe (spec §7): Adam 1e-3, ÷10 at 34K/54K, 64,001 iterations, flip only, centred input.
     pub fn self_attention_recipe(mut self) -> Self {
-        self.optimizer = "adam".into();
+        self.optimizer = OptimizerChoice::Adam;
         self.lr = 1e-3;
         self.milestones = vec![34_000, 54_000];
         self.iterations = 64_001;
-        self.augment = "flip".into();
-        self.normalize = "centered".into();
+        self.augment = AugmentChoice::Flip;
+        self.normalize = NormalizeChoice::Centered;
         self
     }
     /// Learning rate at iteration `step` (0-based): `lr · decay^(number of milestones ≤ step)`,
@@ -189,7 +205,7 @@ impl RunConfig {
         let ramp = if step < self.warmup { (step + 1) as f32 / self.warmup as f32 } else { 1.0 };
         self.lr * self.lr_decay.powi(passed as i32) * ramp
     }
-    /// Parse a TOML run file.
+    /// Parse a TOML run file (fields it leaves out take [`RunConfig::default`]'s values).
     pub fn from_toml(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| e.to_string())
     }
@@ -197,4 +213,100 @@ impl RunConfig {
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a run config serialises")
     }
+
+    /// Check every field against its range and the fields against each other, so a run that
+    /// starts can finish. The CLI, `--config` files and the experiment registry all pass here.
+    ///
+    /// # Errors
+    /// The first field out of range, named, with the allowed range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field: &'static str, problem: String| Err(ConfigError { field, problem });
+        let finite_in = |field, v: f32, lo: f32, hi: f32, what: &str| {
+            if v.is_finite() && v >= lo && v <= hi {
+                Ok(())
+            } else {
+                err(field, format!("is {v}; it must be {what}"))
+            }
+        };
+        let at_least = |field, v: u64, lo: u64| {
+            if v >= lo {
+                Ok(())
+            } else {
+                err(field, format!("is {v}; it must be at least {lo}"))
+            }
+        };
+        finite_in("width", self.width, 1e-3, 16.0, "a finite multiplier in [0.001, 16]")?;
+        at_least("iterations", self.iterations, 1)?;
+        at_least("batch_size", self.batch_size as u64, 1)?;
+        if self.batch_size > 1 << 16 {
+            return err("batch_size", format!("is {}; at most {} images fit a batch", self.batch_size, 1 << 16));
+        }
+        at_least("eval_batch", self.eval_batch as u64, 1)?;
+        if self.eval_batch > 1 << 16 {
+            return err("eval_batch", format!("is {}; at most {} images fit a batch", self.eval_batch, 1 << 16));
+        }
+        at_least("eval_every", self.eval_every, 1)?;
+        at_least("checkpoint_every", self.checkpoint_every, 1)?;
+        finite_in("lr", self.lr, f32::MIN_POSITIVE, f32::MAX, "a positive, finite learning rate")?;
+        finite_in("lr_decay", self.lr_decay, f32::MIN_POSITIVE, 1.0, "a factor in (0, 1]")?;
+        if let Some(w) = self.milestones.windows(2).find(|w| w[0] >= w[1]) {
+            return err("milestones", format!("{:?} are not increasing ({} then {})", self.milestones, w[0], w[1]));
+        }
+        finite_in("smoothing", self.smoothing, 0.0, 0.999, "a label-smoothing weight in [0, 1)")?;
+        finite_in("log_floor", self.log_floor, 0.0, 1.0, "a floor in [0, 1]")?;
+        finite_in("bn_decay", self.bn_decay, 0.0, 0.999_999, "an EMA decay in [0, 1)")?;
+        finite_in("l1", self.l1, 0.0, 1e3, "a non-negative coefficient")?;
+        if let Some(wd) = self.weight_decay {
+            finite_in("weight_decay", wd, 0.0, 1e3, "a non-negative coefficient")?;
+        }
+        if let Some(eps) = self.bn_eps {
+            finite_in("bn_eps", eps, 1e-12, 1.0, "a positive ε (at most 1)")?;
+        }
+        if let Some(h) = self.predictor_hidden {
+            at_least("predictor_hidden", h as u64, 1)?;
+        }
+        if self.hidden_fc > 1 << 16 {
+            return err("hidden_fc", format!("is {}; at most {}", self.hidden_fc, 1 << 16));
+        }
+        finite_in("predictor_gamma", self.predictor_gamma, -1e3, 1e3, "a finite initial γ")?;
+        if matches!(self.dataset, DatasetChoice::Synthetic | DatasetChoice::Synthetic100) {
+            let classes = if self.dataset == DatasetChoice::Synthetic100 { 100 } else { 10 };
+            at_least("synthetic_train", self.synthetic_train as u64, classes)?;
+            at_least("synthetic_test", self.synthetic_test as u64, classes)?;
+            if self.synthetic_train + self.synthetic_test > 1_000_000 {
+                return err("synthetic_train", "with synthetic_test draws more than 1,000,000 images".into());
+            }
+        }
+        if self.normalize == NormalizeChoice::MeanStd
+            && !matches!(self.dataset, DatasetChoice::MiniImagenet | DatasetChoice::SyntheticFewshot)
+        {
+            return err(
+                "normalize",
+                "is mean-std, which only the few-shot rows compute (from their training split); use raw, centered or \
+                 imagenet-mean"
+                    .into(),
+            );
+        }
+        let imagenet = self.dataset == DatasetChoice::Imagenet;
+        if imagenet != (self.augment == AugmentChoice::CropFlip) && self.augment != AugmentChoice::None {
+            let fix = if imagenet { "use crop-flip (or none)" } else { "crop-flip is ImageNet's (224 of 256²)" };
+            return err("augment", format!("is {} for {}: {fix}", self.augment, self.dataset));
+        }
+        Ok(())
+    }
 }
+
+/// A run-config field out of range: `field` and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` {}", self.field, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}

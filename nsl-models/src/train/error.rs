@@ -1,17 +1,41 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use super::ConfigError;
 use crate::checkpoint::CheckpointError;
 use crate::data::DataError;
 
-/// Why a run stopped. Every variant's message names the cause and what to do.
+/// Why a run did not start or stopped. Every message names the cause and what to do.
 #[derive(Debug)]
 pub enum TrainError {
-    /// The run config is invalid.
-    Config(String),
+    /// A config field is out of range.
+    Config(ConfigError),
+    /// The config asks for something this command does not do.
+    Unsupported(String),
     Data(DataError),
     Checkpoint(CheckpointError),
-    /// The loss became NaN or infinite.
+    /// A file of the run folder does not parse.
+    BadFile {
+        path: PathBuf,
+        problem: String,
+    },
+    /// `train` into a folder that holds a run, without `--resume`.
+    RunExists {
+        dir: PathBuf,
+        finished: bool,
+    },
+    /// `--resume` into a folder without a checkpoint.
+    NothingToResume {
+        dir: PathBuf,
+    },
+    /// `--resume` with a setting that would change the run (not one of [`super::RESUME_OVERRIDES`]).
+    ChangedOnResume {
+        checkpoint: PathBuf,
+        key: String,
+        saved: String,
+        asked: String,
+    },
+    /// A loss, regulariser or weight became NaN or infinite (`culprit` says which and where).
     NonFinite {
         step: u64,
         culprit: String,
@@ -26,21 +50,44 @@ pub enum TrainError {
 impl fmt::Display for TrainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TrainError::Config(msg) => write!(f, "invalid run config: {msg}"),
+            TrainError::Config(e) => write!(f, "invalid run config: {e}"),
+            TrainError::Unsupported(msg) => f.write_str(msg),
             TrainError::Data(e) => write!(f, "{e}"),
             TrainError::Checkpoint(e) => write!(f, "{e}"),
+            TrainError::BadFile { path, problem } => {
+                write!(f, "{} does not parse: {problem}. Fix or delete it.", path.display())
+            }
+            TrainError::RunExists { dir, finished } => write!(
+                f,
+                "{} already holds a{} run: continue it with --resume, or choose another --out (or delete the folder \
+                 to start over)",
+                dir.display(),
+                if *finished { " finished" } else { "n unfinished" }
+            ),
+            TrainError::NothingToResume { dir } => write!(
+                f,
+                "--resume: {} has no checkpoint.safetensors to continue from; drop --resume to start a new run there",
+                dir.display()
+            ),
+            TrainError::ChangedOnResume { checkpoint, key, saved, asked } => write!(
+                f,
+                "--resume: `{key}` is {saved} in the run of {} but {asked} was asked; only {} may change on resume. \
+                 Drop that setting, or start a new run with another --out",
+                checkpoint.display(),
+                super::RESUME_OVERRIDES.join(", ")
+            ),
             TrainError::NonFinite { step, culprit, last_checkpoint } => {
                 write!(f, "training diverged at step {step}: {culprit}. ")?;
                 match last_checkpoint {
                     Some((path, at)) => write!(
                         f,
-                        "The last good checkpoint is {} (step {at}); lower --lr and rerun with --resume.",
+                        "The last good checkpoint is {} (step {at}); rerun with --resume and a lower --lr.",
                         path.display()
                     ),
-                    None => write!(f, "No checkpoint was written yet; lower --lr and start again."),
+                    None => write!(f, "No checkpoint was written yet; start again with a lower --lr."),
                 }
             }
-            TrainError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            TrainError::Io { path, source } => write!(f, "{}: {}", path.display(), super::io_hint(source)),
         }
     }
 }
@@ -56,5 +103,11 @@ impl From<DataError> for TrainError {
 impl From<CheckpointError> for TrainError {
     fn from(e: CheckpointError) -> Self {
         TrainError::Checkpoint(e)
+    }
+}
+
+impl From<ConfigError> for TrainError {
+    fn from(e: ConfigError) -> Self {
+        TrainError::Config(e)
     }
 }
