@@ -5,10 +5,17 @@
 //! Tensor names: every parameter and buffer under its own name (`conv2_1.weight`,
 //! `conv2_1.bn.running_mean`, …), optimiser state under `optim.<param>.first|second`.
 //! `__metadata__` holds the training step and free-form strings (the run config).
+//!
+//! Layouts, for reading checkpoints elsewhere: all tensors are F32. A `k×k` convolution's
+//! `<layer>.weight` is `(k·k·C_in, C_out)`, row `(ky·k + kx)·C_in + c` (TensorFlow's HWIO
+//! flattened; PyTorch's `(C_out, C_in, k, k)` is `w.reshape(k, k, C_in, C_out).permute(3, 2, 0, 1)`).
+//! Fully connected layers are VALID convolutions over the whole map, so the same holds with `k`
+//! the map side. Batch norms hold `gamma`, `beta`, `running_mean`, `running_var` (`C` each) and
+//! `ema_count` (one value). Static DNS diagonals are `<layer>.sim.theta` (`k²`), UNS matrices
+//! `(k², k²)`. Activations are NHWC.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use nsl_core::nn::Layer;
@@ -104,7 +111,8 @@ pub fn save<B: Backend>(
             }
         }
     }
-    write_atomic(path, &serialize(tensors, &metadata))
+    crate::files::write_atomic(path, &serialize(tensors, &metadata))
+        .map_err(|source| CheckpointError::Io { path: path.into(), source })
 }
 
 /// The safetensors bytes of F32 `tensors` (name, shape, little-endian data) and `metadata`:
@@ -132,24 +140,18 @@ fn serialize(mut tensors: Vec<(String, Vec<usize>, Vec<u8>)>, metadata: &BTreeMa
     out
 }
 
-/// Write `data` to `path` through a temp file and a rename.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), CheckpointError> {
-    let io = |source| CheckpointError::Io { path: path.into(), source };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let written = std::fs::File::create(&tmp).and_then(|mut file| {
-        file.write_all(data)?;
-        file.sync_all()
-    });
-    match written.and_then(|()| std::fs::rename(&tmp, path)) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp); // a failed write leaves nothing behind
-            Err(io(e))
-        }
-    }
+/// The metadata of the checkpoint at `path` (the run config, the step), without its tensors.
+pub fn read_meta(path: &Path) -> Result<Meta, CheckpointError> {
+    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io { path: path.into(), source })?;
+    let corrupt = |reason: String| CheckpointError::Corrupt { path: path.into(), reason };
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let extra: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
+    let step = extra
+        .get("step")
+        .ok_or_else(|| corrupt("metadata has no `step`".into()))?
+        .parse()
+        .map_err(|_| corrupt("metadata `step` is not a number".into()))?;
+    Ok(Meta { step, extra })
 }
 
 /// Load `path` into `model` (every parameter and buffer must be present with its shape) and,

@@ -4,6 +4,7 @@ pub mod backend_choice;
 pub mod checkpoint;
 pub mod data;
 pub mod fewshot;
+pub mod files;
 pub mod nets;
 pub mod repro;
 pub mod train;

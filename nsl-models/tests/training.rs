@@ -303,3 +303,44 @@ fn similarity_variants_share_the_backbone_init_of_their_seed() {
         );
     }
 }
+
+#[test]
+fn identical_runs_write_identical_checkpoint_bytes() {
+    let be = Cpu::with_threads(2);
+    let (a, b) = (tempdir("bytes-a"), tempdir("bytes-b"));
+    for dir in [&a, &b] {
+        train(&be, &tiny("static-dns"), &opts(dir, false, None)).unwrap();
+    }
+    let read = |d: &Path| std::fs::read(d.join("checkpoint.safetensors")).unwrap();
+    assert!(read(&a) == read(&b), "two identical runs must write the same bytes");
+    // and the file is a valid safetensors file with the metadata
+    let bytes = read(&a);
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert!(file.tensor("conv0.weight").is_ok());
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    assert_eq!(header.metadata().as_ref().unwrap()["step"], "6");
+}
+
+#[test]
+fn a_failed_write_leaves_no_temp_file() {
+    let dir = tempdir("atomic");
+    let target = dir.join("occupied");
+    std::fs::create_dir(&target).unwrap(); // a folder where the file should go: the rename fails
+    std::fs::write(target.join("keep"), b"x").unwrap();
+    let err = nsl_models::files::write_atomic(&target, b"data").unwrap_err();
+    assert!(!dir.join("occupied.tmp").exists(), "{err}");
+    assert!(target.join("keep").exists());
+}
+
+#[test]
+fn summaries_round_trip_exactly() {
+    let be = Cpu::with_threads(1);
+    let dir = tempdir("summary-roundtrip");
+    let mut s = train(&be, &tiny("conv"), &opts(&dir, false, None)).unwrap();
+    // a measured rate whose shortest decimal form needs 17 digits to read back the same f64
+    s.train_images_per_second = 9947.272811253963; // read back as …964 without float_roundtrip
+    s.wall_seconds = 0.1 + 0.2;
+    let rd = RunDir::new(&*dir);
+    rd.write_summary(&s).unwrap();
+    assert_eq!(rd.read_summary(), Some(s));
+}

@@ -278,7 +278,16 @@ fn repro<B: nsl_core::Backend>(be: &B, job: Repro) -> Result<(), String> {
         missing,
         header.wall_seconds
     );
-    Ok(())
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| r.note.is_some())
+        .map(|r| format!("{} {} ({})", r.row.table, r.row.label, r.row.column))
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} rows could not run (the report says why): {}", failed.len(), failed.join("; ")))
+    }
 }
 
 fn main() -> ExitCode {

@@ -179,8 +179,11 @@ impl TrainArgs {
         let base = match (&self.config, self.resume) {
             (Some(path), _) => {
                 let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("--config {}: {}", path.display(), nsl_models::train::io_hint(&e)))?;
-                Some(RunConfig::from_toml(&text).map_err(|e| format!("--config {}: {}", path.display(), e.trim()))?)
+                    .map_err(|e| format!("--config {}: {}", path.display(), nsl_models::files::io_hint(&e)))?;
+                Some(
+                    RunConfig::from_user_toml(&text)
+                        .map_err(|e| format!("--config {}: {}", path.display(), e.trim()))?,
+                )
             }
             (None, true) => dir.read_config().map_err(|e| e.to_string())?,
             (None, false) => None,
@@ -361,7 +364,7 @@ type Restored<B> = (RunConfig, nsl_models::nets::Network<B>, Source, Meta);
 fn restore<B: Backend>(be: &B, path: &Path, data_dir: Option<String>) -> Result<Restored<B>, String> {
     let path = &checkpoint_file(path)?;
     let bytes = std::fs::read(path)
-        .map_err(|e| format!("checkpoint {}: {}", path.display(), nsl_models::train::io_hint(&e)))?;
+        .map_err(|e| format!("checkpoint {}: {}", path.display(), nsl_models::files::io_hint(&e)))?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| format!("checkpoint {} is truncated or not a safetensors file ({e})", path.display()))?;
     let text = header.metadata().as_ref().and_then(|m| m.get("config").cloned()).ok_or_else(|| {

@@ -99,7 +99,7 @@ pub fn load_split(dir: &Path, split: &str) -> Result<Split, DataError> {
         .collect();
     decoded.into_iter().collect::<Result<(), _>>()?; // the error of the first bad row, not of whichever thread failed first
     let split = Split { images, labels, wnids };
-    if let Err(e) = crate::checkpoint::write_atomic(&cache, &encode_cache(&split, fingerprint)) {
+    if let Err(e) = crate::files::write_atomic(&cache, &encode_cache(&split, fingerprint)) {
         eprintln!("note: could not cache decoded mini-ImageNet split ({e}); it will be decoded again next time");
     }
     Ok(split)

@@ -260,7 +260,7 @@ impl fmt::Display for DataError {
                 how_to_get(dataset)
             ),
             DataError::Invalid { data, problem } => write!(f, "{data}: {problem}"),
-            DataError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            DataError::Io { path, source } => write!(f, "{}: {}", path.display(), crate::files::io_hint(source)),
         }
     }
 }

@@ -77,6 +77,7 @@ pub fn run_fewshot_row<B: Backend>(be: &B, row: &Row, seed: u64, dir: &Path) -> 
     let Job::FewShot { pretrain: cfg, method, way, shot, queries, episodes, meta_steps, meta_batch } = &row.job else {
         return Err(format!("{} is not a few-shot row", row.label));
     };
+    cfg.validate().map_err(|e| format!("{}: invalid pretraining config: {e}", row.label))?;
     let started = Instant::now();
     let FewShotData { data, pretrain: base, meta: meta_classes, novel } = few_shot_data(cfg)?;
     // the MAML model meta-trains on the train split and is pretrained on it alone (the paper's
@@ -132,7 +133,8 @@ pub fn run_fewshot_row<B: Backend>(be: &B, row: &Row, seed: u64, dir: &Path) -> 
     };
     let ci = 100.0 * stats.ci95;
     let write = |name: &str, text: String| {
-        crate::checkpoint::write_atomic(&dir.join(name), text.as_bytes()).map_err(|e| e.to_string())
+        crate::files::write_atomic(&dir.join(name), text.as_bytes())
+            .map_err(|e| format!("{}: {}", dir.join(name).display(), crate::files::io_hint(&e)))
     };
     write("ci95.txt", format!("{ci}\n"))?;
     write("episodes.json", serde_json::to_string(&stats.accuracies).expect("json"))?;

@@ -143,12 +143,12 @@ impl Row {
         match &self.job {
             Job::Train(c) => {
                 let c = RunConfig { seed, ..c.clone() };
-                format!("{}-{}-{}-{:08x}", c.dataset, c.network, c.similarity, fnv1a(&c.to_toml()))
+                format!("{}-{}-{}-{:08x}", c.dataset, c.network, c.similarity, fnv1a(&c.id_toml()))
             }
             Job::FewShot { pretrain, method, way, shot, queries, episodes, meta_steps, meta_batch } => {
                 let mut key = format!(
                     "{}{method:?}{way}{shot}{queries}{episodes}",
-                    RunConfig { seed, ..pretrain.clone() }.to_toml()
+                    RunConfig { seed, ..pretrain.clone() }.id_toml()
                 );
                 // the MAML schedule joins the key only where it differs from the smoke one, so
                 // the ids (and finished runs) from before it was configurable stay valid

@@ -198,7 +198,7 @@ pub fn write_report(out: &Path, header: &ReportHeader, results: &[RowResult]) ->
         }
     }
     let path = out.join("report.md");
-    crate::checkpoint::write_atomic(&path, md.as_bytes()).map_err(|e| std::io::Error::other(e.to_string()))?;
+    crate::files::write_atomic(&path, md.as_bytes())?;
     Ok(path)
 }
 

@@ -11,29 +11,19 @@ use crate::nets::{SharedBnStats, SimilarityChoice};
 /// The reference code's batch-norm EMA decay.
 pub const CODE_BN_DECAY: f32 = 0.999;
 
-// Fields added after runs were first made are left out of the TOML at their old value, so the
-// ids of those runs (a hash of the TOML) stay the same; a TOML without them reads that value.
-fn is_zero(v: &u64) -> bool {
-    *v == 0
-}
+// Fields added after runs were first made: a run file without them means their value of that
+// time (the field-level defaults below), and the run id leaves them out at that value
+// ([`RunConfig::id_toml`]), so the ids of older runs stay the same.
 fn code_bn_decay() -> f32 {
     CODE_BN_DECAY
-}
-fn is_code_bn_decay(v: &f32) -> bool {
-    *v == CODE_BN_DECAY
 }
 fn yes() -> bool {
     true
 }
-fn is_true(v: &bool) -> bool {
-    *v
-}
-fn is_default<T: Default + PartialEq>(v: &T) -> bool {
-    *v == T::default()
-}
-fn is_zero_usize(v: &usize) -> bool {
-    *v == 0
-}
+
+/// The fields added after the first runs were made (see [`RunConfig::id_toml`]). `None`-valued
+/// options never appear in TOML, so `weight_decay`, `bn_eps` and `predictor_hidden` need no line.
+const LATER_FIELDS: [&str; 5] = ["warmup", "bn_decay", "uns_identity", "shared_bn_stats", "hidden_fc"];
 
 /// Everything that determines a run. With the same config, seed and thread count the CPU
 /// backend reproduces a run bit for bit. A TOML file may give any subset of the fields; the
@@ -66,7 +56,7 @@ pub struct RunConfig {
     /// Linear LR warm-up over the first `warmup` iterations, `lr·(t+1)/warmup` (0 = none, the
     /// reference code). On Fashion-MNIST the code's lr 0.1 from step 0 wrecks CNN-9 in one step,
     /// so the real tier warms up over 500 iterations (README, "Faithfulness and choices").
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default)]
     pub warmup: u64,
     /// Evaluate on the test set every this many iterations (and after the last).
     pub eval_every: u64,
@@ -84,7 +74,7 @@ pub struct RunConfig {
     /// (code: 0.999, a ~1,000-step time constant). Training is the same for any value; only
     /// the statistics evaluation reads change. Runs much shorter than `1/(1−d)` read their
     /// evaluations from statistics still dominated by early steps: `nsl train` warns.
-    #[serde(default = "code_bn_decay", skip_serializing_if = "is_code_bn_decay")]
+    #[serde(default = "code_bn_decay")]
     pub bn_decay: f32,
     /// ℓ1 on static similarity parameters (paper §3.4; 0 = off).
     pub l1: f32,
@@ -92,28 +82,28 @@ pub struct RunConfig {
     /// value, 5e-4 for CNN-9, CNN-9++ and the SphereNet-9 family (the reference code's CIFAR
     /// value; static UNS keeps its 5e-3, SphereConvs none), 1e-4 for CNN-10 (DCNets' ImageNet
     /// value, spec §5.5 \[ASSUMPTION\]), 0 for CNN-4.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub weight_decay: Option<f32>,
     /// Batch-norm ε of the network. Unset: its own (1e-3, the TF code's, for the CIFAR and
     /// ImageNet networks; 1e-5, PyTorch's, for the few-shot CNN-4).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub bn_eps: Option<f32>,
     /// Hidden width of the DNS predictor (UNS: twice). Unset: 64, the code's (Table 5's CNN-10
     /// weight count agrees; its appendix says 32).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub predictor_hidden: Option<usize>,
     /// Dynamic UNS adds `I` to the predicted matrix (the code, the default) or not (the paper's
     /// appendix).
-    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    #[serde(default = "yes")]
     pub uns_identity: bool,
     /// Running statistics of the shared predictor trunk (Table 3): `per-layer` (each layer its
     /// own, as each trains on its own batch statistics) or `pooled` (one set for all layers, as
     /// a TF graph reusing one BN layer would keep).
-    #[serde(default, skip_serializing_if = "is_default")]
+    #[serde(default)]
     pub shared_bn_stats: SharedBnStats,
     /// CNN-9's hidden fully connected layer before the classifier: 0 (the code) or the paper's
     /// Table 7 width, 256.
-    #[serde(default, skip_serializing_if = "is_zero_usize")]
+    #[serde(default)]
     pub hidden_fc: usize,
     /// Initial γ of the dynamic DNS predictor's output BN: 1 = the reference code, 0 = zero-init
     /// residual (`M` starts at exactly `I`; see `Network::set_predictor_output_gamma`). Smoke runs
@@ -205,13 +195,33 @@ impl RunConfig {
         let ramp = if step < self.warmup { (step + 1) as f32 / self.warmup as f32 } else { 1.0 };
         self.lr * self.lr_decay.powi(passed as i32) * ramp
     }
-    /// Parse a TOML run file (fields it leaves out take [`RunConfig::default`]'s values).
+    /// Parse a run's TOML file as nsl writes it (`config.toml`, a checkpoint's metadata): every
+    /// field is there, except in files from before a field existed, which mean its value of
+    /// that time.
     pub fn from_toml(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| e.to_string())
     }
-    /// Render as TOML.
+    /// Parse a TOML file a user wrote (`nsl train --config`): the fields it leaves out take
+    /// [`RunConfig::default`]'s values, so an empty file is a bare `nsl train`. A complete file
+    /// (a run's `config.toml`) reads the same as with [`RunConfig::from_toml`].
+    pub fn from_user_toml(text: &str) -> Result<Self, String> {
+        let user: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut table = toml::Table::try_from(RunConfig::default()).expect("a run config serialises");
+        table.extend(user);
+        table.try_into().map_err(|e: toml::de::Error| e.to_string())
+    }
+    /// Render every field as TOML (what `config.toml` and checkpoints hold).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a run config serialises")
+    }
+    /// The TOML a run id hashes: [`RunConfig::to_toml`] without the lines of fields that are at
+    /// the value they had before they existed, so runs made before a field was added keep
+    /// their folders.
+    pub fn id_toml(&self) -> String {
+        let legacy = RunConfig::code_cifar().to_toml();
+        let legacy: Vec<&str> =
+            legacy.lines().filter(|l| LATER_FIELDS.iter().any(|f| l.starts_with(&format!("{f} = ")))).collect();
+        self.to_toml().lines().filter(|l| !legacy.contains(l)).map(|l| format!("{l}\n")).collect()
     }
 
     /// Check every field against its range and the fields against each other, so a run that

@@ -87,7 +87,7 @@ impl fmt::Display for TrainError {
                     None => write!(f, "No checkpoint was written yet; start again with a lower --lr."),
                 }
             }
-            TrainError::Io { path, source } => write!(f, "{}: {}", path.display(), super::io_hint(source)),
+            TrainError::Io { path, source } => write!(f, "{}: {}", path.display(), crate::files::io_hint(source)),
         }
     }
 }

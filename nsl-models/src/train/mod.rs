@@ -20,18 +20,3 @@ pub use error::TrainError;
 pub use evaluate::{count_top_k, evaluate, Accuracy};
 pub use run::{first_non_finite, train, Resume, RunOptions, RESUME_OVERRIDES};
 pub use run_dir::{MetricsLog, RunDir, RunSummary};
-
-/// An I/O error in words that say what to do about it.
-pub fn io_hint(e: &std::io::Error) -> String {
-    use std::io::ErrorKind as K;
-    match e.kind() {
-        K::NotFound => "not found: check the path".into(),
-        K::PermissionDenied => "permission denied: choose a path you can write to (e.g. under your home folder)".into(),
-        K::AlreadyExists => "already exists: choose another path or remove it".into(),
-        K::StorageFull => "the disk is full: free some space or write somewhere else".into(),
-        K::IsADirectory => "is a folder, where a file was expected: give the file inside it".into(),
-        K::NotADirectory => "part of the path is a file, where a folder was expected: choose another path".into(),
-        K::ReadOnlyFilesystem => "the file system is read-only: write somewhere else".into(),
-        _ => e.to_string(),
-    }
-}

@@ -128,13 +128,16 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
     let mut best = (0.0f32, 0u64);
     let mut resumed_from = None;
     if resume {
-        let meta = checkpoint::load(be, &ckpt_path, &mut net, Some(&mut opt))?;
-        let saved = meta.extra.get("config").map(|t| RunConfig::from_toml(t)).transpose().map_err(|problem| {
-            TrainError::BadFile { path: ckpt_path.clone(), problem: format!("its run config: {problem}") }
+        // the run's settings first, so a changed one is named rather than a tensor that misfits
+        let saved = checkpoint::read_meta(&ckpt_path)?.extra.get("config").map(|t| RunConfig::from_toml(t)).transpose();
+        let saved = saved.map_err(|problem| TrainError::BadFile {
+            path: ckpt_path.clone(),
+            problem: format!("its run config: {problem}"),
         })?;
         if let Some((key, saved, asked)) = saved.and_then(|saved| changed_key(&saved, cfg)) {
             return Err(TrainError::ChangedOnResume { checkpoint: ckpt_path, key, saved, asked });
         }
+        let meta = checkpoint::load(be, &ckpt_path, &mut net, Some(&mut opt))?;
         if let Some(culprit) = first_non_finite(be, &mut net) {
             return Err(TrainError::NonFinite {
                 step: meta.step,
@@ -243,19 +246,9 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
             last_saved = Some((ckpt_path.clone(), step));
         }
         let elapsed = loop_start.elapsed().as_secs_f64().max(1e-9);
-        let rate = images as f64 / elapsed;
         let eta = (stop - step) as f64 * elapsed / (step - first) as f64;
-        let test = if final_acc.is_finite() {
-            format!("{:.1}% (best {:.1}%)", 100.0 * final_acc, 100.0 * best.0)
-        } else {
-            "—".into()
-        };
         bar.set_position(step);
-        bar.set_message(format!(
-            "loss {loss:.3} acc {:.1}% test {test} {rate:.0} img/s eta {}",
-            100.0 * train_acc,
-            indicatif::HumanDuration(std::time::Duration::from_secs_f64(eta))
-        ));
+        bar.set_message(progress_message(loss, train_acc, (final_acc, best.0), images as f64 / elapsed, eta));
     }
     bar.finish();
     let summary = RunSummary {
@@ -281,6 +274,15 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
     Ok(summary)
 }
 
+/// The progress bar's text after a step: the batch's loss and accuracy, the last test accuracy
+/// (— before the first evaluation), throughput and the time left.
+fn progress_message(loss: f32, train_acc: f32, (test, best): (f32, f32), rate: f64, eta_seconds: f64) -> String {
+    let test =
+        if test.is_finite() { format!("{:.1}% (best {:.1}%)", 100.0 * test, 100.0 * best) } else { "—".into() };
+    let eta = indicatif::HumanDuration(std::time::Duration::from_secs_f64(eta_seconds.max(0.0)));
+    format!("loss {loss:.3} acc {:.1}% test {test} {rate:.0} img/s eta {eta}", 100.0 * train_acc)
+}
+
 fn log_eval(cfg: &RunConfig, step: u64, loss: f32, acc: f32, best: f32) {
     eprintln!(
         "{} {} step {step}/{}: loss {loss:.4}, test {:.2}% (best {:.2}%)",
@@ -290,4 +292,30 @@ fn log_eval(cfg: &RunConfig, step: u64, loss: f32, acc: f32, best: f32) {
         100.0 * acc,
         100.0 * best
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bar_shows_no_test_accuracy_before_the_first_evaluation() {
+        let before = progress_message(2.3, 0.1, (f32::NAN, 0.0), 512.0, 90.0);
+        assert!(before.contains("test —") && !before.contains("0.0%)") && before.contains("eta 2 minutes"), "{before}");
+        let after = progress_message(0.3, 0.9, (0.875, 0.9), 512.0, 5.0);
+        assert!(after.contains("test 87.5% (best 90.0%)") && after.contains("eta 5 seconds"), "{after}");
+    }
+
+    #[test]
+    fn only_the_safe_settings_may_change_on_resume() {
+        let saved = RunConfig::default();
+        let longer =
+            RunConfig { iterations: 5_000, lr: 0.01, milestones: vec![4_000], eval_every: 50, ..saved.clone() };
+        assert_eq!(changed_key(&saved, &longer), None);
+        let wider = RunConfig { width: 0.5, ..saved.clone() };
+        let (key, was, asked) = changed_key(&saved, &wider).unwrap();
+        assert_eq!((key.as_str(), was.as_str(), asked.as_str()), ("width", "1.0", "0.5"));
+        let other_seed = RunConfig { seed: 3, ..saved.clone() };
+        assert_eq!(changed_key(&saved, &other_seed).unwrap().0, "seed");
+    }
 }

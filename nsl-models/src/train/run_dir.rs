@@ -9,7 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use super::metrics::{to_line, Metrics};
 use super::{RunConfig, TrainError};
-use crate::checkpoint;
+use crate::files::write_atomic;
+
+/// [`write_atomic`], its error naming the file.
+fn write(path: &Path, data: &[u8]) -> Result<(), TrainError> {
+    write_atomic(path, data).map_err(|source| TrainError::Io { path: path.into(), source })
+}
 
 /// What a finished (or stopped) run reports; also written to `summary.json`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -92,7 +97,7 @@ impl RunDir {
     }
     /// Write `config.toml` atomically.
     pub fn write_config(&self, cfg: &RunConfig) -> Result<(), TrainError> {
-        Ok(checkpoint::write_atomic(&self.config_path(), cfg.to_toml().as_bytes())?)
+        write(&self.config_path(), cfg.to_toml().as_bytes())
     }
 
     /// The summary a finished run wrote, if there is a readable one.
@@ -103,7 +108,7 @@ impl RunDir {
     /// Write `summary.json` atomically.
     pub fn write_summary(&self, summary: &RunSummary) -> Result<(), TrainError> {
         let json = serde_json::to_string_pretty(summary).expect("a summary serialises");
-        Ok(checkpoint::write_atomic(&self.summary_path(), json.as_bytes())?)
+        write(&self.summary_path(), json.as_bytes())
     }
     /// Remove `summary.json` (a run that continues is no longer finished).
     pub fn clear_summary(&self) -> Result<(), TrainError> {
@@ -125,7 +130,7 @@ impl RunDir {
         let path = self.metrics_path();
         std::fs::create_dir_all(&self.dir).map_err(|source| TrainError::Io { path: self.dir.clone(), source })?;
         let kept = keep_up_to.map(|step| Metrics::text_up_to(&path, step)).unwrap_or_default();
-        checkpoint::write_atomic(&path, kept.as_bytes())?;
+        write(&path, kept.as_bytes())?;
         let file = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
