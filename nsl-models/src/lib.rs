@@ -2,6 +2,7 @@
 
 pub mod backend_choice;
 pub mod checkpoint;
+pub mod cli;
 pub mod data;
 pub mod fewshot;
 pub mod files;

@@ -270,3 +270,46 @@ fn fetch_links_the_debian_files_once_and_replaces_a_corrupt_copy() {
     let (train, test) = fashion_mnist::load(&root).unwrap();
     assert_eq!((train.len(), test.len()), (60_000, 10_000));
 }
+
+#[test]
+fn eval_reads_only_the_test_split() {
+    if real_files().is_none() {
+        return;
+    }
+    let dir = common::TestDir::new("fmnist-eval-test-only");
+    let cfg = RunConfig {
+        dataset: "fashion-mnist".parse().unwrap(),
+        data_dir: "no-such-folder".into(),
+        width: 0.125,
+        iterations: 2,
+        warmup: 0,
+        milestones: vec![],
+        eval_every: 2,
+        checkpoint_every: 2,
+        ..RunConfig::default()
+    };
+    let run = dir.join("run");
+    let opts =
+        RunOptions { out_dir: run.clone(), resume: nsl_models::train::Resume::No, progress: false, stop_at: None };
+    let summary = train(&Cpu::with_threads(2), &cfg, &opts).unwrap();
+    // a data folder holding the test files only
+    let only_test = dir.join("data").join("fashion-mnist");
+    std::fs::create_dir_all(&only_test).unwrap();
+    for f in &FILES[2..] {
+        let src = fashion_mnist::file_in(Path::new(fashion_mnist::DEBIAN_DIR), f);
+        std::fs::copy(&src, only_test.join(src.file_name().unwrap())).unwrap();
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nsl"))
+        .args(["--threads", "2", "eval"])
+        .arg(&run)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains(&format!("{:.2}%", 100.0 * summary.final_test_acc)) && text.contains("10000 images"),
+        "{text}"
+    );
+}

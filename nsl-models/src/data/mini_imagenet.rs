@@ -172,7 +172,7 @@ fn read_cache(path: &Path, fingerprint: u64) -> Option<Split> {
         .map(|_| take(1).and_then(|len| take(usize::from(len[0]))).map(|w| String::from_utf8_lossy(w).into_owned()))
         .collect::<Option<Vec<_>>>()?;
     let n = usize::try_from(n).ok()?;
-    let labels: Vec<u16> = take(2 * n)?.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
+    let labels: Vec<u16> = take(n.checked_mul(2)?)?.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
     let whole = rest.len() == n.checked_mul(IMAGE_BYTES)? && labels.iter().all(|&l| usize::from(l) < wnids.len());
     let header = bytes.len() - rest.len();
     bytes.drain(..header); // the pixels stay where they were read, without a second 1 GB copy

@@ -297,6 +297,14 @@ impl RunConfig {
                     .into(),
             );
         }
+        if self.normalize == NormalizeChoice::ImagenetMean
+            && matches!(self.dataset, DatasetChoice::FashionMnist | DatasetChoice::FashionMnistEmbedded)
+        {
+            return err(
+                "normalize",
+                format!("is imagenet-mean, the ImageNet RGB mean, but {} images have one channel", self.dataset),
+            );
+        }
         let imagenet = self.dataset == DatasetChoice::Imagenet;
         if imagenet != (self.augment == AugmentChoice::CropFlip) && self.augment != AugmentChoice::None {
             let fix = if imagenet { "use crop-flip (or none)" } else { "crop-flip is ImageNet's (224 of 256²)" };
