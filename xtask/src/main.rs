@@ -270,12 +270,14 @@ fn repro<B: nsl_core::Backend>(be: &B, job: Repro) -> Result<(), String> {
     };
     let path = write_report(&out, &header, &results).map_err(|e| format!("{}: {e}", out.display()))?;
     let missing = results.iter().filter(|r| r.note.is_some()).count();
+    let pending = results.iter().filter(|r| r.note.is_none() && r.values.is_empty()).count();
     println!("\n{}", summary_table(&results));
     eprintln!(
-        "\nreport: {} ({} rows, {} without a number, {:.0} s)",
+        "\nreport: {} ({} rows, {} could not run, {} not run yet, {:.0} s)",
         path.display(),
         results.len(),
         missing,
+        pending,
         header.wall_seconds
     );
     let failed: Vec<String> = results
