@@ -79,7 +79,7 @@ pub mod tensor;
 
 pub use backend::{AdamStep, Backend, BatchNormDims, CrossEntropy, Gemm, Map, SgdStep};
 pub use geometry::Window;
-pub use param::Param;
+pub use param::{Param, Role};
 pub use rng::Rng;
 pub use similarity::Similarity;
 pub use tensor::Tensor;

@@ -2,6 +2,33 @@
 
 use crate::{Backend, Gemm, Map, Tensor};
 
+/// What a parameter is: code that treats kinds of parameters differently (ℓ1 on similarities,
+/// few-shot adaptation, parameter counts, the predictors' output scale) asks this, never the
+/// name, which is only the checkpoint key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A convolution's or fully connected layer's kernel (predictors' included).
+    Weight,
+    /// The parameters `θ` of a static similarity `M_s(θ)` (a DNS diagonal, a UNS matrix, a
+    /// Cholesky factor) or of a global similarity mask.
+    Similarity,
+    /// The joint kernel shape's `D_r` (trained by a straight-through estimator).
+    ShapeMask,
+    /// A batch norm's `γ`; `predictor_output` marks the `γ` of a dynamic predictor's output batch
+    /// norm, whose start sets how far `M` begins from `I`.
+    BnScale {
+        predictor_output: bool,
+    },
+    /// A batch norm's `β`.
+    BnShift,
+    /// Batch-norm running statistics (buffers).
+    RunningMean,
+    RunningVar,
+    EmaCount,
+    /// Self-attention's mixing weight `γ`.
+    AttentionScale,
+}
+
 /// A learnable tensor (or a non-learnable buffer such as batch-norm running statistics).
 ///
 /// Regularisation is per parameter, as in the reference code:
@@ -9,8 +36,9 @@ use crate::{Backend, Gemm, Map, Tensor};
 /// `μ·‖w‖₁` (paper §3.4) and an optional orthogonality term `c/2·‖WᵀW − I‖²_F` with `W` the
 /// value viewed as `[rows, cols]` (SphereNet, spec §3.6).
 pub struct Param<B: Backend> {
-    /// Hierarchical name, e.g. `conv2_1.sim.mask`; used in checkpoints.
+    /// Hierarchical name, e.g. `conv2_1.sim.mask`: the checkpoint key.
     pub name: String,
+    pub role: Role,
     pub value: Tensor<B>,
     /// Same shape as `value` when trainable, empty for buffers.
     pub grad: Tensor<B>,
@@ -24,10 +52,11 @@ pub struct Param<B: Backend> {
 
 impl<B: Backend> Param<B> {
     /// A trainable parameter with zero gradient and no regularisation.
-    pub fn new(be: &B, name: impl Into<String>, value: Tensor<B>) -> Self {
+    pub fn new(be: &B, name: impl Into<String>, role: Role, value: Tensor<B>) -> Self {
         let grad = value.zeros_like(be);
         Param {
             name: name.into(),
+            role,
             value,
             grad,
             trainable: true,
@@ -38,9 +67,10 @@ impl<B: Backend> Param<B> {
         }
     }
     /// A non-trainable buffer (saved in checkpoints, never updated by an optimiser).
-    pub fn buffer(be: &B, name: impl Into<String>, value: Tensor<B>) -> Self {
+    pub fn buffer(be: &B, name: impl Into<String>, role: Role, value: Tensor<B>) -> Self {
         Param {
             name: name.into(),
+            role,
             value,
             grad: Tensor::zeros(be, &[0]),
             trainable: false,

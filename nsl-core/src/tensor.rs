@@ -65,9 +65,29 @@ impl<B: Backend> Tensor<B> {
     pub fn to_vec(&self, be: &B) -> Vec<f32> {
         be.download(&self.buf)
     }
-    /// Download as an `ndarray` array of the same shape.
+    /// Download as an `ndarray` array of the same shape (row-major; an NHWC activation is
+    /// `[batch, height, width, channels]`, a convolution kernel `[k·k·C_in, C_out]`).
+    ///
+    /// ```
+    /// use nsl_core::Tensor;
+    /// let be = nsl_cpu::Cpu::with_threads(1);
+    /// let t = Tensor::from_vec(&be, &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    /// let a = t.to_ndarray(&be);
+    /// assert_eq!(a[[1, 0]], 4.0);
+    /// assert_eq!(Tensor::from_ndarray(&be, &a).to_vec(&be), t.to_vec(&be));
+    /// ```
     pub fn to_ndarray(&self, be: &B) -> ndarray::ArrayD<f32> {
         ndarray::ArrayD::from_shape_vec(self.shape.clone(), self.to_vec(be)).expect("shape matches length")
+    }
+    /// Upload an `ndarray` array of any dimension and memory layout (read in logical,
+    /// row-major order), keeping its shape: how host data in the ecosystem's array type enters
+    /// a backend.
+    pub fn from_ndarray<D: ndarray::Dimension>(
+        be: &B,
+        array: &ndarray::ArrayBase<impl ndarray::Data<Elem = f32>, D>,
+    ) -> Self {
+        let values: Vec<f32> = array.iter().copied().collect();
+        Tensor::from_vec(be, array.shape(), &values)
     }
     /// The shape.
     pub fn shape(&self) -> &[usize] {

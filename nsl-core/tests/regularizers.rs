@@ -4,7 +4,7 @@ use nsl_core::{Param, Rng, Tensor};
 use nsl_cpu::Cpu;
 
 fn penalty(be: &Cpu, v: &[f32], l1: f32, orth: f32) -> (f64, Vec<f32>) {
-    let mut p = Param::new(be, "w", Tensor::from_vec(be, &[4, 3], v));
+    let mut p = Param::new(be, "w", nsl_core::Role::Weight, Tensor::from_vec(be, &[4, 3], v));
     p.l1 = l1;
     p.orthogonality = orth;
     let value = p.add_regularizer_grads(be) as f64;
@@ -37,7 +37,7 @@ fn l1_and_orthogonality_match_finite_differences() {
 fn orthogonality_penalty_value_by_hand() {
     // W = [[1,0],[0,2]]: WᵀW − I = diag(0, 3); c/2·‖·‖² = 0.5·9·c.
     let be = Cpu::new();
-    let mut p = Param::new(&be, "w", Tensor::from_vec(&be, &[2, 2], &[1.0, 0.0, 0.0, 2.0]));
+    let mut p = Param::new(&be, "w", nsl_core::Role::Weight, Tensor::from_vec(&be, &[2, 2], &[1.0, 0.0, 0.0, 2.0]));
     p.orthogonality = 2.0;
     assert!((p.add_regularizer_grads(&be) - 9.0).abs() < 1e-6);
     // grad = 2c·W(WᵀW − I) = 4·[[0,0],[0,6]]

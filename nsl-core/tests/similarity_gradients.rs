@@ -115,7 +115,7 @@ fn dynamic_unconstrained() {
 fn kernel_shape_over_static_and_dynamic() {
     let be = Cpu::new();
     // D_r's gradient is straight-through by design; checked separately below.
-    let cfg = GradCheck { skip: vec!["d_r".into()], ..cfg() };
+    let cfg = GradCheck { skip: vec![nsl_core::Role::ShapeMask], ..cfg() };
     let mut rng = Rng::new(5);
     let mut ks = KernelShape::code_default(&be, "ks", 9, perturbed(&be, Diagonal::new(DiagonalInit::Ones), 4));
     // switch two taps off so the mask matters

@@ -115,3 +115,18 @@ fn kernel_shape_mask_gradient_is_straight_through() {
         assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{a:?} vs {b:?}");
     }
 }
+
+#[test]
+fn tensors_round_trip_through_ndarray_in_any_layout() {
+    let be = nsl_cpu::Cpu::with_threads(1);
+    let a = ndarray::Array::from_shape_fn((2, 3, 4), |(i, j, k)| (i * 100 + j * 10 + k) as f32);
+    let t = nsl_core::Tensor::from_ndarray(&be, &a);
+    assert_eq!(t.shape(), &[2, 3, 4]);
+    assert_eq!(t.to_ndarray(&be), a.clone().into_dyn());
+    // a transposed view is read in its logical order, not its memory order
+    let transposed = a.view().reversed_axes();
+    let t = nsl_core::Tensor::from_ndarray(&be, &transposed);
+    assert_eq!(t.shape(), &[4, 3, 2]);
+    assert_eq!(t.to_ndarray(&be), transposed.to_owned().into_dyn());
+    assert_eq!(t.to_vec(&be)[1], 100.0, "element [0, 0, 1] of the transposed view is a[1, 0, 0]");
+}

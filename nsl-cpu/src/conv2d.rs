@@ -23,14 +23,13 @@
 //! threads. `dP`'s elements, and those of the forward except the in-place scaled one, are each
 //! one sequential chain over the inner dimension, so they equal the unfused path's bit for bit.
 
-use std::cell::RefCell;
-
 use nsl_core::Window;
 use rayon::prelude::*;
 
 use crate::conv::{col2im_add_rows, im2col_rows, pad_map, padded_size, patch_dots_rows};
 use crate::gemm::kernels::Kernels;
 use crate::gemm::{OuterPlan, PackedB};
+use crate::par::{backward_tasks, with_scratch, MAX_BACKWARD_TASKS, PAR_MIN_FLOPS};
 use crate::winograd;
 use crate::{elementwise, Cpu, CpuBuf};
 
@@ -38,8 +37,6 @@ use crate::{elementwise, Cpu, CpuBuf};
 const TILE_ELEMS: usize = 1 << 15;
 /// Bounds on the rows of a tile.
 const TILE_ROWS: (usize, usize) = (16, 1024);
-/// Most backward tasks (each holds a private copy of `dw`).
-pub(crate) const MAX_BACKWARD_TASKS: usize = 8;
 /// Narrowest output map for the im2col-free forward: it runs register tiles along one output
 /// row, and on narrower maps the short leftover tiles cost more than gathering (measured:
 /// faster from 16 columns, slower at 8).
@@ -49,35 +46,6 @@ const PADDED_MIN_WO: usize = 16;
 /// cost more (measured on CNN-9's layers, in-place vs gathered: 32→32 on 32×32 about 30%
 /// faster, 32→64 and 64→64 on 16×16 15–20% slower).
 const SCALED_PADDED_MIN_WO: usize = 32;
-/// Flops (rows·k²c·n) below which a call stays on the calling thread.
-pub(crate) const PAR_MIN_FLOPS: usize = 1 << 20;
-
-thread_local! {
-    /// Per-thread scratch for tiles, grown on demand and kept (rayon's workers live on).
-    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// `f` on `len` values of this thread's scratch (stale contents).
-pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < len {
-            s.resize(len, 0.0);
-        }
-        f(&mut s[..len])
-    })
-}
-
-/// `(images per task, tasks)` of a backward over `batch` images and `flops` multiply-adds:
-/// at most `max_tasks` (each holds a private copy of the weight gradient), none smaller than
-/// [`PAR_MIN_FLOPS`]. It depends on the problem only, never on the thread count, so summing
-/// per-task partials in task order is reproducible.
-pub(crate) fn backward_tasks(batch: usize, flops: usize, max_tasks: usize) -> (usize, usize) {
-    let tasks = batch.min(max_tasks).min(flops.div_ceil(PAR_MIN_FLOPS)).max(1);
-    let imgs = batch.div_ceil(tasks);
-    (imgs, batch.div_ceil(imgs))
-}
-
 /// Rows per tile for patches of `pl` values.
 fn tile_rows(pl: usize) -> usize {
     (TILE_ELEMS / pl.max(1)).clamp(TILE_ROWS.0, TILE_ROWS.1)

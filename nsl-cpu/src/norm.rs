@@ -136,18 +136,35 @@ fn inv_std(var: &[f32], eps: f32) -> Vec<f64> {
     var.iter().map(|&v| 1.0 / (v as f64 + eps as f64).sqrt()).collect()
 }
 
-/// `y = x·scale + shift` per channel, then `max(y, 0)` with `relu`, rows in parallel.
+/// `y = (x − μ)·scale + β` per channel, then `max(y, 0)` with `relu`, rows in parallel.
+/// (Centring before scaling keeps `y` accurate when `σ` is tiny and `|μ|` is not: the folded
+/// `x·scale + (β − μ·scale)` loses `|μ|·scale·2⁻²⁴` to cancellation.)
 #[allow(clippy::too_many_arguments)]
-fn affine_rows(cpu: &Cpu, d: &BatchNormDims, x: &[f32], scale: &[f32], shift: &[f32], relu: bool, y: &mut [f32]) {
+fn affine_rows(
+    cpu: &Cpu,
+    d: &BatchNormDims,
+    x: &[f32],
+    mean: &[f32],
+    scale: &[f32],
+    beta: &[f32],
+    relu: bool,
+    y: &mut [f32],
+) {
     let c = d.c;
     par::rows_mut(cpu, &mut y[..d.rows * c], c, d.rows * c, |r0, out| {
         for (yr, xr) in out.chunks_exact_mut(c).zip(x[r0 * c..].chunks_exact(c)) {
-            for (((y, x), s), t) in yr.iter_mut().zip(xr).zip(scale).zip(shift) {
-                let v = x * s + t;
+            for ((y, &x), ((&m, &s), &b)) in yr.iter_mut().zip(xr).zip(mean.iter().zip(scale).zip(beta)) {
+                let v = bn_affine(x, m, s, b);
                 *y = if relu { v.max(0.0) } else { v };
             }
         }
     });
+}
+
+/// One normalised value, `(x − μ)·scale + β`, the same expression in forward and backward.
+#[inline(always)]
+fn bn_affine(x: f32, mean: f32, scale: f32, beta: f32) -> f32 {
+    (x - mean) * scale + beta
 }
 
 /// `dy` where the ReLU's input `y` (and so its output) is positive, else `+0` (as
@@ -157,11 +174,9 @@ fn relu_masked(dy: f32, y: f32) -> f32 {
     f32::from_bits(dy.to_bits() & ((y > 0.0) as u32).wrapping_neg())
 }
 
-/// Per-channel `scale = γ/σ`, `shift = β − μ·γ/σ`.
-fn scale_shift(gamma: &[f32], beta: &[f32], mean: &[f32], inv: &[f64]) -> (Vec<f32>, Vec<f32>) {
-    let scale: Vec<f64> = gamma.iter().zip(inv).map(|(&g, &i)| g as f64 * i).collect();
-    let shift = beta.iter().zip(mean).zip(&scale).map(|((&b, &m), &s)| (b as f64 - m as f64 * s) as f32).collect();
-    (scale.iter().map(|&s| s as f32).collect(), shift)
+/// Per-channel `scale = γ/σ`.
+fn scale(gamma: &[f32], inv: &[f64]) -> Vec<f32> {
+    gamma.iter().zip(inv).map(|(&g, &i)| (g as f64 * i) as f32).collect()
 }
 
 /// See [`nsl_core::Backend::batch_norm_train`] (and, with `relu`,
@@ -200,8 +215,7 @@ pub(crate) fn batch_norm_train(
         var[ch] = ((s2[ch] * inv_rows - m * m).max(0.0)) as f32;
     }
     let inv = inv_std(&var[..c], d.eps);
-    let (scale, shift) = scale_shift(&gamma[..c], &beta[..c], &mean[..c], &inv);
-    affine_rows(cpu, d, x, &scale, &shift, relu, y);
+    affine_rows(cpu, d, x, &mean[..c], &scale(&gamma[..c], &inv), &beta[..c], relu, y);
 }
 
 /// See [`nsl_core::Backend::batch_norm_eval`] (with `relu`, `batch_norm_relu_eval`).
@@ -219,14 +233,13 @@ pub(crate) fn batch_norm_eval(
 ) {
     let c = d.c;
     let inv = inv_std(&var[..c], d.eps);
-    let (scale, shift) = scale_shift(&gamma[..c], &beta[..c], &mean[..c], &inv);
-    affine_rows(cpu, d, &x[..d.rows * c], &scale, &shift, relu, y);
+    affine_rows(cpu, d, &x[..d.rows * c], &mean[..c], &scale(&gamma[..c], &inv), &beta[..c], relu, y);
 }
 
 /// See [`nsl_core::Backend::batch_norm_backward`]: overwrites `dx`, accumulates `dgamma`,
 /// `dbeta`. With `relu_beta` (the shift `β` of `batch_norm_relu_train`), of `dy` masked by the
 /// ReLU ([`nsl_core::Backend::batch_norm_relu_backward`]), the mask recomputed on the fly from
-/// `x` exactly as [`batch_norm_train`] computed its output (`x·scale + shift > 0`).
+/// `x` exactly as [`batch_norm_train`] computed its output (`(x − μ)·scale + β > 0`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn batch_norm_backward(
     cpu: &Cpu,
@@ -250,24 +263,25 @@ pub(crate) fn batch_norm_backward(
     let inv = inv_std(&var[..c], d.eps);
     // The gradient reaching the batch norm is `dy` where the ReLU's output was positive.
     let relu = relu_beta.is_some();
-    let no_shift = vec![0f32; c];
-    let (scale, shift) = scale_shift(&gamma[..c], &relu_beta.unwrap_or(&no_shift)[..c], mean, &inv);
-    let masked = |g: f32, xv: f32, s: f32, t: f32| if relu { relu_masked(g, xv * s + t) } else { g };
+    let no_beta = vec![0f32; c];
+    let (scale, beta) = (scale(&gamma[..c], &inv), &relu_beta.unwrap_or(&no_beta)[..c]);
+    let masked =
+        |g: f32, xv: f32, m: f32, s: f32, b: f32| if relu { relu_masked(g, bn_affine(xv, m, s, b)) } else { g };
     let mean64: Vec<f64> = mean.iter().map(|&m| m as f64).collect();
     // acc[0..c] = Σ dy, acc[c..2c] = Σ dy·x̂
     let sums = channel_sums(cpu, rows, c, 2 * c, |r, acc| {
         let (sdy, sdyx) = acc.split_at_mut(c);
         let (xr, dyr) = (&x[r * c..(r + 1) * c], &dy[r * c..(r + 1) * c]);
-        for ((((a, b), (&xv, &g)), (&m, &i)), (&s, &t)) in sdy
+        for ((((a, b), (&xv, &g)), ((&m, &m64), &i)), (&s, &t)) in sdy
             .iter_mut()
             .zip(sdyx.iter_mut())
             .zip(xr.iter().zip(dyr))
-            .zip(mean64.iter().zip(&inv))
-            .zip(scale.iter().zip(&shift))
+            .zip(mean.iter().zip(&mean64).zip(&inv))
+            .zip(scale.iter().zip(beta))
         {
-            let g = masked(g, xv, s, t) as f64;
+            let g = masked(g, xv, m, s, t) as f64;
             *a += g;
-            *b += g * (xv as f64 - m) * i;
+            *b += g * (xv as f64 - m64) * i;
         }
     });
     let (sdy, sdyx) = sums.split_at(c);
@@ -287,11 +301,11 @@ pub(crate) fn batch_norm_backward(
                 .iter_mut()
                 .zip(xr)
                 .zip(dyr)
-                .zip(mean.iter().zip(&inv32).zip(scale.iter().zip(&shift)))
+                .zip(mean.iter().zip(&inv32).zip(scale.iter().zip(beta)))
                 .zip(coef.iter().zip(&mdy).zip(&mdyx))
             {
                 let xh = (xv - m) * i;
-                *dx = k * (masked(g, xv, s, t) - a - xh * b);
+                *dx = k * (masked(g, xv, m, s, t) - a - xh * b);
             }
         }
     });

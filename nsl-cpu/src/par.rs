@@ -1,8 +1,41 @@
 //! Parallel helpers with a fixed, size-only chunking (never dependent on the thread count).
 
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 
 use crate::Cpu;
+
+/// Most backward tasks of a convolution (each holds a private copy of `dw`).
+pub(crate) const MAX_BACKWARD_TASKS: usize = 8;
+/// Flops (rows·k²c·n) below which a convolution stays on the calling thread.
+pub(crate) const PAR_MIN_FLOPS: usize = 1 << 20;
+
+thread_local! {
+    /// Per-thread scratch for tiles, grown on demand and kept (rayon's workers live on).
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `f` on `len` values of this thread's scratch (stale contents).
+pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < len {
+            s.resize(len, 0.0);
+        }
+        f(&mut s[..len])
+    })
+}
+
+/// `(images per task, tasks)` of a convolution backward over `batch` images and `flops`
+/// multiply-adds: at most `max_tasks` (each holds a private copy of the weight gradient), none
+/// smaller than [`PAR_MIN_FLOPS`]. It depends on the problem only, never on the thread count,
+/// so summing per-task partials in task order is reproducible.
+pub(crate) fn backward_tasks(batch: usize, flops: usize, max_tasks: usize) -> (usize, usize) {
+    let tasks = batch.min(max_tasks).min(flops.div_ceil(PAR_MIN_FLOPS)).max(1);
+    let imgs = batch.div_ceil(tasks);
+    (imgs, batch.div_ceil(imgs))
+}
 
 /// Work (in elements touched) below which an op stays on the calling thread.
 pub(crate) const PAR_MIN: usize = 1 << 15;

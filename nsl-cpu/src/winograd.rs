@@ -31,11 +31,11 @@
 use nsl_core::Window;
 use rayon::prelude::*;
 
-use crate::conv2d::{backward_tasks, with_scratch, MAX_BACKWARD_TASKS, PAR_MIN_FLOPS};
 use crate::gemm::kernels::{Kernels, Lane1, Simd, Xmm};
 #[cfg(target_arch = "x86_64")]
 use crate::gemm::kernels::{Ymm, Zmm};
 use crate::gemm::{OuterPlan, PackedB};
+use crate::par::{backward_tasks, with_scratch, MAX_BACKWARD_TASKS, PAR_MIN_FLOPS};
 use crate::{Cpu, CpuBuf};
 
 /// Outputs per tile side (`m` of F(m, r)) and input window side (`m + r − 1`).

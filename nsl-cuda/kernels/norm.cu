@@ -74,11 +74,10 @@ extern "C" __global__ void nsl_bn_sq_partial(int rows, int c, int chunk, double 
         part, nullptr);
 }
 
-// Per channel: mean, biased var (f32, written out) and y = x·scale + shift constants.
+// Per channel: mean, biased var (f32, written out) and scale = γ/σ.
 extern "C" __global__ void nsl_bn_finalize_train(int c, double inv_rows, float eps, const double* __restrict__ sums,
                                                  const double* __restrict__ sq, const float* __restrict__ gamma,
-                                                 const float* __restrict__ beta, float* __restrict__ mean, float* __restrict__ var,
-                                                 float* __restrict__ scale, float* __restrict__ shift) {
+                                                 float* __restrict__ mean, float* __restrict__ var, float* __restrict__ scale) {
     int ch = gid();
     if (ch >= c) return;
     float m = (float)(sums[ch] * inv_rows);
@@ -86,29 +85,26 @@ extern "C" __global__ void nsl_bn_finalize_train(int c, double inv_rows, float e
     mean[ch] = m;
     var[ch] = v;
     double inv = 1.0 / sqrt((double)v + (double)eps);
-    double s = (double)gamma[ch] * inv;
-    scale[ch] = (float)s;
-    shift[ch] = (float)((double)beta[ch] - (double)m * s);
+    scale[ch] = (float)((double)gamma[ch] * inv);
 }
 
-extern "C" __global__ void nsl_bn_finalize_eval(int c, float eps, const float* __restrict__ gamma, const float* __restrict__ beta,
-                                                const float* __restrict__ mean, const float* __restrict__ var,
-                                                float* __restrict__ scale, float* __restrict__ shift) {
+// scale = γ/σ of the running statistics.
+extern "C" __global__ void nsl_bn_finalize_eval(int c, float eps, const float* __restrict__ gamma,
+                                                const float* __restrict__ var, float* __restrict__ scale) {
     int ch = gid();
     if (ch >= c) return;
     double inv = 1.0 / sqrt((double)var[ch] + (double)eps);
-    double s = (double)gamma[ch] * inv;
-    scale[ch] = (float)s;
-    shift[ch] = (float)((double)beta[ch] - (double)mean[ch] * s);
+    scale[ch] = (float)((double)gamma[ch] * inv);
 }
 
-// y = x·scale[c] + shift[c] (unfused, as on the CPU).
-extern "C" __global__ void nsl_bn_affine(int n, int c, const float* __restrict__ x, const float* __restrict__ scale,
-                                         const float* __restrict__ shift, float* __restrict__ y) {
+// y = (x − μ)·scale + β (unfused, as on the CPU; centring first keeps y accurate when σ is tiny).
+extern "C" __global__ void nsl_bn_affine(int n, int c, const float* __restrict__ x, const float* __restrict__ mean,
+                                         const float* __restrict__ scale, const float* __restrict__ beta,
+                                         float* __restrict__ y) {
     int i = gid();
     if (i >= n) return;
     int ch = i % c;
-    y[i] = __fadd_rn(__fmul_rn(x[i], scale[ch]), shift[ch]);
+    y[i] = __fadd_rn(__fmul_rn(__fsub_rn(x[i], mean[ch]), scale[ch]), beta[ch]);
 }
 
 // inv[c] = 1/sqrt(var[c] + eps) in f64.

@@ -30,11 +30,6 @@ pub(crate) fn window_norm_backward(be: &Cuda, g: &Window, x: &CudaBuf, n: &CudaB
     be.launch_1d("nsl_window_norm_backward", g.input_len(), &[Arg::Win(Win::new(g)), p(x), p(n), p(dn), p(dx)]);
 }
 
-/// Pointer to element `i` of an `f32` buffer.
-fn at(base: u64, i: usize) -> Arg {
-    Arg::Ptr(base + (i * 4) as u64)
-}
-
 fn check_dims(op: &str, d: &BatchNormDims, x: &CudaBuf, per_channel: &[(&str, &CudaBuf)]) {
     need(op, "x", x, d.rows * d.c);
     for (name, b) in per_channel {
@@ -70,29 +65,13 @@ pub(crate) fn batch_norm_train(
     be.launch_1d("nsl_col_final_f64", c, &[int(cr.chunks), int(c), pm(&part), pm(&sums)]);
     cr.partial(be, "nsl_bn_sq_partial", vec![Arg::F64(inv_rows), p(x), pm(&sums), pm(&part)]);
     be.launch_1d("nsl_col_final_f64", c, &[int(cr.chunks), int(c), pm(&part), pm(&sq)]);
-    let consts = be.scratch::<f32>(op, 2 * c); // [scale | shift]
+    let scale = be.scratch::<f32>(op, c);
     be.launch_1d(
         "nsl_bn_finalize_train",
         c,
-        &[
-            int(c),
-            Arg::F64(inv_rows),
-            Arg::F32(d.eps),
-            pm(&sums),
-            pm(&sq),
-            p(gamma),
-            p(beta),
-            p(mean),
-            p(var),
-            at(consts.ptr(), 0),
-            at(consts.ptr(), c),
-        ],
+        &[int(c), Arg::F64(inv_rows), Arg::F32(d.eps), pm(&sums), pm(&sq), p(gamma), p(mean), p(var), pm(&scale)],
     );
-    be.launch_1d(
-        "nsl_bn_affine",
-        rows * c,
-        &[int(rows * c), int(c), p(x), at(consts.ptr(), 0), at(consts.ptr(), c), p(y)],
-    );
+    be.launch_1d("nsl_bn_affine", rows * c, &[int(rows * c), int(c), p(x), p(mean), pm(&scale), p(beta), p(y)]);
 }
 
 /// See [`nsl_core::Backend::batch_norm_eval`].
@@ -114,17 +93,9 @@ pub(crate) fn batch_norm_eval(
     if c == 0 {
         return;
     }
-    let consts = be.scratch::<f32>(op, 2 * c);
-    be.launch_1d(
-        "nsl_bn_finalize_eval",
-        c,
-        &[int(c), Arg::F32(d.eps), p(gamma), p(beta), p(mean), p(var), at(consts.ptr(), 0), at(consts.ptr(), c)],
-    );
-    be.launch_1d(
-        "nsl_bn_affine",
-        d.rows * c,
-        &[int(d.rows * c), int(c), p(x), at(consts.ptr(), 0), at(consts.ptr(), c), p(y)],
-    );
+    let scale = be.scratch::<f32>(op, c);
+    be.launch_1d("nsl_bn_finalize_eval", c, &[int(c), Arg::F32(d.eps), p(gamma), p(var), pm(&scale)]);
+    be.launch_1d("nsl_bn_affine", d.rows * c, &[int(d.rows * c), int(c), p(x), p(mean), pm(&scale), p(beta), p(y)]);
 }
 
 /// See [`nsl_core::Backend::batch_norm_backward`]: overwrites `dx`, accumulates `dgamma`,

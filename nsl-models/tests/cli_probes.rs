@@ -73,6 +73,9 @@ fn out_of_range_settings_are_refused_naming_the_field() {
         (&["--predictor-gamma", "nan"], "`predictor_gamma`"),
         (&["--bn-decay", "1.5"], "`bn_decay`"),
         (&["--lr", "inf"], "`lr`"),
+        // config.toml holds i64 integers (found by tests/fuzz_inputs.rs: it used to panic)
+        (&["--seed", "18446744073709551615"], "`seed`"),
+        (&["--iterations", "9223372036854775808"], "`iterations`"),
     ] {
         let args: Vec<&str> = ["train", "--out", "/nonexistent/never-written"].iter().chain(flags).copied().collect();
         refused(&args, &[field]);

@@ -11,10 +11,9 @@ use nsl_models::data::augment::Normalize;
 use nsl_models::data::synthetic::synthetic_many;
 use nsl_models::data::Dataset;
 use nsl_models::fewshot::{
-    evaluate_episodes, finetune_head, finetune_similarity_and_head, freeze_all_but, inner_loop, loss_grad, mean_ci95,
-    meta_train, meta_train_with, new_head, outer_gradient, pretrain, sgd_update, swap_head, EpisodeSampler,
-    EpisodeSpec, FineTune, FlatParams, Maml, MamlOrder, MetaTrain, MetaTrainOptions, Method, HEAD_WEIGHT,
-    SIMILARITY_SUFFIX,
+    evaluate_episodes, finetune_head, finetune_similarity_and_head, inner_loop, loss_grad, mean_ci95, meta_train,
+    meta_train_with, new_head, outer_gradient, pretrain, sgd_update, swap_head, EpisodeSampler, EpisodeSpec, FineTune,
+    FlatParams, Maml, MamlOrder, MetaTrain, MetaTrainOptions, Method,
 };
 use nsl_models::nets::{cnn4, Cnn4Config, Network, PredictorKind, SimilarityChoice, SimilarityOptions, Slots};
 
@@ -180,7 +179,7 @@ fn second_order_outer_gradient_matches_brute_force_and_first_order_does_not() {
     let (support, query) = (episode.support_batch(&data, &norm), episode.query_batch(&data, &norm));
     let head = new_head(&be, &mut Rng::new(4), &[1, 2, 2, 4], 2, 0.0);
     swap_head(&mut net, Box::new(head), 2);
-    freeze_all_but(&mut net, |n| n.ends_with(SIMILARITY_SUFFIX) || n == HEAD_WEIGHT);
+    FlatParams::similarity_and_head(&mut net).freeze(&mut net, true);
     let model = &mut net;
     let params = FlatParams::similarity_and_head(model);
     assert_eq!(params.len(), 2 * 9 + 2 * 2 * 4 * 2);
@@ -239,7 +238,7 @@ fn second_order_outer_gradient_matches_brute_force_and_first_order_does_not() {
 
     // one inner step by hand: θ_1 = θ_0 − α ∇L_S(θ_0), on the head only when masked
     let (_, g) = loss_grad(&be, model, &params, &theta0, &support);
-    let mask = params.mask(|n| n == HEAD_WEIGHT);
+    let mask = params.head_mask();
     let traj = inner_loop(&be, model, &params, &theta0, &support, (1, 0.2), Some(&mask));
     for (i, ((t1, t0), g)) in traj[1].iter().zip(&theta0).zip(&g).enumerate() {
         let expected = if mask[i] { t0 - 0.2 * g } else { *t0 };
@@ -315,17 +314,17 @@ fn episode_evaluation_and_meta_training_run_end_to_end() {
         meta_batch: 2,
         iterations: 3,
     };
-    let theta_before = FlatParams::select(&mut net, |n| n.ends_with(SIMILARITY_SUFFIX)).get(&be, &mut net);
+    let theta_before = FlatParams::similarity(&mut net).get(&be, &mut net);
     let report = meta_train(&be, &mut net, (&data, &base, &norm), &cfg, 5).unwrap();
     assert_eq!(report.order, MamlOrder::First);
     assert_eq!(report.query_loss.len(), 3);
     assert!(report.query_loss.iter().all(|l| l.is_finite()));
     assert_eq!(net.classes, 3);
-    let theta_after = FlatParams::select(&mut net, |n| n.ends_with(SIMILARITY_SUFFIX)).get(&be, &mut net);
+    let theta_after = FlatParams::similarity(&mut net).get(&be, &mut net);
     assert_ne!(theta_before, theta_after, "meta-training did not move the similarity");
     let stats = evaluate_episodes(&be, &mut net, (&data, &novel, &norm), spec, 2, &maml, 1).unwrap();
     assert_eq!(stats.method, "maml");
-    let theta_eval = FlatParams::select(&mut net, |n| n.ends_with(SIMILARITY_SUFFIX)).get(&be, &mut net);
+    let theta_eval = FlatParams::similarity(&mut net).get(&be, &mut net);
     assert_eq!(theta_after, theta_eval, "evaluation must not keep the adapted similarity");
 }
 

@@ -9,8 +9,8 @@ use nsl_core::nn::{Layer, Mode};
 use nsl_core::{Rng, Tensor};
 use nsl_cpu::Cpu;
 use nsl_models::fewshot::{
-    debias_bn_statistics, freeze_all_but, hessian_vector, loss_grad, new_head, outer_gradient, swap_head, FlatParams,
-    HostBatch, Maml, MamlOrder, HEAD_WEIGHT, SIMILARITY_SUFFIX,
+    debias_bn_statistics, hessian_vector, loss_grad, new_head, outer_gradient, swap_head, FlatParams, HostBatch, Maml,
+    MamlOrder,
 };
 use nsl_models::nets::{cnn4, Cnn4Config, Network, SimilarityChoice};
 use nsl_models::train::{build_network, RunConfig};
@@ -71,9 +71,9 @@ fn cnn4_on_running_statistics() {
     let mut net =
         cnn4(&be, &mut Rng::new(1), &Cnn4Config { input: [16, 16, 3], width: 0.25, ..Cnn4Config::paper(5, DNS_ONES) });
     warm_up(&be, &mut net, &mut rng);
-    let mut names = Vec::new();
-    net.visit_params(&mut |p| names.push(p.name.clone()));
-    assert!(names.iter().any(|n| n.ends_with(SIMILARITY_SUFFIX)) && names.iter().any(|n| n == HEAD_WEIGHT));
+    let mut roles = Vec::new();
+    net.visit_params(&mut |p| roles.push(p.role));
+    assert!(roles.contains(&nsl_core::Role::Similarity) && roles.contains(&nsl_core::Role::Weight));
     check(&be, &mut net, Mode::ADAPT, "CNN-4, static DNS, running statistics");
     check(&be, &mut net, Mode::TRAIN, "CNN-4, static DNS, batch statistics");
 }
@@ -118,8 +118,8 @@ fn maml_model(be: &Cpu) -> (Network<Cpu>, FlatParams, Vec<f32>) {
     warm_up(be, &mut net, &mut rng);
     let head = new_head(be, &mut Rng::new(4), &[1, 1, 1, 4], 2, 0.0);
     swap_head(&mut net, Box::new(head), 2);
-    freeze_all_but(&mut net, |n| n.ends_with(SIMILARITY_SUFFIX) || n == HEAD_WEIGHT);
     let params = FlatParams::similarity_and_head(&mut net);
+    params.freeze(&mut net, true);
     // move θ off the all-ones start so the diagonals' gradients are generic
     let theta: Vec<f32> = params.get(be, &mut net).iter().map(|t| t + 0.1 * rng.normal()).collect();
     (net, params, theta)

@@ -1,5 +1,5 @@
 use super::{Cache, Layer, Mode, Stats};
-use crate::{Backend, BatchNormDims, Gemm, Param, Tensor};
+use crate::{Backend, BatchNormDims, Gemm, Param, Role, Tensor};
 
 /// Batch norm over the channel (last) axis, as the reference code (spec §1):
 /// with batch statistics ([`Stats::Batch`], training) `y = γ·(x−μ_B)/sqrt(σ²_B+ε) + β` with the
@@ -40,17 +40,19 @@ impl<B: Backend> BatchNorm<B> {
     pub const DEFAULT_EMA_DECAY: f32 = 0.999;
     /// `c` channels, `eps` (the code uses 1e-3), L2 `weight_decay` on γ and β (code: 5e-4).
     pub fn new(be: &B, name: &str, c: usize, eps: f32, weight_decay: f32) -> Self {
+        let scale = Role::BnScale { predictor_output: false };
         BatchNorm {
             name: name.into(),
             relu: false,
             eps,
             ema_decay: Self::DEFAULT_EMA_DECAY,
-            gamma: Param::new(be, format!("{name}.gamma"), Tensor::from_vec(be, &[c], &vec![1.0; c]))
+            gamma: Param::new(be, format!("{name}.gamma"), scale, Tensor::from_vec(be, &[c], &vec![1.0; c]))
                 .with_decay(weight_decay),
-            beta: Param::new(be, format!("{name}.beta"), Tensor::zeros(be, &[c])).with_decay(weight_decay),
-            running_mean: Param::buffer(be, format!("{name}.running_mean"), Tensor::zeros(be, &[c])),
-            running_var: Param::buffer(be, format!("{name}.running_var"), Tensor::zeros(be, &[c])),
-            ema_count: Param::buffer(be, format!("{name}.ema_count"), Tensor::zeros(be, &[1])),
+            beta: Param::new(be, format!("{name}.beta"), Role::BnShift, Tensor::zeros(be, &[c]))
+                .with_decay(weight_decay),
+            running_mean: Param::buffer(be, format!("{name}.running_mean"), Role::RunningMean, Tensor::zeros(be, &[c])),
+            running_var: Param::buffer(be, format!("{name}.running_var"), Role::RunningVar, Tensor::zeros(be, &[c])),
+            ema_count: Param::buffer(be, format!("{name}.ema_count"), Role::EmaCount, Tensor::zeros(be, &[1])),
             cache: Cache::default(),
         }
     }
@@ -143,6 +145,13 @@ impl<B: Backend> BatchNorm<B> {
         let mut dx = x.empty_like(be);
         be.mul_cols(dz.buf(), Tensor::from_vec(be, &[d.c], &scale).buf(), d.rows, d.c, dx.buf_mut());
         dx
+    }
+
+    /// The same layer as the output of a dynamic similarity's predictor: its `γ` takes the role
+    /// [`Role::BnScale`] `{ predictor_output: true }`.
+    pub fn predictor_output(mut self) -> Self {
+        self.gamma.role = Role::BnScale { predictor_output: true };
+        self
     }
 
     fn dims(&self, x: &Tensor<B>) -> BatchNormDims {

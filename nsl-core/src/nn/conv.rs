@@ -1,6 +1,6 @@
 use super::{BatchNorm, Cache, Layer, Mode};
 use crate::similarity::Similarity;
-use crate::{Backend, Param, Rng, Tensor, Window};
+use crate::{Backend, Param, Rng, Role, Tensor, Window};
 
 /// TF padding modes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +43,7 @@ impl<B: Backend> NslConv<B> {
     ) -> Self {
         let fan_in = k * k * c_in;
         let w = super::he_normal(rng, fan_in * c_out, fan_in, init_scale);
-        let weight = Param::new(be, format!("{name}.weight"), Tensor::from_vec(be, &[fan_in, c_out], &w))
+        let weight = Param::new(be, format!("{name}.weight"), Role::Weight, Tensor::from_vec(be, &[fan_in, c_out], &w))
             .with_decay(weight_decay);
         NslConv { name: name.into(), k, stride, padding, c_in, c_out, weight, similarity, cache: Cache::default() }
     }

@@ -43,14 +43,6 @@ impl<B: Backend> Dynamic<B> {
     pub fn new(kind: DynamicKind, predictor: Box<dyn Layer<B>>) -> Self {
         Dynamic { kind, predictor, identity_residual: true, cache: Cache::default() }
     }
-    /// Dynamic DNS with the given predictor.
-    pub fn diagonal(predictor: impl Layer<B> + 'static) -> Self {
-        Self::new(DynamicKind::Diagonal, Box::new(predictor))
-    }
-    /// Dynamic UNS with the given predictor.
-    pub fn unconstrained(predictor: impl Layer<B> + 'static) -> Self {
-        Self::new(DynamicKind::Unconstrained, Box::new(predictor))
-    }
     /// Values the predictor must output per position for a window with `taps` taps.
     pub fn outputs_per_position(kind: DynamicKind, taps: usize) -> usize {
         match kind {

@@ -1,6 +1,6 @@
 use super::{conv, conv_backward, Similarity};
 use crate::nn::{Cache, Mode};
-use crate::{Backend, Gemm, Param, Tensor, Window};
+use crate::{Backend, Gemm, Param, Role, Tensor, Window};
 
 /// Static global diagonal similarity (paper appendix B, GNS with diagonal `M_G`): a learned
 /// spatial mask over the whole `H×W` input map, shared by every channel, applied before a plain
@@ -24,7 +24,8 @@ struct GCache<B: Backend> {
 impl<B: Backend> GlobalDiagonal<B> {
     /// A mask for `h×w` input maps, parameter `{name}.mask`.
     pub fn new(be: &B, name: &str, h: usize, w: usize) -> Self {
-        let mask = Param::new(be, format!("{name}.mask"), Tensor::from_vec(be, &[h * w], &vec![1.0; h * w]));
+        let mask =
+            Param::new(be, format!("{name}.mask"), Role::Similarity, Tensor::from_vec(be, &[h * w], &vec![1.0; h * w]));
         GlobalDiagonal { mask, h, w, cache: Cache::default() }
     }
     /// The mask repeated over the batch, `[B·H·W]` (a rank-1 GEMM `1_B · sᵀ`).

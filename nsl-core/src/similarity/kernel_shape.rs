@@ -1,6 +1,6 @@
 use super::Similarity;
 use crate::nn::{BatchNorm, Cache, Mode};
-use crate::{Backend, Param, Tensor, Window};
+use crate::{Backend, Param, Role, Tensor, Window};
 
 /// Joint kernel shape and similarity (paper Eq. 4): `M_s = D·R` with a static binary
 /// `D = diag(1[D_r > α])` and any inner similarity `R` (static or dynamic).
@@ -22,7 +22,12 @@ pub struct KernelShape<B: Backend> {
 impl<B: Backend> KernelShape<B> {
     /// `D_r` filled with `d_r_init`, threshold `alpha`.
     pub fn new(be: &B, name: &str, taps: usize, inner: Box<dyn Similarity<B>>, d_r_init: f32, alpha: f32) -> Self {
-        let d_r = Param::new(be, format!("{name}.d_r"), Tensor::from_vec(be, &[taps], &vec![d_r_init; taps]));
+        let d_r = Param::new(
+            be,
+            format!("{name}.d_r"),
+            Role::ShapeMask,
+            Tensor::from_vec(be, &[taps], &vec![d_r_init; taps]),
+        );
         KernelShape { d_r, alpha, inner, taps, cache: Cache::default() }
     }
     /// The spec's default: `D_r = 1`, `α = 0.5`.

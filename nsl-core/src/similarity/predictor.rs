@@ -89,7 +89,9 @@ pub fn build<B: Backend>(be: &B, rng: &mut Rng, name: &str, c_in: usize, cfg: &P
     };
     seq = seq.push(m2);
     if cfg.batch_norm {
-        seq = seq.push(BatchNorm::new(be, &format!("{name}.bn2"), cfg.outputs, cfg.bn_eps, cfg.weight_decay));
+        seq = seq.push(
+            BatchNorm::new(be, &format!("{name}.bn2"), cfg.outputs, cfg.bn_eps, cfg.weight_decay).predictor_output(),
+        );
     }
     seq
 }

@@ -1,6 +1,6 @@
 use super::{InnerProduct, Similarity, Sphere};
 use crate::nn::{BatchNorm, Cache, Layer, Mode, NslConv, Padding, Relu};
-use crate::{Backend, Gemm, Param, Rng, Tensor, Window};
+use crate::{Backend, Gemm, Param, Rng, Role, Tensor, Window};
 
 /// Self-attention as dynamic global neural similarity (paper Eq. 11, spec §7).
 ///
@@ -60,7 +60,7 @@ impl<B: Backend> SelfAttention<B> {
         let g1 = proj(rng, "g1");
         let g2 = proj(rng, "g2");
         let v: Box<dyn Similarity<B>> = if sphere { Box::new(Sphere::cosine()) } else { InnerProduct::boxed() };
-        let gamma = Param::new(be, format!("{name}.gamma"), Tensor::zeros(be, &[1]));
+        let gamma = Param::new(be, format!("{name}.gamma"), Role::AttentionScale, Tensor::zeros(be, &[1]));
         SelfAttention { g1, g2, g1_relu: Relu::new(), v, gamma, cache: Cache::default() }
     }
 }

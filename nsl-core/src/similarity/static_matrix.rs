@@ -1,6 +1,6 @@
 use super::{conv, conv_backward, Similarity};
 use crate::nn::{Cache, Mode};
-use crate::{Backend, Gemm, Param, Tensor, Window};
+use crate::{Backend, Gemm, Param, Role, Tensor, Window};
 
 /// A static similarity block `M_s(θ)` (`n×n`, `n = k²`), computed on the host from a few
 /// learnable values θ. Implement this to add a new static similarity: [`Static`] turns it
@@ -46,8 +46,9 @@ impl<B: Backend, P: SimilarityMatrix> Static<B, P> {
     /// A static similarity for a `k×k` kernel (`taps = k²`); its parameter is named `{name}.theta`.
     pub fn new(be: &B, name: &str, matrix: P, taps: usize) -> Self {
         let init = matrix.init(taps);
-        let theta = Param::new(be, format!("{name}.theta"), Tensor::from_vec(be, &[init.len()], &init))
-            .with_decay(matrix.weight_decay());
+        let theta =
+            Param::new(be, format!("{name}.theta"), Role::Similarity, Tensor::from_vec(be, &[init.len()], &init))
+                .with_decay(matrix.weight_decay());
         Static { matrix, theta, taps, cache: Cache::default() }
     }
     /// Boxed, ready for [`crate::nn::NslConv::new`].

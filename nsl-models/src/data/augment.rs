@@ -124,6 +124,9 @@ pub fn flip_horizontal(image: &mut [u8], shape: [usize; 3]) {
     }
 }
 
+/// The ImageNet per-channel RGB mean (0..255) the DCNets pipeline subtracts (spec §5.5).
+pub const IMAGENET_MEAN: [f32; 3] = [121.6, 116.6, 102.7];
+
 /// How `u8` pixels become network inputs.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Normalize {
@@ -139,7 +142,7 @@ impl Normalize {
     /// Subtract the ImageNet per-channel mean `(121.6, 116.6, 102.7)` from 0..255 RGB and keep
     /// the scale (the DCNets pipeline, spec §5.5).
     pub fn imagenet_mean() -> Normalize {
-        Normalize::MeanStd(super::imagenet::MEAN.to_vec(), vec![1.0; 3])
+        Normalize::MeanStd(IMAGENET_MEAN.to_vec(), vec![1.0; 3])
     }
 
     /// Per-channel mean and (population) standard deviation of every pixel of `data`.

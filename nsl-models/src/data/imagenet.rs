@@ -6,7 +6,7 @@
 //! Each image is decoded on load and resized to 256×256 by area averaging, the aspect ratio not
 //! kept; training then takes [`Augment::IMAGENET`] (a random 224 crop and a random flip) and
 //! evaluation the central 224 crop (spec §5.5, the DCNets pipeline). The per-channel mean
-//! [`MEAN`] is subtracted by [`super::augment::Normalize::imagenet_mean`].
+//! The channel mean ([`super::augment::IMAGENET_MEAN`]) is subtracted by [`super::augment::Normalize::imagenet_mean`].
 
 use std::path::{Path, PathBuf};
 
@@ -21,8 +21,6 @@ use super::{DataError, ImageSource};
 pub const RESIZE: usize = 256;
 /// Side of the network input (training and evaluation crops).
 pub const CROP: usize = 224;
-/// Per-channel RGB mean on the 0..255 scale (DCNets).
-pub const MEAN: [f32; 3] = [121.6, 116.6, 102.7];
 
 const DATASET: &str = "imagenet";
 

@@ -114,7 +114,23 @@ impl TrainLoader {
                 loop {
                     let perm = epoch_permutation(data.len(), config.seed, epoch);
                     for chunk in perm.chunks_exact(config.batch_size).skip(batch) {
-                        let built = train_batch(&*data, &config, epoch, chunk);
+                        // a panic here would end the stream silently for the reader: make it an error
+                        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            train_batch(&*data, &config, epoch, chunk)
+                        }))
+                        .unwrap_or_else(|panic| {
+                            let what = panic
+                                .downcast_ref::<String>()
+                                .cloned()
+                                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                                .unwrap_or_default();
+                            Err(DataError::Invalid {
+                                data: data.name().to_string(),
+                                problem: format!(
+                                    "internal error while building a batch ({what}); this is a bug in nsl"
+                                ),
+                            })
+                        });
                         let failed = built.is_err();
                         if tx.send(built).is_err() || failed {
                             return; // the loader was dropped, or the stream ends at a load error

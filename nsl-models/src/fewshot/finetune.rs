@@ -3,14 +3,13 @@
 //! the whole support set as one batch, batch norm on its running statistics.
 
 use nsl_core::nn::{Layer, Mode};
+
+use crate::train::step::{apply_update, loss_and_gradients, Loss};
 use nsl_core::optim::{Optimizer, OptimizerKind};
 use nsl_core::{Backend, Rng, Tensor};
 
 use super::episode::HostBatch;
-use super::model::{
-    accuracy, feature_shape, features, freeze_all_but, new_head, plain_cross_entropy, restore_frozen, restore_head,
-    swap_head, FlatParams, HEAD_WEIGHT, SIMILARITY_SUFFIX,
-};
+use super::model::{accuracy, feature_shape, features, new_head, restore_frozen, restore_head, swap_head, FlatParams};
 use crate::nets::Network;
 
 /// The fine-tuning optimiser: `g' = g + wd·w`; `v = g'` on the first step, else
@@ -66,12 +65,10 @@ pub fn finetune_head<B: Backend>(
     let mut first = None;
     let mut last = (0.0, 0.0);
     for _ in 0..cfg.steps {
-        let logits = head.forward(be, &fs, Mode::TRAIN).reshape(&[support.labels.len(), way]);
-        let (loss, dlogits) = plain_cross_entropy(be, &logits, &support.labels);
-        last = (loss, accuracy(&logits.to_vec(be), &support.labels, way));
+        let g = loss_and_gradients(be, &mut head, (&fs, &support.labels), Loss::PLAIN, Mode::TRAIN);
+        last = (g.loss, accuracy(&g.logits.to_vec(be), &support.labels, way));
         first.get_or_insert(last);
-        head.backward(be, &dlogits);
-        opt.step(be, cfg.lr, &mut head);
+        apply_update(be, &mut head, &mut opt, cfg.lr);
     }
     let eval = |head: &mut nsl_core::nn::NslConv<B>, x: &Tensor<B>, n: usize| {
         head.forward(be, x, Mode::EVAL).reshape(&[n, way]).to_vec(be)
@@ -88,7 +85,8 @@ pub fn finetune_head<B: Backend>(
     }
 }
 
-/// Fine-tune every static similarity parameter (`*.sim.theta`, the DNS diagonals) and a new head
+/// Fine-tune every static similarity parameter ([`nsl_core::Role::Similarity`], the DNS
+/// diagonals) and a new head
 /// (the static NSN, spec §5.6), back-propagating through the frozen backbone with BN on running
 /// statistics ([`Mode::ADAPT`]). The similarity parameters get `cfg.weight_decay` during the
 /// fine-tuning, as PyTorch's `SGD(weight_decay)` applies it to every parameter it is given.
@@ -103,30 +101,19 @@ pub fn finetune_similarity_and_head<B: Backend>(
     cfg: &FineTune,
     rng: &mut Rng,
 ) -> FineTuneResult {
-    let trained = |name: &str| name.ends_with(SIMILARITY_SUFFIX) || name == HEAD_WEIGHT;
-    let similarity = FlatParams::select(net, |n| n.ends_with(SIMILARITY_SUFFIX));
+    let similarity = FlatParams::similarity(net);
     let snapshot = similarity.get(be, net);
-    let mut decays = Vec::new();
-    net.visit_params(&mut |p| {
-        if p.name.ends_with(SIMILARITY_SUFFIX) {
-            decays.push(std::mem::replace(&mut p.weight_decay, cfg.weight_decay));
-        }
-    });
+    let decays = similarity.set_weight_decay(net, cfg.weight_decay);
     let head = new_head(be, rng, &feature_shape(be, net), way, cfg.weight_decay);
     let old_head = swap_head(net, Box::new(head), way);
-    let frozen = freeze_all_but(net, trained);
+    let frozen = FlatParams::similarity_and_head(net).freeze(net, true);
 
     let result = run_finetune(be, net, support, query, way, cfg);
 
     restore_frozen(net, &frozen);
     restore_head(net, old_head);
     similarity.set(be, net, &snapshot);
-    let mut decays = decays.into_iter();
-    net.visit_params(&mut |p| {
-        if p.name.ends_with(SIMILARITY_SUFFIX) {
-            p.weight_decay = decays.next().expect("one saved decay per similarity");
-        }
-    });
+    similarity.restore_weight_decay(net, &decays);
     result
 }
 
@@ -143,12 +130,10 @@ fn run_finetune<B: Backend>(
     let mut first = None;
     let mut last = (0.0, 0.0);
     for _ in 0..cfg.steps {
-        let logits = net.forward(be, &xs, Mode::ADAPT);
-        let (loss, dlogits) = plain_cross_entropy(be, &logits, &support.labels);
-        last = (loss, accuracy(&logits.to_vec(be), &support.labels, way));
+        let g = loss_and_gradients(be, net, (&xs, &support.labels), Loss::PLAIN, Mode::ADAPT);
+        last = (g.loss, accuracy(&g.logits.to_vec(be), &support.labels, way));
         first.get_or_insert(last);
-        net.backward(be, &dlogits);
-        opt.step(be, cfg.lr, net);
+        apply_update(be, net, &mut opt, cfg.lr);
     }
     let after = accuracy(&net.forward(be, &xs, Mode::EVAL).to_vec(be), &support.labels, way);
     let xq = Tensor::from_vec(be, &query.shape, &query.images);

@@ -1,6 +1,6 @@
 //! MAML over the static similarity and the head (the "MAML-trained static NSN", spec §5.6).
 //!
-//! `θ` is the DNS diagonals (`*.sim.theta`) and the head weight; the rest of the pretrained
+//! `θ` is the DNS diagonals ([`nsl_core::Role::Similarity`]) and the head weight; the rest of the pretrained
 //! network is frozen and batch norm runs on its running statistics ([`Mode::ADAPT`], with its
 //! ReLU mask and all: [`loss_and_backward`]).
 //!
@@ -32,8 +32,7 @@ use nsl_core::{Backend, Rng, Tensor};
 
 use super::episode::{EpisodeSampler, EpisodeSpec, HostBatch};
 use super::model::{
-    accuracy, debias_bn_statistics, feature_shape, freeze_all_but, loss_and_backward, new_head, restore_frozen,
-    swap_head, FlatParams, HEAD_WEIGHT, SIMILARITY_SUFFIX,
+    accuracy, debias_bn_statistics, feature_shape, loss_and_backward, new_head, restore_frozen, swap_head, FlatParams,
 };
 use crate::checkpoint::{self, Meta};
 use crate::data::augment::Normalize;
@@ -259,7 +258,7 @@ pub fn meta_train_with<B: Backend>(
     let mut rng = Rng::new(seed).fork(super::HEAD_STREAM);
     let head = new_head(be, &mut rng, &feature_shape(be, net), cfg.spec.way, 0.0);
     swap_head(net, Box::new(head), cfg.spec.way);
-    let frozen = freeze_all_but(net, |n| n.ends_with(SIMILARITY_SUFFIX) || n == HEAD_WEIGHT);
+    let frozen = FlatParams::similarity_and_head(net).freeze(net, true);
     let result = run_meta_train(be, net, (&sampler, data, normalize), cfg, seed, opts);
     restore_frozen(net, &frozen);
     result
@@ -365,11 +364,11 @@ pub fn maml_evaluate<B: Backend>(
             net.name, net.classes
         ));
     }
-    let frozen = freeze_all_but(net, |n| n.ends_with(SIMILARITY_SUFFIX) || n == HEAD_WEIGHT);
     let params = FlatParams::similarity_and_head(net);
+    let frozen = params.freeze(net, true);
     let theta0 = params.get(be, net);
     let adapted = inner_loop(be, net, &params, &theta0, support, (cfg.inner_steps, cfg.inner_lr), None);
-    let head_only = params.mask(|n| n == HEAD_WEIGHT);
+    let head_only = params.head_mask();
     let theta = adapted.last().expect("θ_K");
     inner_loop(be, net, &params, theta, support, (cfg.test_head_steps, cfg.inner_lr), Some(&head_only));
     let xq = Tensor::from_vec(be, &query.shape, &query.images);

@@ -26,18 +26,19 @@ pub use maml::{
     Maml, MamlOrder, MetaTrain, MetaTrainOptions, MetaTrainReport, OuterGradient,
 };
 pub use model::{
-    accuracy, debias_bn_statistics, feature_shape, features, freeze_all_but, loss_and_backward, new_head,
-    plain_cross_entropy, restore_frozen, restore_head, swap_head, FlatParams, HEAD_WEIGHT, SIMILARITY_SUFFIX,
+    accuracy, debias_bn_statistics, feature_shape, features, loss_and_backward, new_head, plain_cross_entropy,
+    restore_frozen, restore_head, swap_head, FlatParams,
 };
 
-use nsl_core::nn::{Layer, Mode};
-use nsl_core::optim::{apply_regularizers, Optimizer};
+use nsl_core::nn::Mode;
+use nsl_core::optim::Optimizer;
 use nsl_core::{Backend, Rng, Tensor};
 
 use crate::data::augment::Normalize;
 use crate::data::loader::epoch_permutation;
 use crate::data::Dataset;
 use crate::nets::Network;
+use crate::train::step::{apply_update, loss_and_gradients, Loss};
 
 /// `Rng::fork` label of the stream that initialises new heads (episode streams use the episode index).
 const HEAD_STREAM: u64 = u64::MAX;
@@ -76,8 +77,8 @@ pub struct PretrainReport {
 /// Train `net` as a `classes.len()`-way classifier on the images of `classes` of `data`
 /// (class `classes[i]` is output `i`): Adam (β = 0.9, 0.999, lr `lr`; spec §5.6), plain
 /// cross-entropy, each parameter's own coupled L2, batches of `batch` from per-epoch
-/// permutations of `seed`, no augmentation. Every static similarity parameter (`*.sim.theta`)
-/// stays frozen at its start ("M fixed to identity": build the network with the all-ones DNS).
+/// permutations of `seed`, no augmentation. Every static similarity parameter
+/// ([`nsl_core::Role::Similarity`]) stays frozen at its start ("M fixed to identity": build the network with the all-ones DNS).
 /// Finally the BN statistics are debiased ([`debias_bn_statistics`]).
 ///
 /// # Errors
@@ -106,7 +107,7 @@ pub fn pretrain<B: Backend>(
     }
     let batch = batch.min(pool.len()).max(1);
     let per_epoch = pool.len() / batch;
-    let frozen = freeze_all_but(net, |n| !n.ends_with(SIMILARITY_SUFFIX));
+    let frozen = FlatParams::similarity(net).freeze(net, false);
     let mut opt = Optimizer::<B>::adam(0.9, 0.999);
     let mut report = PretrainReport { final_loss: f32::NAN, recent_train_acc: 0.0 };
     let recent = iterations.clamp(1, 100);
@@ -120,19 +121,16 @@ pub fn pretrain<B: Backend>(
         let labels: Vec<usize> = indices.iter().map(|&i| remap[data.label(i)]).collect();
         let host = HostBatch::gather(data, &indices, &labels, normalize);
         let x = Tensor::from_vec(be, &host.shape, &host.images);
-        let logits = net.forward(be, &x, Mode::TRAIN);
-        let (loss, dlogits) = plain_cross_entropy(be, &logits, &labels);
-        if !loss.is_finite() {
+        let g = loss_and_gradients(be, net, (&x, &labels), Loss::PLAIN, Mode::TRAIN);
+        if !g.is_finite() {
             restore_frozen(net, &frozen);
-            return Err(format!("{}: pretraining loss became {loss} at iteration {it}", net.name));
+            return Err(format!("{}: pretraining loss became {} at iteration {it}", net.name, g.loss));
         }
         if it + recent >= iterations {
-            report.recent_train_acc += accuracy(&logits.to_vec(be), &labels, net.classes) / recent as f64;
+            report.recent_train_acc += accuracy(&g.logits.to_vec(be), &labels, net.classes) / recent as f64;
         }
-        net.backward(be, &dlogits);
-        apply_regularizers(be, net);
-        opt.step(be, lr, net);
-        report.final_loss = loss;
+        apply_update(be, net, &mut opt, lr);
+        report.final_loss = g.loss;
     }
     restore_frozen(net, &frozen);
     debias_bn_statistics(be, net);

@@ -2,22 +2,14 @@
 //! on its running statistics, a new N-way head, a flat view of a parameter subset, and unbiased
 //! BN statistics.
 
-use std::collections::HashMap;
-
 use nsl_core::nn::{cross_entropy, Layer, Mode, NslConv, Padding};
-use nsl_core::optim::zero_grads;
 use nsl_core::similarity::InnerProduct;
-use nsl_core::{Backend, Param, Rng, Tensor};
+use nsl_core::{Backend, Param, Rng, Role, Tensor};
 
 use crate::nets::Network;
+use crate::train::step::{loss_and_gradients, Loss};
 
 use super::episode::HostBatch;
-
-/// Name of the last layer's weight in every network of [`crate::nets`].
-pub const HEAD_WEIGHT: &str = "classifier.weight";
-
-/// Suffix of every static similarity's parameter (`<layer>.sim.theta`, e.g. the DNS diagonal).
-pub const SIMILARITY_SUFFIX: &str = ".sim.theta";
 
 /// Cross-entropy as PyTorch's `F.cross_entropy`: no label smoothing, no floor in the log.
 pub fn plain_cross_entropy<B: Backend>(be: &B, logits: &Tensor<B>, labels: &[usize]) -> (f32, Tensor<B>) {
@@ -28,12 +20,8 @@ pub fn plain_cross_entropy<B: Backend>(be: &B, logits: &Tensor<B>, labels: &[usi
 /// `Param::grad`, zeroed first): one forward and backward with batch norm on its running
 /// statistics ([`Mode::ADAPT`]), as few-shot adaptation runs ("BN uses running stats", spec §5.6).
 pub fn loss_and_backward<B: Backend>(be: &B, net: &mut Network<B>, batch: &HostBatch) -> f32 {
-    zero_grads(be, net);
     let x = Tensor::from_vec(be, &batch.shape, &batch.images);
-    let logits = net.forward(be, &x, Mode::ADAPT);
-    let (loss, dlogits) = plain_cross_entropy(be, &logits, &batch.labels);
-    net.backward(be, &dlogits);
-    loss
+    loss_and_gradients(be, net, (&x, &batch.labels), Loss::PLAIN, Mode::ADAPT).loss
 }
 
 /// The penultimate activations of `net` for `x` (every body layer but the last), BN on running
@@ -75,16 +63,16 @@ pub fn feature_shape<B: Backend>(be: &B, net: &mut Network<B>) -> Vec<usize> {
 /// class count, for [`restore_head`].
 ///
 /// # Panics
-/// If the last layer's only parameter is not [`HEAD_WEIGHT`].
+/// If the last layer is not a classifier: one kernel ([`Role::Weight`]) and nothing else.
 pub fn swap_head<B: Backend>(
     net: &mut Network<B>,
     head: Box<dyn Layer<B>>,
     classes: usize,
 ) -> (Box<dyn Layer<B>>, usize) {
     let last = net.body.layers.last_mut().expect("a network has layers");
-    let mut names = Vec::new();
-    last.visit_params(&mut |p| names.push(p.name.clone()));
-    assert_eq!(names, [HEAD_WEIGHT], "{}: the last layer is not a `classifier` conv", net.name);
+    let mut roles = Vec::new();
+    last.visit_params(&mut |p| roles.push(p.role));
+    assert_eq!(roles, [Role::Weight], "{}: the last layer is not a classifier convolution", net.name);
     let old = std::mem::replace(last, head);
     let old_classes = std::mem::replace(&mut net.classes, classes);
     (old, old_classes)
@@ -102,34 +90,54 @@ pub fn debias_bn_statistics<B: Backend>(be: &B, net: &mut Network<B>) {
     net.visit_batch_norms(&mut |bn| bn.debias_running_statistics(be));
 }
 
-/// A fixed subset of a model's parameters, by name, viewed as one flat host vector in the
-/// model's visit order (MAML's `θ`, a fine-tuning snapshot).
+/// A fixed subset of a model's trainable parameters, by their position in the model's visit
+/// order, viewed as one flat host vector (MAML's `θ`, a fine-tuning snapshot); which parameters
+/// is decided by their [`Role`] and the network's structure, never their names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlatParams {
-    names: Vec<String>,
+    /// Visit positions of the selected parameters.
+    positions: Vec<usize>,
     /// `offsets[i]..offsets[i+1]` is parameter `i`.
     offsets: Vec<usize>,
+    /// Whether parameter `i` belongs to the network's head.
+    head: Vec<bool>,
 }
 
 impl FlatParams {
-    /// The trainable parameters of `model` whose name satisfies `select`.
-    pub fn select<B: Backend>(model: &mut dyn Layer<B>, select: impl Fn(&str) -> bool) -> Self {
-        let (mut names, mut offsets) = (Vec::new(), vec![0]);
+    /// The trainable parameters of `model` whose role satisfies `pick`.
+    pub fn with_roles<B: Backend>(model: &mut dyn Layer<B>, pick: impl Fn(Role) -> bool) -> Self {
+        Self::pick(model, |_, p| pick(p.role))
+    }
+    /// Every static similarity parameter ([`Role::Similarity`], the DNS diagonals).
+    pub fn similarity<B: Backend>(net: &mut Network<B>) -> Self {
+        Self::with_roles(net, |r| r == Role::Similarity)
+    }
+    /// The static similarity parameters and the head (the last layer's parameters): what MAML
+    /// adapts (spec §5.6).
+    pub fn similarity_and_head<B: Backend>(net: &mut Network<B>) -> Self {
+        let (last, before) = net.body.layers.split_last_mut().expect("a network has layers");
+        let start: usize = before.iter_mut().map(|l| count_params(&mut **l)).sum();
+        let head = start..start + count_params(&mut **last);
+        let mut flat = Self::pick(net, |at, p| p.role == Role::Similarity || head.contains(&at));
+        flat.head = flat.positions.iter().map(|at| head.contains(at)).collect();
+        flat
+    }
+    fn pick<B: Backend>(model: &mut dyn Layer<B>, pick: impl Fn(usize, &Param<B>) -> bool) -> Self {
+        let (mut positions, mut offsets) = (Vec::new(), vec![0]);
+        let mut at = 0;
         model.visit_params(&mut |p| {
-            if p.trainable && select(&p.name) {
-                names.push(p.name.clone());
+            if p.trainable && pick(at, p) {
+                positions.push(at);
                 offsets.push(offsets.last().copied().unwrap_or(0) + p.value.numel());
             }
+            at += 1;
         });
-        FlatParams { names, offsets }
+        let head = vec![false; positions.len()];
+        FlatParams { positions, offsets, head }
     }
-    /// The DNS diagonals (every `*.sim.theta`) and the head: what MAML adapts (spec §5.6).
-    pub fn similarity_and_head<B: Backend>(model: &mut dyn Layer<B>) -> Self {
-        Self::select(model, |n| n.ends_with(SIMILARITY_SUFFIX) || n == HEAD_WEIGHT)
-    }
-    /// The parameter names, in order.
-    pub fn names(&self) -> &[String] {
-        &self.names
+    /// Number of parameters selected.
+    pub fn count(&self) -> usize {
+        self.positions.len()
     }
     /// Total number of values.
     pub fn len(&self) -> usize {
@@ -139,24 +147,24 @@ impl FlatParams {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Per value: whether it belongs to a parameter whose name satisfies `pred`.
-    pub fn mask(&self, pred: impl Fn(&str) -> bool) -> Vec<bool> {
+    /// Per value: whether it belongs to the head ([`FlatParams::similarity_and_head`]).
+    pub fn head_mask(&self) -> Vec<bool> {
         let mut m = Vec::with_capacity(self.len());
-        for (i, name) in self.names.iter().enumerate() {
-            m.extend(std::iter::repeat_n(pred(name), self.offsets[i + 1] - self.offsets[i]));
+        for (i, &head) in self.head.iter().enumerate() {
+            m.extend(std::iter::repeat_n(head, self.offsets[i + 1] - self.offsets[i]));
         }
         m
     }
     fn for_each<B: Backend>(&self, model: &mut dyn Layer<B>, mut f: impl FnMut(&mut Param<B>, std::ops::Range<usize>)) {
-        let index: HashMap<&str, usize> = self.names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
-        let mut seen = 0;
+        let (mut at, mut next) = (0, 0);
         model.visit_params(&mut |p| {
-            if let Some(&i) = index.get(p.name.as_str()).filter(|_| p.trainable) {
-                f(p, self.offsets[i]..self.offsets[i + 1]);
-                seen += 1;
+            if self.positions.get(next) == Some(&at) {
+                f(p, self.offsets[next]..self.offsets[next + 1]);
+                next += 1;
             }
+            at += 1;
         });
-        assert_eq!(seen, self.names.len(), "the model lacks some of the parameters {:?}", self.names);
+        assert_eq!(next, self.positions.len(), "the model has fewer parameters than when selected");
     }
     /// The current values.
     pub fn get<B: Backend>(&self, be: &B, model: &mut dyn Layer<B>) -> Vec<f32> {
@@ -180,20 +188,40 @@ impl FlatParams {
         assert_eq!(grad.len(), self.len());
         self.for_each(model, |p, r| p.grad = Tensor::from_vec(be, p.grad.shape(), &grad[r]));
     }
+    /// Set every selected parameter's coupled L2 to `weight_decay`; returns the previous values.
+    pub fn set_weight_decay<B: Backend>(&self, model: &mut dyn Layer<B>, weight_decay: f32) -> Vec<f32> {
+        let mut old = Vec::new();
+        self.for_each(model, |p, _| old.push(std::mem::replace(&mut p.weight_decay, weight_decay)));
+        old
+    }
+    /// Undo [`FlatParams::set_weight_decay`].
+    pub fn restore_weight_decay<B: Backend>(&self, model: &mut dyn Layer<B>, old: &[f32]) {
+        let mut old = old.iter();
+        self.for_each(model, |p, _| p.weight_decay = *old.next().expect("one value per parameter"));
+    }
+    /// Freeze every trainable parameter of `model` that is not selected (`train = true`) or that
+    /// is (`train = false`); returns the previous flags, for [`restore_frozen`].
+    pub fn freeze<B: Backend>(&self, model: &mut dyn Layer<B>, train: bool) -> Vec<bool> {
+        let (mut saved, mut at, mut next) = (Vec::new(), 0, 0);
+        model.visit_params(&mut |p| {
+            let selected = self.positions.get(next) == Some(&at);
+            next += usize::from(selected);
+            saved.push(p.frozen);
+            p.frozen = p.trainable && selected != train;
+            at += 1;
+        });
+        saved
+    }
 }
 
-/// Freeze every trainable parameter of `model` except those whose name satisfies `train`;
-/// returns the previous flags (in visit order) for [`restore_frozen`].
-pub fn freeze_all_but<B: Backend>(model: &mut dyn Layer<B>, train: impl Fn(&str) -> bool) -> Vec<bool> {
-    let mut saved = Vec::new();
-    model.visit_params(&mut |p| {
-        saved.push(p.frozen);
-        p.frozen = p.trainable && !train(&p.name);
-    });
-    saved
+/// Parameters and buffers `layer` visits.
+fn count_params<B: Backend>(layer: &mut dyn Layer<B>) -> usize {
+    let mut n = 0;
+    layer.visit_params(&mut |_| n += 1);
+    n
 }
 
-/// Undo [`freeze_all_but`].
+/// Undo [`FlatParams::freeze`].
 pub fn restore_frozen<B: Backend>(model: &mut dyn Layer<B>, saved: &[bool]) {
     let mut saved = saved.iter();
     model.visit_params(&mut |p| p.frozen = *saved.next().expect("same parameters as when frozen"));

@@ -2,7 +2,7 @@
 
 use nsl_core::nn::{BatchNorm, MaxPool, NslConv, Padding, Relu, Sequential};
 use nsl_core::similarity::InnerProduct;
-use nsl_core::{Backend, Rng};
+use nsl_core::{Backend, Rng, Role};
 
 use super::{similarity_stream, Network, SharedBnStats, SimilarityChoice, SimilarityOptions, Slots};
 
@@ -121,7 +121,7 @@ pub fn cnn9<B: Backend>(be: &B, rng: &mut Rng, cfg: &Cnn9Config) -> Network<B> {
             let mut conv = NslConv::new(be, rng, &name, (c_in, width), (3, 1, Padding::Same), 1.0, wd, sim);
             if cfg.l1 > 0.0 {
                 conv.similarity.visit_params(&mut |p| {
-                    if p.name.ends_with(".sim.theta") {
+                    if p.role == Role::Similarity {
                         p.l1 = cfg.l1;
                     }
                 });

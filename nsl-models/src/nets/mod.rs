@@ -15,7 +15,7 @@ pub use shared::{shared_trunk, SharedBnStats, SharedPredictor, SharedTrunk};
 pub use spherenet9::{spherenet9, SphereNetConfig};
 
 use nsl_core::nn::{BatchNorm, Layer, Mode, Sequential};
-use nsl_core::{Backend, Param, Rng, Tensor};
+use nsl_core::{Backend, Param, Rng, Role, Tensor};
 
 /// The random stream a network's similarity parameters and predictors are drawn from, forked
 /// from the network's stream before any backbone weight: for one seed every similarity variant of
@@ -46,25 +46,20 @@ impl<B: Backend> Network<B> {
         });
         n
     }
-    /// Count of convolution / FC weights only (names ending in `.weight`), the paper's ImageNet convention.
+    /// Count of convolution and fully connected weights ([`Role::Weight`]; predictors'
+    /// included): the paper's convention.
     pub fn weight_count(&mut self) -> usize {
         let mut n = 0;
         self.visit_params(&mut |p| {
-            if p.trainable && p.name.ends_with(".weight") {
+            if p.role == Role::Weight {
                 n += p.value.numel()
             }
         });
         n
     }
-    /// Names and shapes of every parameter and buffer, in visit order.
-    pub fn describe_params(&mut self) -> Vec<(String, Vec<usize>, bool)> {
-        let mut v = Vec::new();
-        self.visit_params(&mut |p| v.push((p.name.clone(), p.value.shape().to_vec(), p.trainable)));
-        v
-    }
-    /// Set γ of every similarity predictor's output batch norm (parameters named `…pred.bn2.gamma`:
-    /// the disjoint, full-sphere, plain-CNN and shared DNS predictors) to `gamma`; returns how many
-    /// tensors were set.
+    /// Set γ of every similarity predictor's output batch norm (the disjoint, full-sphere,
+    /// plain-CNN and shared DNS predictors: [`Role::BnScale`] `{ predictor_output: true }`) to
+    /// `gamma`; returns how many tensors were set.
     ///
     /// The dynamic similarity is `M_p = I + γ ⊙ x̂_p + β` with `x̂` the BN-normalised output of the
     /// predictor's last conv. The reference code starts γ at 1: m2's output variance (~1e-7) is far
@@ -75,7 +70,7 @@ impl<B: Backend> Network<B> {
     pub fn set_predictor_output_gamma(&mut self, be: &B, gamma: f32) -> usize {
         let mut set = 0;
         self.visit_params(&mut |p| {
-            if p.name.ends_with("pred.bn2.gamma") {
+            if p.role == (Role::BnScale { predictor_output: true }) {
                 p.value = Tensor::from_vec(be, p.value.shape(), &vec![gamma; p.value.numel()]);
                 set += 1;
             }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use nsl_core::nn::{BatchNorm, Layer, Mode, NslConv, Padding, Sequential};
 use nsl_core::similarity::{InnerProduct, Sphere};
-use nsl_core::{Backend, Param, Rng, Tensor};
+use nsl_core::{Backend, Param, Rng, Role, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// Width of the adapted maps the trunk reads.
@@ -48,7 +48,7 @@ pub fn shared_trunk<B: Backend>(be: &B, rng: &mut Rng, taps: usize, weight_decay
         .push(conv(rng, "shared_pred.m1", (ADAPTED, 64), 0.1))
         .push(BatchNorm::new(be, "shared_pred.bn1", 64, 1e-3, weight_decay).with_relu())
         .push(conv(rng, "shared_pred.m2", (64, taps), 0.001))
-        .push(BatchNorm::new(be, "shared_pred.bn2", taps, 1e-3, weight_decay));
+        .push(BatchNorm::new(be, "shared_pred.bn2", taps, 1e-3, weight_decay).predictor_output());
     Arc::new(Mutex::new(trunk))
 }
 
@@ -92,8 +92,12 @@ impl<B: Backend> SharedPredictor<B> {
             lock(&trunk).visit_batch_norms(&mut |bn| {
                 i += 1;
                 let [m, v, n] = bn.running_statistics().map(|t| t.zeros_like(be));
-                let buffer = |part: &str, t| Param::buffer(be, format!("{name}.trunk_bn{i}.{part}"), t);
-                own.push([buffer("running_mean", m), buffer("running_var", v), buffer("ema_count", n)]);
+                let buffer = |part: &str, role, t| Param::buffer(be, format!("{name}.trunk_bn{i}.{part}"), role, t);
+                own.push([
+                    buffer("running_mean", Role::RunningMean, m),
+                    buffer("running_var", Role::RunningVar, v),
+                    buffer("ema_count", Role::EmaCount, n),
+                ]);
             });
         }
         SharedPredictor { adapter, trunk, stats: own }

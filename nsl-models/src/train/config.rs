@@ -245,6 +245,18 @@ impl RunConfig {
                 err(field, format!("is {v}; it must be at least {lo}"))
             }
         };
+        // TOML integers are i64: a larger count or seed could not be written to config.toml.
+        let toml_ints = [
+            ("seed", self.seed),
+            ("iterations", self.iterations),
+            ("warmup", self.warmup),
+            ("eval_every", self.eval_every),
+            ("checkpoint_every", self.checkpoint_every),
+        ];
+        let milestones = self.milestones.iter().map(|&m| ("milestones", m));
+        if let Some((field, v)) = toml_ints.into_iter().chain(milestones).find(|&(_, v)| v > i64::MAX as u64) {
+            return err(field, format!("is {v}; config files hold integers up to {}", i64::MAX));
+        }
         finite_in("width", self.width, 1e-3, 16.0, "a finite multiplier in [0.001, 16]")?;
         at_least("iterations", self.iterations, 1)?;
         at_least("batch_size", self.batch_size as u64, 1)?;
