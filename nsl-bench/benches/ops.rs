@@ -7,7 +7,7 @@
 //! `cargo bench -p nsl-bench --bench ops` (all), or e.g. `-- "conv2_x.*batch_norm"`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use nsl_core::{AdamStep, Backend, BatchNormDims, CrossEntropy, Gemm, Map, Rng, SgdStep, Window};
+use nsl_core::{AdamStep, Backend, BatchNormDims, ConvScale, CrossEntropy, Gemm, Map, Patch, Rng, SgdStep, Window};
 use nsl_cpu::Cpu;
 
 const BATCH: usize = 32;
@@ -50,37 +50,54 @@ fn layer_ops(c: &mut Criterion) {
         // conv2d as the backend picks it (Winograd here), direct, with a DNS patch scale, and
         // row-scaled (SphereConv); each with its backward.
         let direct = be.clone().with_winograd(false);
-        group.bench_function("conv2d", |b| b.iter(|| be.conv2d(&g, c_out, &x, &w, None, &mut out)));
-        group.bench_function("conv2d direct", |b| b.iter(|| direct.conv2d(&g, c_out, &x, &w, None, &mut out)));
-        group.bench_function("conv2d scaled (DNS)", |b| b.iter(|| be.conv2d(&g, c_out, &x, &w, Some(&m), &mut out)));
+        group.bench_function("conv2d", |b| b.iter(|| be.conv2d(&g, c_out, &x, &w, ConvScale::None, &mut out)));
+        group.bench_function("conv2d direct", |b| {
+            b.iter(|| direct.conv2d(&g, c_out, &x, &w, ConvScale::None, &mut out))
+        });
+        group.bench_function("conv2d scaled (DNS)", |b| {
+            b.iter(|| be.conv2d(&g, c_out, &x, &w, ConvScale::Taps(&m), &mut out))
+        });
         group.bench_function("conv2d_rows_scaled (SphereConv)", |b| {
-            b.iter(|| be.conv2d_rows_scaled(&g, c_out, &x, &w, &q, &mut out))
+            b.iter(|| be.conv2d(&g, c_out, &x, &w, ConvScale::Rows(&q), &mut out))
         });
         group.bench_function("conv2d_backward", |b| {
-            b.iter(|| be.conv2d_backward(&g, c_out, &x, &w, None, &dy, &mut dx, &mut dw, None))
+            b.iter(|| be.conv2d_backward(&g, c_out, &x, &w, ConvScale::None, &dy, &mut dx, &mut dw, None))
         });
         group.bench_function("conv2d_backward scaled (DNS)", |b| {
-            b.iter(|| be.conv2d_backward(&g, c_out, &x, &w, Some(&m), &dy, &mut dx, &mut dw, Some(&mut ds)))
+            b.iter(|| be.conv2d_backward(&g, c_out, &x, &w, ConvScale::Taps(&m), &dy, &mut dx, &mut dw, Some(&mut ds)))
         });
         group.bench_function("conv2d_rows_scaled_backward (SphereConv)", |b| {
-            b.iter(|| be.conv2d_rows_scaled_backward(&g, c_out, &x, &w, &q, &dy, &mut dx, &mut dw))
+            b.iter(|| be.conv2d_backward(&g, c_out, &x, &w, ConvScale::Rows(&q), &dy, &mut dx, &mut dw, None))
         });
         // The similarities' patch ops (the unfused path) and the window norms.
-        group.bench_function("patch_scale (DNS)", |b| b.iter(|| be.patch_scale(rows, taps, c_in, &cols, &m, &mut xt)));
+        group.bench_function("patch_scale (DNS)", |b| {
+            b.iter(|| be.patch_scale(&Patch { rows, taps, c: c_in }, &cols, &m, &mut xt))
+        });
         group.bench_function("patch_scale_backward (DNS)", |b| {
-            b.iter(|| be.patch_scale_backward(rows, taps, c_in, &cols, &m, &xt, &mut dcols, &mut ds))
+            b.iter(|| {
+                be.patch_scale_backward(&Patch { rows, taps, c: c_in }, &cols, &m, &xt, &mut dcols, &mut ds)
+            })
         });
         group.bench_function("patch_matmul (UNS)", |b| {
-            b.iter(|| be.patch_matmul(rows, taps, c_in, &cols, &m_uns, &mut xt))
+            b.iter(|| be.patch_matmul(&Patch { rows, taps, c: c_in }, &cols, &m_uns, &mut xt))
         });
         group.bench_function("patch_matmul_backward (UNS)", |b| {
-            b.iter(|| be.patch_matmul_backward(rows, taps, c_in, &cols, &m_uns, &xt, &mut dcols, &mut dm_uns))
+            b.iter(|| {
+                be.patch_matmul_backward(
+                    &Patch { rows, taps, c: c_in },
+                    &cols,
+                    &m_uns,
+                    &xt,
+                    &mut dcols,
+                    &mut dm_uns,
+                )
+            })
         });
         group.bench_function("window_norm", |b| b.iter(|| be.window_norm(&g, &x, 1e-4, &mut norms)));
         group.bench_function("window_norm_backward", |b| b.iter(|| be.window_norm_backward(&g, &x, &n, &dn, &mut dx)));
 
         // Batch norm on the layer's output (the training pass, inference, backward; + ReLU).
-        let d = BatchNormDims { rows, c: c_out, eps: 1e-3 };
+        let d = BatchNormDims { rows, c: c_out, eps: 1e-3, relu: false };
         let (gamma, beta) = (be.upload(&vec![1.0; c_out]), be.zeros(c_out));
         let (mut mean, mut var) = (be.zeros(c_out), be.zeros(c_out));
         let (mut dgamma, mut dbeta) = (be.zeros(c_out), be.zeros(c_out));
@@ -92,25 +109,27 @@ fn layer_ops(c: &mut Criterion) {
             b.iter(|| be.batch_norm_eval(&d, &y, &gamma, &beta, &mean, &var, &mut out))
         });
         group.bench_function("batch_norm_backward", |b| {
-            b.iter(|| be.batch_norm_backward(&d, &y, &gamma, &mean, &var, &dy, &mut dz, &mut dgamma, &mut dbeta))
+            b.iter(|| {
+                be.batch_norm_backward(&d, &y, &gamma, &beta, &mean, &var, None, &dy, &mut dz, &mut dgamma, &mut dbeta)
+            })
         });
         group.bench_function("batch_norm_relu_train", |b| {
-            b.iter(|| be.batch_norm_relu_train(&d, &y, &gamma, &beta, &mut out, &mut mean, &mut var))
+            b.iter(|| be.batch_norm_train(&d.with_relu(), &y, &gamma, &beta, &mut out, &mut mean, &mut var))
         });
         group.bench_function("batch_norm_relu_eval", |b| {
-            b.iter(|| be.batch_norm_relu_eval(&d, &y, &gamma, &beta, &mean, &var, &mut out))
+            b.iter(|| be.batch_norm_eval(&d.with_relu(), &y, &gamma, &beta, &mean, &var, &mut out))
         });
-        be.batch_norm_relu_train(&d, &y, &gamma, &beta, &mut out, &mut mean, &mut var);
+        be.batch_norm_train(&d.with_relu(), &y, &gamma, &beta, &mut out, &mut mean, &mut var);
         group.bench_function("batch_norm_relu_backward", |b| {
             b.iter(|| {
-                be.batch_norm_relu_backward(
-                    &d,
+                be.batch_norm_backward(
+                    &d.with_relu(),
                     &y,
-                    &out,
                     &gamma,
                     &beta,
                     &mean,
                     &var,
+                    Some(&out),
                     &dy,
                     &mut dz,
                     &mut dgamma,
@@ -159,7 +178,7 @@ fn head_and_optimiser_ops(c: &mut Criterion) {
     // The classifier's loss over 10 classes, as training computes it.
     let d = CrossEntropy { batch: BATCH, classes: 10, smoothing: 0.01, floor: 1e-4 };
     let logits = be.upload(&rng.normal_vec(BATCH * 10, 1.0));
-    let labels = be.upload(&(0..BATCH).map(|i| (i % 10) as f32).collect::<Vec<_>>());
+    let labels: Vec<u32> = (0..BATCH as u32).map(|i| i % 10).collect();
     let mut dlogits = be.zeros(BATCH * 10);
     group.bench_function("cross_entropy 32×10", |b| b.iter(|| be.cross_entropy(&d, &logits, &labels, &mut dlogits)));
     // Self-attention on an 8×8 map: each position's softmax over the 64 positions.

@@ -77,7 +77,7 @@ pub mod rng;
 pub mod similarity;
 pub mod tensor;
 
-pub use backend::{AdamStep, Backend, BatchNormDims, CrossEntropy, Gemm, Map, SgdStep};
+pub use backend::{AdamStep, Backend, BatchNormDims, ConvScale, CrossEntropy, Gemm, Kernels, Map, Patch, SgdStep};
 pub use geometry::Window;
 pub use param::{Param, Role};
 pub use rng::Rng;

@@ -32,10 +32,8 @@ mod winograd;
 
 use std::sync::Arc;
 
-use nsl_core::backend::{
-    conv2d_backward_unfused, conv2d_rows_scaled_backward_unfused, conv2d_rows_scaled_unfused, conv2d_unfused,
-};
-use nsl_core::{AdamStep, Backend, BatchNormDims, CrossEntropy, Gemm, Map, SgdStep, Window};
+use nsl_core::backend::{conv2d_backward_unfused, conv2d_unfused, Checked};
+use nsl_core::{AdamStep, BatchNormDims, ConvScale, CrossEntropy, Gemm, Kernels, Map, Patch, SgdStep, Window};
 use rayon::ThreadPool;
 
 pub use buffer::CpuBuf;
@@ -171,11 +169,7 @@ fn simd_features() -> String {
     }
 }
 
-fn same_len(what: &str, a: &[f32], b: &[f32]) {
-    assert_eq!(a.len(), b.len(), "{what}: buffer lengths differ ({} vs {})", a.len(), b.len());
-}
-
-impl Backend for Cpu {
+impl Kernels for Cpu {
     type Buf = CpuBuf;
 
     fn name(&self) -> String {
@@ -198,157 +192,126 @@ impl Backend for Cpu {
     fn len(&self, buf: &CpuBuf) -> usize {
         buf.len()
     }
-    fn copy(&self, src: &CpuBuf, dst: &mut CpuBuf) {
-        same_len("copy", src, dst);
+    fn copy(&self, _: Checked, src: &CpuBuf, dst: &mut CpuBuf) {
         dst.copy_from_slice(src);
     }
 
-    fn gemm(&self, g: &Gemm, a: &CpuBuf, b: &CpuBuf, c: &mut CpuBuf) {
-        gemm::gemm(self, g, a, b, c)
+    fn gemm(&self, checked: Checked, g: &Gemm, a: &CpuBuf, b: &CpuBuf, c: &mut CpuBuf) {
+        gemm::gemm(checked, self, g, a, b, c)
     }
-    fn fill(&self, x: &mut CpuBuf, value: f32) {
+    fn fill(&self, _: Checked, x: &mut CpuBuf, value: f32) {
         elementwise::fill(self, x, value)
     }
-    fn axpy(&self, alpha: f32, x: &CpuBuf, y: &mut CpuBuf) {
-        same_len("axpy", x, y);
+    fn axpy(&self, _: Checked, alpha: f32, x: &CpuBuf, y: &mut CpuBuf) {
         elementwise::axpy(self, alpha, x, y)
     }
-    fn scale(&self, alpha: f32, x: &mut CpuBuf) {
+    fn scale(&self, _: Checked, alpha: f32, x: &mut CpuBuf) {
         elementwise::scale(self, alpha, x)
     }
-    fn mul(&self, a: &CpuBuf, b: &CpuBuf, out: &mut CpuBuf) {
-        same_len("mul", a, out);
-        same_len("mul", b, out);
+    fn mul(&self, _: Checked, a: &CpuBuf, b: &CpuBuf, out: &mut CpuBuf) {
         elementwise::mul(self, a, b, out)
     }
-    fn map(&self, f: Map, x: &CpuBuf, out: &mut CpuBuf) {
-        same_len("map", x, out);
+    fn map(&self, _: Checked, f: Map, x: &CpuBuf, out: &mut CpuBuf) {
         elementwise::map(self, f, x, out)
     }
-    fn dot(&self, a: &CpuBuf, b: &CpuBuf) -> f32 {
-        same_len("dot", a, b);
+    fn dot(&self, _: Checked, a: &CpuBuf, b: &CpuBuf) -> f32 {
         elementwise::dot(self, a, b)
     }
-    fn mul_rows(&self, x: &CpuBuf, s: &CpuBuf, rows: usize, cols: usize, out: &mut CpuBuf) {
+    fn mul_rows(&self, _: Checked, x: &CpuBuf, s: &CpuBuf, rows: usize, cols: usize, out: &mut CpuBuf) {
         elementwise::mul_rows(self, x, s, rows, cols, out)
     }
-    fn mul_cols(&self, x: &CpuBuf, s: &CpuBuf, rows: usize, cols: usize, out: &mut CpuBuf) {
+    fn mul_cols(&self, _: Checked, x: &CpuBuf, s: &CpuBuf, rows: usize, cols: usize, out: &mut CpuBuf) {
         elementwise::mul_cols(self, x, s, rows, cols, out)
     }
-    fn dot_rows(&self, a: &CpuBuf, b: &CpuBuf, rows: usize, cols: usize, out: &mut CpuBuf) {
+    fn dot_rows(&self, _: Checked, a: &CpuBuf, b: &CpuBuf, rows: usize, cols: usize, out: &mut CpuBuf) {
         elementwise::dot_rows(self, a, b, rows, cols, out)
     }
-    fn dot_cols(&self, a: &CpuBuf, b: &CpuBuf, rows: usize, cols: usize, out: &mut CpuBuf) {
+    fn dot_cols(&self, _: Checked, a: &CpuBuf, b: &CpuBuf, rows: usize, cols: usize, out: &mut CpuBuf) {
         elementwise::dot_cols(self, a, b, rows, cols, out)
     }
 
-    fn im2col(&self, g: &Window, x: &CpuBuf, cols: &mut CpuBuf) {
+    fn im2col(&self, _: Checked, g: &Window, x: &CpuBuf, cols: &mut CpuBuf) {
         conv::im2col(self, g, x, cols)
     }
-    fn col2im(&self, g: &Window, dcols: &CpuBuf, dx: &mut CpuBuf) {
+    fn col2im(&self, _: Checked, g: &Window, dcols: &CpuBuf, dx: &mut CpuBuf) {
         conv::col2im(self, g, dcols, dx)
     }
-    fn conv2d(&self, g: &Window, n: usize, x: &CpuBuf, w: &CpuBuf, scale: Option<&CpuBuf>, y: &mut CpuBuf) {
-        match gemm::kernels::mode() {
-            gemm::kernels::Mode::Tiles(ks) => conv2d::conv2d(self, ks, g, n, x, w, scale.map(|s| &s[..]), None, y),
-            gemm::kernels::Mode::Off => conv2d_unfused(self, g, n, x, w, scale, y),
-        }
-    }
-    fn conv2d_rows_scaled(&self, g: &Window, n: usize, x: &CpuBuf, w: &CpuBuf, q: &CpuBuf, y: &mut CpuBuf) {
-        match gemm::kernels::mode() {
-            gemm::kernels::Mode::Tiles(ks) => conv2d::conv2d(self, ks, g, n, x, w, None, Some(q), y),
-            gemm::kernels::Mode::Off => conv2d_rows_scaled_unfused(self, g, n, x, w, q, y),
-        }
-    }
-    fn conv2d_rows_scaled_backward(
+    fn conv2d(
         &self,
+        _: Checked,
         g: &Window,
         n: usize,
         x: &CpuBuf,
         w: &CpuBuf,
-        q: &CpuBuf,
-        dy: &CpuBuf,
-        dx: &mut CpuBuf,
-        dw: &mut CpuBuf,
+        scale: ConvScale<'_, CpuBuf>,
+        y: &mut CpuBuf,
     ) {
         match gemm::kernels::mode() {
-            gemm::kernels::Mode::Tiles(ks) => {
-                conv2d::conv2d_backward(self, ks, g, n, x, w, None, dy, Some(q), dx, dw, None)
-            }
-            gemm::kernels::Mode::Off => conv2d_rows_scaled_backward_unfused(self, g, n, x, w, q, dy, dx, dw),
+            gemm::kernels::Mode::Tiles(ks) => conv2d::conv2d(self, ks, g, n, x, w, taps(scale), rows(scale), y),
+            gemm::kernels::Mode::Off => conv2d_unfused(self, g, n, x, w, scale, y),
         }
     }
     fn conv2d_backward(
         &self,
+        _: Checked,
         g: &Window,
         n: usize,
         x: &CpuBuf,
         w: &CpuBuf,
-        scale: Option<&CpuBuf>,
+        scale: ConvScale<'_, CpuBuf>,
         dy: &CpuBuf,
         dx: &mut CpuBuf,
         dw: &mut CpuBuf,
         dscale: Option<&mut CpuBuf>,
     ) {
         match gemm::kernels::mode() {
-            gemm::kernels::Mode::Tiles(ks) => conv2d::conv2d_backward(
-                self,
-                ks,
-                g,
-                n,
-                x,
-                w,
-                scale.map(|s| &s[..]),
-                dy,
-                None,
-                dx,
-                dw,
-                dscale.map(|d| &mut d[..]),
-            ),
+            gemm::kernels::Mode::Tiles(ks) => {
+                let ds = dscale.map(|d| &mut d[..]);
+                conv2d::conv2d_backward(self, ks, g, n, x, w, taps(scale), dy, rows(scale), dx, dw, ds)
+            }
             gemm::kernels::Mode::Off => conv2d_backward_unfused(self, g, n, x, w, scale, dy, dx, dw, dscale),
         }
     }
-    fn patch_scale(&self, rows: usize, taps: usize, c: usize, cols: &CpuBuf, m: &CpuBuf, out: &mut CpuBuf) {
-        patch::patch_scale(self, rows, taps, c, cols, m, out)
+    fn patch_scale(&self, _: Checked, p: &Patch, cols: &CpuBuf, m: &CpuBuf, out: &mut CpuBuf) {
+        patch::patch_scale(self, p.rows, p.taps, p.c, cols, m, out)
     }
     fn patch_scale_backward(
         &self,
-        rows: usize,
-        taps: usize,
-        c: usize,
+        _: Checked,
+        p: &Patch,
         cols: &CpuBuf,
         m: &CpuBuf,
         dout: &CpuBuf,
         dcols: &mut CpuBuf,
         dm: &mut CpuBuf,
     ) {
-        patch::patch_scale_backward(self, rows, taps, c, cols, m, dout, dcols, dm)
+        patch::patch_scale_backward(self, p.rows, p.taps, p.c, cols, m, dout, dcols, dm)
     }
-    fn patch_matmul(&self, rows: usize, taps: usize, c: usize, cols: &CpuBuf, m: &CpuBuf, out: &mut CpuBuf) {
-        patch::patch_matmul(self, rows, taps, c, cols, m, out)
+    fn patch_matmul(&self, _: Checked, p: &Patch, cols: &CpuBuf, m: &CpuBuf, out: &mut CpuBuf) {
+        patch::patch_matmul(self, p.rows, p.taps, p.c, cols, m, out)
     }
     fn patch_matmul_backward(
         &self,
-        rows: usize,
-        taps: usize,
-        c: usize,
+        _: Checked,
+        p: &Patch,
         cols: &CpuBuf,
         m: &CpuBuf,
         dout: &CpuBuf,
         dcols: &mut CpuBuf,
         dm: &mut CpuBuf,
     ) {
-        patch::patch_matmul_backward(self, rows, taps, c, cols, m, dout, dcols, dm)
+        patch::patch_matmul_backward(self, p.rows, p.taps, p.c, cols, m, dout, dcols, dm)
     }
-    fn window_norm(&self, g: &Window, x: &CpuBuf, eps: f32, n: &mut CpuBuf) {
+    fn window_norm(&self, _: Checked, g: &Window, x: &CpuBuf, eps: f32, n: &mut CpuBuf) {
         norm::window_norm(self, g, x, eps, n)
     }
-    fn window_norm_backward(&self, g: &Window, x: &CpuBuf, n: &CpuBuf, dn: &CpuBuf, dx: &mut CpuBuf) {
+    fn window_norm_backward(&self, _: Checked, g: &Window, x: &CpuBuf, n: &CpuBuf, dn: &CpuBuf, dx: &mut CpuBuf) {
         norm::window_norm_backward(self, g, x, n, dn, dx)
     }
 
     fn batch_norm_train(
         &self,
+        _: Checked,
         d: &BatchNormDims,
         x: &CpuBuf,
         gamma: &CpuBuf,
@@ -357,22 +320,11 @@ impl Backend for Cpu {
         mean: &mut CpuBuf,
         var: &mut CpuBuf,
     ) {
-        norm::batch_norm_train(self, d, x, gamma, beta, y, mean, var, false)
-    }
-    fn batch_norm_relu_train(
-        &self,
-        d: &BatchNormDims,
-        x: &CpuBuf,
-        gamma: &CpuBuf,
-        beta: &CpuBuf,
-        y: &mut CpuBuf,
-        mean: &mut CpuBuf,
-        var: &mut CpuBuf,
-    ) {
-        norm::batch_norm_train(self, d, x, gamma, beta, y, mean, var, true)
+        norm::batch_norm_train(self, d, x, gamma, beta, y, mean, var)
     }
     fn batch_norm_eval(
         &self,
+        _: Checked,
         d: &BatchNormDims,
         x: &CpuBuf,
         gamma: &CpuBuf,
@@ -381,86 +333,76 @@ impl Backend for Cpu {
         var: &CpuBuf,
         y: &mut CpuBuf,
     ) {
-        norm::batch_norm_eval(self, d, x, gamma, beta, mean, var, y, false)
+        norm::batch_norm_eval(self, d, x, gamma, beta, mean, var, y)
     }
-    fn batch_norm_relu_eval(
-        &self,
-        d: &BatchNormDims,
-        x: &CpuBuf,
-        gamma: &CpuBuf,
-        beta: &CpuBuf,
-        mean: &CpuBuf,
-        var: &CpuBuf,
-        y: &mut CpuBuf,
-    ) {
-        norm::batch_norm_eval(self, d, x, gamma, beta, mean, var, y, true)
-    }
+    /// With `d.relu`, the ReLU mask is recomputed from `x` and `β` (as the forward computed
+    /// `y`); `y` is not read.
     fn batch_norm_backward(
         &self,
+        _: Checked,
         d: &BatchNormDims,
         x: &CpuBuf,
-        gamma: &CpuBuf,
-        mean: &CpuBuf,
-        var: &CpuBuf,
-        dy: &CpuBuf,
-        dx: &mut CpuBuf,
-        dgamma: &mut CpuBuf,
-        dbeta: &mut CpuBuf,
-    ) {
-        norm::batch_norm_backward(self, d, x, gamma, mean, var, dy, dx, dgamma, dbeta, None)
-    }
-    /// The ReLU mask is recomputed from `x` and `β` (as [`Cpu`]'s forward computed `y`); `y`
-    /// is not read.
-    fn batch_norm_relu_backward(
-        &self,
-        d: &BatchNormDims,
-        x: &CpuBuf,
-        _y: &CpuBuf,
         gamma: &CpuBuf,
         beta: &CpuBuf,
         mean: &CpuBuf,
         var: &CpuBuf,
+        _y: Option<&CpuBuf>,
         dy: &CpuBuf,
         dx: &mut CpuBuf,
         dgamma: &mut CpuBuf,
         dbeta: &mut CpuBuf,
     ) {
-        norm::batch_norm_backward(self, d, x, gamma, mean, var, dy, dx, dgamma, dbeta, Some(beta))
+        norm::batch_norm_backward(self, d, x, gamma, beta, mean, var, dy, dx, dgamma, dbeta)
     }
-    fn relu(&self, x: &CpuBuf, y: &mut CpuBuf) {
-        same_len("relu", x, y);
+    fn relu(&self, _: Checked, x: &CpuBuf, y: &mut CpuBuf) {
         activation::relu(self, x, y)
     }
-    fn relu_backward(&self, y: &CpuBuf, dy: &CpuBuf, dx: &mut CpuBuf) {
-        same_len("relu_backward", y, dx);
-        same_len("relu_backward", dy, dx);
+    fn relu_backward(&self, _: Checked, y: &CpuBuf, dy: &CpuBuf, dx: &mut CpuBuf) {
         activation::relu_backward(self, y, dy, dx)
     }
-    fn max_pool(&self, g: &Window, x: &CpuBuf, y: &mut CpuBuf) {
+    fn max_pool(&self, _: Checked, g: &Window, x: &CpuBuf, y: &mut CpuBuf) {
         activation::max_pool(self, g, x, y)
     }
-    fn max_pool_backward(&self, g: &Window, x: &CpuBuf, y: &CpuBuf, dy: &CpuBuf, dx: &mut CpuBuf) {
+    fn max_pool_backward(&self, _: Checked, g: &Window, x: &CpuBuf, y: &CpuBuf, dy: &CpuBuf, dx: &mut CpuBuf) {
         activation::max_pool_backward(self, g, x, y, dy, dx)
     }
-    fn softmax_rows(&self, x: &CpuBuf, rows: usize, cols: usize, y: &mut CpuBuf) {
+    fn softmax_rows(&self, _: Checked, x: &CpuBuf, rows: usize, cols: usize, y: &mut CpuBuf) {
         activation::softmax_rows(self, x, rows, cols, y)
     }
-    fn softmax_rows_backward(&self, y: &CpuBuf, dy: &CpuBuf, rows: usize, cols: usize, dx: &mut CpuBuf) {
+    fn softmax_rows_backward(&self, _: Checked, y: &CpuBuf, dy: &CpuBuf, rows: usize, cols: usize, dx: &mut CpuBuf) {
         activation::softmax_rows_backward(self, y, dy, rows, cols, dx)
     }
-    fn cross_entropy(&self, d: &CrossEntropy, logits: &CpuBuf, labels: &CpuBuf, dlogits: &mut CpuBuf) -> f32 {
+    fn cross_entropy(
+        &self,
+        _: Checked,
+        d: &CrossEntropy,
+        logits: &CpuBuf,
+        labels: &[u32],
+        dlogits: &mut CpuBuf,
+    ) -> f32 {
         loss::cross_entropy(self, d, logits, labels, dlogits)
     }
 
-    fn sgd_step(&self, s: &SgdStep, w: &mut CpuBuf, g: &CpuBuf, v: &mut CpuBuf) {
-        same_len("sgd_step", g, w);
-        same_len("sgd_step", v, w);
+    fn sgd_step(&self, _: Checked, s: &SgdStep, w: &mut CpuBuf, g: &CpuBuf, v: &mut CpuBuf) {
         optim::sgd_step(self, s, w, g, v)
     }
-    fn adam_step(&self, s: &AdamStep, w: &mut CpuBuf, g: &CpuBuf, m: &mut CpuBuf, v: &mut CpuBuf) {
-        same_len("adam_step", g, w);
-        same_len("adam_step", m, w);
-        same_len("adam_step", v, w);
+    fn adam_step(&self, _: Checked, s: &AdamStep, w: &mut CpuBuf, g: &CpuBuf, m: &mut CpuBuf, v: &mut CpuBuf) {
         optim::adam_step(self, s, w, g, m, v)
+    }
+}
+
+/// The per-tap scale of a [`ConvScale`], as the convolution kernels take it.
+fn taps<'a>(scale: ConvScale<'a, CpuBuf>) -> Option<&'a [f32]> {
+    match scale {
+        ConvScale::Taps(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The per-row scale of a [`ConvScale`].
+fn rows<'a>(scale: ConvScale<'a, CpuBuf>) -> Option<&'a [f32]> {
+    match scale {
+        ConvScale::Rows(q) => Some(q),
+        _ => None,
     }
 }

@@ -136,21 +136,12 @@ fn inv_std(var: &[f32], eps: f32) -> Vec<f64> {
     var.iter().map(|&v| 1.0 / (v as f64 + eps as f64).sqrt()).collect()
 }
 
-/// `y = (x − μ)·scale + β` per channel, then `max(y, 0)` with `relu`, rows in parallel.
+/// `y = (x − μ)·scale + β` per channel, then `max(y, 0)` with `d.relu`, rows in parallel.
 /// (Centring before scaling keeps `y` accurate when `σ` is tiny and `|μ|` is not: the folded
 /// `x·scale + (β − μ·scale)` loses `|μ|·scale·2⁻²⁴` to cancellation.)
 #[allow(clippy::too_many_arguments)]
-fn affine_rows(
-    cpu: &Cpu,
-    d: &BatchNormDims,
-    x: &[f32],
-    mean: &[f32],
-    scale: &[f32],
-    beta: &[f32],
-    relu: bool,
-    y: &mut [f32],
-) {
-    let c = d.c;
+fn affine_rows(cpu: &Cpu, d: &BatchNormDims, x: &[f32], mean: &[f32], scale: &[f32], beta: &[f32], y: &mut [f32]) {
+    let (c, relu) = (d.c, d.relu);
     par::rows_mut(cpu, &mut y[..d.rows * c], c, d.rows * c, |r0, out| {
         for (yr, xr) in out.chunks_exact_mut(c).zip(x[r0 * c..].chunks_exact(c)) {
             for ((y, &x), ((&m, &s), &b)) in yr.iter_mut().zip(xr).zip(mean.iter().zip(scale).zip(beta)) {
@@ -179,9 +170,9 @@ fn scale(gamma: &[f32], inv: &[f64]) -> Vec<f32> {
     gamma.iter().zip(inv).map(|(&g, &i)| (g as f64 * i) as f32).collect()
 }
 
-/// See [`nsl_core::Backend::batch_norm_train`] (and, with `relu`,
-/// [`nsl_core::Backend::batch_norm_relu_train`]). One-pass `f64` statistics of the values
-/// shifted by the first row; the biased variance is written to `var`.
+/// See [`nsl_core::Backend::batch_norm_train`] (with `d.relu`, the ReLU fused into the write of
+/// `y`). One-pass `f64` statistics of the values shifted by the first row; the biased variance
+/// is written to `var`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn batch_norm_train(
     cpu: &Cpu,
@@ -192,7 +183,6 @@ pub(crate) fn batch_norm_train(
     y: &mut [f32],
     mean: &mut [f32],
     var: &mut [f32],
-    relu: bool,
 ) {
     let (rows, c) = (d.rows, d.c);
     let x = &x[..rows * c];
@@ -215,10 +205,10 @@ pub(crate) fn batch_norm_train(
         var[ch] = ((s2[ch] * inv_rows - m * m).max(0.0)) as f32;
     }
     let inv = inv_std(&var[..c], d.eps);
-    affine_rows(cpu, d, x, &mean[..c], &scale(&gamma[..c], &inv), &beta[..c], relu, y);
+    affine_rows(cpu, d, x, &mean[..c], &scale(&gamma[..c], &inv), &beta[..c], y);
 }
 
-/// See [`nsl_core::Backend::batch_norm_eval`] (with `relu`, `batch_norm_relu_eval`).
+/// See [`nsl_core::Backend::batch_norm_eval`] (with `d.relu`, the ReLU fused).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn batch_norm_eval(
     cpu: &Cpu,
@@ -229,30 +219,28 @@ pub(crate) fn batch_norm_eval(
     mean: &[f32],
     var: &[f32],
     y: &mut [f32],
-    relu: bool,
 ) {
     let c = d.c;
     let inv = inv_std(&var[..c], d.eps);
-    affine_rows(cpu, d, &x[..d.rows * c], &mean[..c], &scale(&gamma[..c], &inv), &beta[..c], relu, y);
+    affine_rows(cpu, d, &x[..d.rows * c], &mean[..c], &scale(&gamma[..c], &inv), &beta[..c], y);
 }
 
 /// See [`nsl_core::Backend::batch_norm_backward`]: overwrites `dx`, accumulates `dgamma`,
-/// `dbeta`. With `relu_beta` (the shift `β` of `batch_norm_relu_train`), of `dy` masked by the
-/// ReLU ([`nsl_core::Backend::batch_norm_relu_backward`]), the mask recomputed on the fly from
-/// `x` exactly as [`batch_norm_train`] computed its output (`(x − μ)·scale + β > 0`).
+/// `dbeta`. With `d.relu`, of `dy` masked by the ReLU, the mask recomputed on the fly from `x`
+/// exactly as [`batch_norm_train`] computed its output (`(x − μ)·scale + β > 0`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn batch_norm_backward(
     cpu: &Cpu,
     d: &BatchNormDims,
     x: &[f32],
     gamma: &[f32],
+    beta: &[f32],
     mean: &[f32],
     var: &[f32],
     dy: &[f32],
     dx: &mut [f32],
     dgamma: &mut [f32],
     dbeta: &mut [f32],
-    relu_beta: Option<&[f32]>,
 ) {
     let (rows, c) = (d.rows, d.c);
     if rows == 0 || c == 0 {
@@ -262,9 +250,8 @@ pub(crate) fn batch_norm_backward(
     let mean = &mean[..c];
     let inv = inv_std(&var[..c], d.eps);
     // The gradient reaching the batch norm is `dy` where the ReLU's output was positive.
-    let relu = relu_beta.is_some();
-    let no_beta = vec![0f32; c];
-    let (scale, beta) = (scale(&gamma[..c], &inv), &relu_beta.unwrap_or(&no_beta)[..c]);
+    let relu = d.relu;
+    let (scale, beta) = (scale(&gamma[..c], &inv), &beta[..c]);
     let masked =
         |g: f32, xv: f32, m: f32, s: f32, b: f32| if relu { relu_masked(g, bn_affine(xv, m, s, b)) } else { g };
     let mean64: Vec<f64> = mean.iter().map(|&m| m as f64).collect();

@@ -29,15 +29,6 @@ pub(crate) fn sgd_step(cpu: &Cpu, s: &SgdStep, w: &mut [f32], g: &[f32], v: &mut
     }
 }
 
-/// Bias-corrected Adam constants `(1/(1−β1ᵗ), 1/(1−β2ᵗ))`.
-fn adam_corrections(s: &AdamStep) -> (f32, f32) {
-    assert!(s.t >= 1, "adam_step: step t must be >= 1, got {}", s.t);
-    let t = s.t.min(i32::MAX as u64) as i32;
-    let c1 = 1.0 / (1.0 - (s.beta1 as f64).powi(t));
-    let c2 = 1.0 / (1.0 - (s.beta2 as f64).powi(t));
-    (c1 as f32, c2 as f32)
-}
-
 fn adam_slice(s: &AdamStep, c: (f32, f32), w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
     let (b1, b2) = (s.beta1, s.beta2);
     for (((w, g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
@@ -50,7 +41,7 @@ fn adam_slice(s: &AdamStep, c: (f32, f32), w: &mut [f32], g: &[f32], m: &mut [f3
 
 /// See [`nsl_core::Backend::adam_step`].
 pub(crate) fn adam_step(cpu: &Cpu, s: &AdamStep, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-    let c = adam_corrections(s);
+    let c = s.corrections();
     if w.len() < PAR_MIN {
         adam_slice(s, c, w, g, m, v);
     } else {

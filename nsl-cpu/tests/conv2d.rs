@@ -5,10 +5,8 @@
 mod common;
 
 use common::{assert_close, be, rand_vec, small_window};
-use nsl_core::backend::{
-    conv2d_backward_unfused, conv2d_rows_scaled_backward_unfused, conv2d_rows_scaled_unfused, conv2d_unfused,
-};
-use nsl_core::{Backend, Rng, Window};
+use nsl_core::backend::{conv2d_backward_unfused, conv2d_unfused};
+use nsl_core::{Backend, ConvScale, Rng, Window};
 use nsl_cpu::Cpu;
 use proptest::prelude::*;
 
@@ -67,11 +65,32 @@ impl Case {
         let (mut y, mut dx, mut ds) = (nan(g.rows() * n), nan(g.input_len()), nan(g.rows() * g.taps()));
         let mut dw = be.upload(dw0);
         if fused {
-            be.conv2d(&g, n, &x, &w, s.as_ref(), &mut y);
-            be.conv2d_backward(&g, n, &x, &w, s.as_ref(), &dy, &mut dx, &mut dw, s.as_ref().map(|_| &mut ds));
+            be.conv2d(&g, n, &x, &w, s.as_ref().map_or(ConvScale::None, ConvScale::Taps), &mut y);
+            be.conv2d_backward(
+                &g,
+                n,
+                &x,
+                &w,
+                s.as_ref().map_or(ConvScale::None, ConvScale::Taps),
+                &dy,
+                &mut dx,
+                &mut dw,
+                s.as_ref().map(|_| &mut ds),
+            );
         } else {
-            conv2d_unfused(be, &g, n, &x, &w, s.as_ref(), &mut y);
-            conv2d_backward_unfused(be, &g, n, &x, &w, s.as_ref(), &dy, &mut dx, &mut dw, s.as_ref().map(|_| &mut ds));
+            conv2d_unfused(be, &g, n, &x, &w, s.as_ref().map_or(ConvScale::None, ConvScale::Taps), &mut y);
+            conv2d_backward_unfused(
+                be,
+                &g,
+                n,
+                &x,
+                &w,
+                s.as_ref().map_or(ConvScale::None, ConvScale::Taps),
+                &dy,
+                &mut dx,
+                &mut dw,
+                s.as_ref().map(|_| &mut ds),
+            );
         }
         [be.download(&y), be.download(&dx), be.download(&dw), if s.is_some() { be.download(&ds) } else { vec![] }]
     }
@@ -134,7 +153,7 @@ proptest! {
         // L = Σ y·dy, so ∂L/∂(x, w, s) are exactly what the backward returns (dw from 0).
         let loss = |x: &[f32], w: &[f32], s: Option<&[f32]>| {
             let mut y = be.zeros(g.rows() * n);
-            be.conv2d(&g, n, &be.upload(x), &be.upload(w), s.map(|s| be.upload(s)).as_ref(), &mut y);
+            be.conv2d(&g, n, &be.upload(x), &be.upload(w), s.map(|s| be.upload(s)).as_ref().map_or(ConvScale::None, ConvScale::Taps), &mut y);
             be.download(&y).iter().zip(&case.dy).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>()
         };
         let [_, dx, dw, ds] = case.run(be, true, &vec![0.0; case.w.len()]);
@@ -182,7 +201,7 @@ proptest! {
         let case = Case::new(g, n, false, seed);
         let loss = |x: &[f32], w: &[f32]| {
             let mut y = be.zeros(g.rows() * n);
-            be.conv2d(&g, n, &be.upload(x), &be.upload(w), None, &mut y);
+            be.conv2d(&g, n, &be.upload(x), &be.upload(w), ConvScale::None, &mut y);
             be.download(&y).iter().zip(&case.dy).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>()
         };
         let [_, dx, dw, _] = case.run(be, true, &vec![0.0; case.w.len()]);
@@ -279,12 +298,12 @@ fn check_rows_scaled(be: &Cpu, g: Window, n: usize, seed: u64) {
     let dw0 = rand_vec(&mut rng, g.patch_len() * n);
     let nan = |len| be.upload(&vec![f32::NAN; len]);
     let (mut y, mut uy) = (nan(g.rows() * n), nan(g.rows() * n));
-    be.conv2d_rows_scaled(&g, n, &x, &w, &q, &mut y);
-    conv2d_rows_scaled_unfused(be, &g, n, &x, &w, &q, &mut uy);
+    be.conv2d(&g, n, &x, &w, ConvScale::Rows(&q), &mut y);
+    conv2d_unfused(be, &g, n, &x, &w, ConvScale::Rows(&q), &mut uy);
     let (mut dx, mut udx) = (nan(g.input_len()), nan(g.input_len()));
     let (mut dw, mut udw) = (be.upload(&dw0), be.upload(&dw0));
-    be.conv2d_rows_scaled_backward(&g, n, &x, &w, &q, &dy, &mut dx, &mut dw);
-    conv2d_rows_scaled_backward_unfused(be, &g, n, &x, &w, &q, &dy, &mut udx, &mut udw);
+    be.conv2d_backward(&g, n, &x, &w, ConvScale::Rows(&q), &dy, &mut dx, &mut dw, None);
+    conv2d_backward_unfused(be, &g, n, &x, &w, ConvScale::Rows(&q), &dy, &mut udx, &mut udw, None);
     let k = g.patch_len().max(n) as f64;
     for (name, a, b) in [("y", &y, &uy), ("dx", &dx, &udx), ("dw", &dw, &udw)] {
         let what = format!("{name} rows-scaled vs unfused {g:?} n={n}");
@@ -335,8 +354,18 @@ fn conv2d_empty_batch() {
         let s = scaled.then(|| be.zeros(0));
         let (mut y, mut dx, mut dw, mut ds) =
             (be.zeros(0), be.zeros(0), be.upload(&vec![1.0; g.patch_len() * n]), be.zeros(0));
-        be.conv2d(&g, n, &x, &w, s.as_ref(), &mut y);
-        be.conv2d_backward(&g, n, &x, &w, s.as_ref(), &be.zeros(0), &mut dx, &mut dw, s.as_ref().map(|_| &mut ds));
+        be.conv2d(&g, n, &x, &w, s.as_ref().map_or(ConvScale::None, ConvScale::Taps), &mut y);
+        be.conv2d_backward(
+            &g,
+            n,
+            &x,
+            &w,
+            s.as_ref().map_or(ConvScale::None, ConvScale::Taps),
+            &be.zeros(0),
+            &mut dx,
+            &mut dw,
+            s.as_ref().map(|_| &mut ds),
+        );
         assert!(be.download(&dw).iter().all(|&v| v == 1.0), "{g:?}");
     }
 }

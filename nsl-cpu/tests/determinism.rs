@@ -4,7 +4,7 @@
 mod common;
 
 use common::rand_vec;
-use nsl_core::{Backend, BatchNormDims, CrossEntropy, Gemm, Rng, Window};
+use nsl_core::{Backend, BatchNormDims, ConvScale, CrossEntropy, Gemm, Rng, Window};
 use nsl_cpu::Cpu;
 
 /// Runs a pipeline of reducing / scattering ops and returns every output's bits.
@@ -43,10 +43,10 @@ fn pipeline(be: &Cpu) -> Vec<Vec<u32>> {
     let (x, w) = (be.upload(&rand_vec(&mut rng, g.input_len())), be.upload(&rand_vec(&mut rng, g.patch_len() * n)));
     let (s, dy) = (be.upload(&rand_vec(&mut rng, g.rows() * g.taps())), be.upload(&rand_vec(&mut rng, g.rows() * n)));
     let mut y = be.zeros(g.rows() * n);
-    be.conv2d(&g, n, &x, &w, Some(&s), &mut y);
+    be.conv2d(&g, n, &x, &w, ConvScale::Taps(&s), &mut y);
     let (mut dx, mut dw, mut ds) =
         (be.zeros(g.input_len()), be.zeros(g.patch_len() * n), be.zeros(g.rows() * g.taps()));
-    be.conv2d_backward(&g, n, &x, &w, Some(&s), &dy, &mut dx, &mut dw, Some(&mut ds));
+    be.conv2d_backward(&g, n, &x, &w, ConvScale::Taps(&s), &dy, &mut dx, &mut dw, Some(&mut ds));
     for v in [&y, &dx, &dw, &ds] {
         keep(be.download(v));
     }
@@ -57,28 +57,28 @@ fn pipeline(be: &Cpu) -> Vec<Vec<u32>> {
     let (x, w) = (be.upload(&rand_vec(&mut rng, g.input_len())), be.upload(&rand_vec(&mut rng, g.patch_len() * n)));
     let s = be.upload(&rand_vec(&mut rng, g.rows() * g.taps()));
     let mut y = be.zeros(g.rows() * n);
-    be.conv2d(&g, n, &x, &w, Some(&s), &mut y);
+    be.conv2d(&g, n, &x, &w, ConvScale::Taps(&s), &mut y);
     keep(be.download(&y));
     let (g, n) = (Window::same(4, 12, 12, 16, 3, 1), 16);
     let (x, w) = (be.upload(&rand_vec(&mut rng, g.input_len())), be.upload(&rand_vec(&mut rng, g.patch_len() * n)));
     let (q, dy) = (be.upload(&rand_vec(&mut rng, g.rows())), be.upload(&rand_vec(&mut rng, g.rows() * n)));
     let mut y = be.zeros(g.rows() * n);
-    be.conv2d_rows_scaled(&g, n, &x, &w, &q, &mut y);
+    be.conv2d(&g, n, &x, &w, ConvScale::Rows(&q), &mut y);
     let (mut dx, mut dw) = (be.zeros(g.input_len()), be.zeros(g.patch_len() * n));
-    be.conv2d_rows_scaled_backward(&g, n, &x, &w, &q, &dy, &mut dx, &mut dw);
+    be.conv2d_backward(&g, n, &x, &w, ConvScale::Rows(&q), &dy, &mut dx, &mut dw, None);
     for v in [&y, &dx, &dw] {
         keep(be.download(v));
     }
 
     // batch norm train + backward
-    let d = BatchNormDims { rows: 20_000, c: 7, eps: 1e-5 };
+    let d = BatchNormDims { rows: 20_000, c: 7, eps: 1e-5, relu: false };
     let x = be.upload(&rand_vec(&mut rng, 140_000));
     let (gamma, beta) = (be.upload(&rand_vec(&mut rng, 7)), be.upload(&rand_vec(&mut rng, 7)));
     let (mut y, mut mean, mut var) = (be.zeros(140_000), be.zeros(7), be.zeros(7));
     be.batch_norm_train(&d, &x, &gamma, &beta, &mut y, &mut mean, &mut var);
     let dy = be.upload(&rand_vec(&mut rng, 140_000));
     let (mut dx, mut dg, mut db) = (be.zeros(140_000), be.zeros(7), be.zeros(7));
-    be.batch_norm_backward(&d, &x, &gamma, &mean, &var, &dy, &mut dx, &mut dg, &mut db);
+    be.batch_norm_backward(&d, &x, &gamma, &beta, &mean, &var, None, &dy, &mut dx, &mut dg, &mut db);
     for v in [&y, &mean, &var, &dx, &dg, &db] {
         keep(be.download(v));
     }
@@ -110,7 +110,7 @@ fn pipeline(be: &Cpu) -> Vec<Vec<u32>> {
     keep(be.download(&cols));
     let ce = CrossEntropy { batch: 3000, classes: 100, smoothing: 0.01, floor: 1e-4 };
     let z = be.upload(&rand_vec(&mut rng, 300_000));
-    let labels = be.upload(&(0..3000).map(|i| (i * 7 % 100) as f32).collect::<Vec<_>>());
+    let labels: Vec<u32> = (0..3000).map(|i| i * 7 % 100).collect();
     let mut dz = be.zeros(300_000);
     let loss = be.cross_entropy(&ce, &z, &labels, &mut dz);
     keep(vec![loss]);

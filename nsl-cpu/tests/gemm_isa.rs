@@ -5,8 +5,8 @@
 mod common;
 
 use common::{assert_close, rand_vec};
-use nsl_core::backend::{conv2d_rows_scaled_backward_unfused, conv2d_rows_scaled_unfused, conv2d_unfused};
-use nsl_core::{Backend, Gemm, Rng, Window};
+use nsl_core::backend::{conv2d_backward_unfused, conv2d_unfused};
+use nsl_core::{Backend, ConvScale, Gemm, Rng, Window};
 use nsl_cpu::Cpu;
 
 /// Shapes around the fast paths: (m, n, k, trans_a, trans_b).
@@ -59,8 +59,8 @@ fn run_convolutions(be: &Cpu) {
             let w = be.upload(&rand_vec(&mut rng, g.patch_len() * n));
             let s = scaled.then(|| be.upload(&rand_vec(&mut rng, g.rows() * g.taps())));
             let (mut y, mut expected) = (be.upload(&vec![f32::NAN; g.rows() * n]), be.zeros(g.rows() * n));
-            be.conv2d(&g, n, &x, &w, s.as_ref(), &mut y);
-            conv2d_unfused(&be, &g, n, &x, &w, s.as_ref(), &mut expected);
+            be.conv2d(&g, n, &x, &w, s.as_ref().map_or(ConvScale::None, ConvScale::Taps), &mut y);
+            conv2d_unfused(&be, &g, n, &x, &w, s.as_ref().map_or(ConvScale::None, ConvScale::Taps), &mut expected);
             let what = format!("conv2d {g:?} n={n} scaled={scaled}");
             let k = g.patch_len() as f64;
             assert_close(&what, &be.download(&y), &common::to64(&be.download(&expected)), 1e-4, 1e-5 * k);
@@ -73,12 +73,12 @@ fn run_convolutions(be: &Cpu) {
     let (x, w) = (be.upload(&rand_vec(&mut rng, g.input_len())), be.upload(&rand_vec(&mut rng, g.patch_len() * n)));
     let (q, dy) = (be.upload(&rand_vec(&mut rng, g.rows())), be.upload(&rand_vec(&mut rng, g.rows() * n)));
     let (mut y, mut uy) = (be.zeros(g.rows() * n), be.zeros(g.rows() * n));
-    be.conv2d_rows_scaled(&g, n, &x, &w, &q, &mut y);
-    conv2d_rows_scaled_unfused(&be, &g, n, &x, &w, &q, &mut uy);
+    be.conv2d(&g, n, &x, &w, ConvScale::Rows(&q), &mut y);
+    conv2d_unfused(&be, &g, n, &x, &w, ConvScale::Rows(&q), &mut uy);
     let (mut dx, mut udx, mut dw, mut udw) =
         (be.zeros(g.input_len()), be.zeros(g.input_len()), be.zeros(g.patch_len() * n), be.zeros(g.patch_len() * n));
-    be.conv2d_rows_scaled_backward(&g, n, &x, &w, &q, &dy, &mut dx, &mut dw);
-    conv2d_rows_scaled_backward_unfused(&be, &g, n, &x, &w, &q, &dy, &mut udx, &mut udw);
+    be.conv2d_backward(&g, n, &x, &w, ConvScale::Rows(&q), &dy, &mut dx, &mut dw, None);
+    conv2d_backward_unfused(&be, &g, n, &x, &w, ConvScale::Rows(&q), &dy, &mut udx, &mut udw, None);
     let k = g.patch_len() as f64;
     for (name, a, b) in [("y", &y, &uy), ("dx", &dx, &udx), ("dw", &dw, &udw)] {
         let what = format!("{name} of conv2d_rows_scaled {g:?} n={n}");

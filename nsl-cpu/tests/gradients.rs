@@ -5,7 +5,7 @@
 mod common;
 
 use common::{be, distinct_vec, rand_range, rand_vec, small_window};
-use nsl_core::{AdamStep, Backend, BatchNormDims, CrossEntropy, Rng, SgdStep};
+use nsl_core::{AdamStep, Backend, BatchNormDims, CrossEntropy, Patch, Rng, SgdStep};
 use nsl_cpu::CpuBuf as Buf;
 use proptest::prelude::*;
 
@@ -60,11 +60,11 @@ proptest! {
         let (cols, m, r) = (rand_vec(&mut rng, n), rand_vec(&mut rng, rows * taps), rand_vec(&mut rng, n));
         let fwd = |cols: &[f32], m: &[f32]| {
             let mut out = be.zeros(n);
-            be.patch_scale(rows, taps, c, &be.upload(cols), &be.upload(m), &mut out);
+            be.patch_scale(&Patch { rows, taps, c }, &be.upload(cols), &be.upload(m), &mut out);
             weighted(&be.download(&out), &r)
         };
         let (mut dcols, mut dm) = (be.zeros(n), be.zeros(rows * taps));
-        be.patch_scale_backward(rows, taps, c, &be.upload(&cols), &be.upload(&m), &be.upload(&r), &mut dcols, &mut dm);
+        be.patch_scale_backward(&Patch { rows, taps, c }, &be.upload(&cols), &be.upload(&m), &be.upload(&r), &mut dcols, &mut dm);
         fd_check("patch_scale dcols", &cols, &be.download(&dcols), 1e-2, 1e-3, 1e-4, |x| fwd(x, &m));
         fd_check("patch_scale dm", &m, &be.download(&dm), 1e-2, 1e-3, 1e-4, |x| fwd(&cols, x));
     }
@@ -77,11 +77,11 @@ proptest! {
         let (cols, m, r) = (rand_vec(&mut rng, n), rand_vec(&mut rng, rows * taps * taps), rand_vec(&mut rng, n));
         let fwd = |cols: &[f32], m: &[f32]| {
             let mut out = be.zeros(n);
-            be.patch_matmul(rows, taps, c, &be.upload(cols), &be.upload(m), &mut out);
+            be.patch_matmul(&Patch { rows, taps, c }, &be.upload(cols), &be.upload(m), &mut out);
             weighted(&be.download(&out), &r)
         };
         let (mut dcols, mut dm) = (be.zeros(n), be.zeros(rows * taps * taps));
-        be.patch_matmul_backward(rows, taps, c, &be.upload(&cols), &be.upload(&m), &be.upload(&r), &mut dcols, &mut dm);
+        be.patch_matmul_backward(&Patch { rows, taps, c }, &be.upload(&cols), &be.upload(&m), &be.upload(&r), &mut dcols, &mut dm);
         fd_check("patch_matmul dcols", &cols, &be.download(&dcols), 1e-2, 1e-3, 1e-4, |x| fwd(x, &m));
         fd_check("patch_matmul dM", &m, &be.download(&dm), 1e-2, 1e-3, 1e-4, |x| fwd(&cols, x));
     }
@@ -113,14 +113,14 @@ proptest! {
     fn batch_norm_train_grad(rows in 1usize..12, c in 1usize..=4, relu in any::<bool>(), seed in any::<u64>()) {
         let be = be();
         let mut rng = Rng::new(seed);
-        let d = BatchNormDims { rows, c, eps: 1e-3 };
+        let d = BatchNormDims { rows, c, eps: 1e-3, relu: false };
         let x = rand_vec(&mut rng, rows * c);
         let gamma = rand_range(&mut rng, c, 0.5, 1.5);
         let beta = rand_vec(&mut rng, c);
         let r = rand_vec(&mut rng, rows * c);
         let train = |x: &Buf, gamma: &Buf, beta: &Buf, y: &mut Buf, mean: &mut Buf, var: &mut Buf| {
             if relu {
-                be.batch_norm_relu_train(&d, x, gamma, beta, y, mean, var)
+                be.batch_norm_train(&d.with_relu(), x, gamma, beta, y, mean, var)
             } else {
                 be.batch_norm_train(&d, x, gamma, beta, y, mean, var)
             }
@@ -143,9 +143,9 @@ proptest! {
         let (mut dg, mut db) = (be.upload(&vec![1.0; c]), be.upload(&vec![1.0; c]));
         let dy = be.upload(&r);
         if relu {
-            be.batch_norm_relu_backward(&d, &bx, &y, &bg, &bb, &mean, &var, &dy, &mut dx, &mut dg, &mut db);
+            be.batch_norm_backward(&d.with_relu(), &bx, &bg, &bb, &mean, &var, Some(&y), &dy, &mut dx, &mut dg, &mut db);
         } else {
-            be.batch_norm_backward(&d, &bx, &bg, &mean, &var, &dy, &mut dx, &mut dg, &mut db);
+            be.batch_norm_backward(&d, &bx, &bg, &bb, &mean, &var, None, &dy, &mut dx, &mut dg, &mut db);
         }
         let dg: Vec<f32> = be.download(&dg).iter().map(|v| v - 1.0).collect();
         let db: Vec<f32> = be.download(&db).iter().map(|v| v - 1.0).collect();
@@ -219,8 +219,7 @@ proptest! {
         let mut rng = Rng::new(seed);
         let d = CrossEntropy { batch, classes, smoothing, floor };
         let z: Vec<f32> = rand_vec(&mut rng, batch * classes).iter().map(|v| v * 2.0).collect();
-        let labels: Vec<f32> = (0..batch).map(|_| rng.below(classes) as f32).collect();
-        let bl = be.upload(&labels);
+        let bl: Vec<u32> = (0..batch).map(|_| rng.below(classes) as u32).collect();
         let mut dz = be.zeros(batch * classes);
         let fwd = |z: &[f32]| {
             let mut scratch = be.zeros(batch * classes);

@@ -8,7 +8,7 @@
 
 use nsl_core::Window;
 
-use crate::launch::{int, need, p, Arg, Win};
+use crate::launch::{int, p, Arg, Win};
 use crate::{Cuda, CudaBuf};
 
 /// See [`nsl_core::Backend::relu`].
@@ -25,25 +25,16 @@ pub(crate) fn relu_backward(be: &Cuda, y: &CudaBuf, dy: &CudaBuf, dx: &mut CudaB
 
 /// See [`nsl_core::Backend::max_pool`].
 pub(crate) fn max_pool(be: &Cuda, g: &Window, x: &CudaBuf, y: &mut CudaBuf) {
-    need("max_pool", "x", x, g.input_len());
-    need("max_pool", "y", y, g.rows() * g.c);
     be.launch_1d("nsl_max_pool", g.rows() * g.c, &[Arg::Win(Win::new(g)), p(x), p(y)]);
 }
 
 /// See [`nsl_core::Backend::max_pool_backward`] (overwrites `dx`).
 pub(crate) fn max_pool_backward(be: &Cuda, g: &Window, x: &CudaBuf, y: &CudaBuf, dy: &CudaBuf, dx: &mut CudaBuf) {
-    let op = "max_pool_backward";
-    need(op, "x", x, g.input_len());
-    need(op, "y", y, g.rows() * g.c);
-    need(op, "dy", dy, g.rows() * g.c);
-    need(op, "dx", dx, g.input_len());
     be.launch_1d("nsl_max_pool_backward", g.input_len(), &[Arg::Win(Win::new(g)), p(x), p(y), p(dy), p(dx)]);
 }
 
 /// See [`nsl_core::Backend::softmax_rows`].
 pub(crate) fn softmax_rows(be: &Cuda, x: &CudaBuf, rows: usize, cols: usize, y: &mut CudaBuf) {
-    need("softmax_rows", "x", x, rows * cols);
-    need("softmax_rows", "y", y, rows * cols);
     if cols == 0 {
         return;
     }
@@ -52,10 +43,6 @@ pub(crate) fn softmax_rows(be: &Cuda, x: &CudaBuf, rows: usize, cols: usize, y: 
 
 /// See [`nsl_core::Backend::softmax_rows_backward`].
 pub(crate) fn softmax_rows_backward(be: &Cuda, y: &CudaBuf, dy: &CudaBuf, rows: usize, cols: usize, dx: &mut CudaBuf) {
-    let op = "softmax_rows_backward";
-    need(op, "y", y, rows * cols);
-    need(op, "dy", dy, rows * cols);
-    need(op, "dx", dx, rows * cols);
     if cols == 0 {
         return;
     }

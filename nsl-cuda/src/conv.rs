@@ -10,20 +10,16 @@
 use nsl_core::{Gemm, Window};
 
 use crate::gemm::{split_k, sum_split_k};
-use crate::launch::{blocks, int, need, p, Arg, Win, THREADS, TILE_M, TILE_N};
+use crate::launch::{blocks, int, p, Arg, Win, THREADS, TILE_M, TILE_N};
 use crate::{Cuda, CudaBuf};
 
 /// See [`nsl_core::Backend::im2col`].
 pub(crate) fn im2col(be: &Cuda, g: &Window, x: &CudaBuf, cols: &mut CudaBuf) {
-    need("im2col", "x", x, g.input_len());
-    need("im2col", "cols", cols, g.rows() * g.patch_len());
     be.launch_1d("nsl_im2col", g.rows() * g.patch_len(), &[Arg::Win(Win::new(g)), p(x), p(cols)]);
 }
 
 /// See [`nsl_core::Backend::col2im`] (overwrites `dx`).
 pub(crate) fn col2im(be: &Cuda, g: &Window, dcols: &CudaBuf, dx: &mut CudaBuf) {
-    need("col2im", "dcols", dcols, g.rows() * g.patch_len());
-    need("col2im", "dx", dx, g.input_len());
     be.launch_1d("nsl_col2im", g.input_len(), &[Arg::Win(Win::new(g)), p(dcols), p(dx)]);
 }
 
@@ -60,12 +56,6 @@ fn launch_tiled(
 /// materialised (overwrites `y`).
 pub(crate) fn conv2d(be: &Cuda, g: &Window, n: usize, x: &CudaBuf, w: &CudaBuf, s: Option<&CudaBuf>, y: &mut CudaBuf) {
     let rows = g.rows();
-    need("conv2d", "x", x, g.input_len());
-    need("conv2d", "w", w, g.patch_len() * n);
-    need("conv2d", "y", y, rows * n);
-    if let Some(s) = s {
-        need("conv2d", "scale", s, rows * g.taps());
-    }
     let args = [Arg::Win(Win::new(g)), int(n), p(x), p(w), s.map_or(Arg::Ptr(0), p)];
     launch_tiled(be, ["nsl_conv2d", "nsl_conv2d_n32"], (rows, n, g.patch_len()), &args, y, false);
 }
@@ -88,14 +78,6 @@ pub(crate) fn conv2d_backward(
     ds: Option<&mut CudaBuf>,
 ) {
     let (rows, pl) = (g.rows(), g.patch_len());
-    need("conv2d_backward", "x", x, g.input_len());
-    need("conv2d_backward", "w", w, pl * n);
-    need("conv2d_backward", "dy", dy, rows * n);
-    need("conv2d_backward", "dx", dx, g.input_len());
-    need("conv2d_backward", "dw", dw, pl * n);
-    if let Some(s) = s {
-        need("conv2d_backward", "scale", s, rows * g.taps());
-    }
     let win = || Arg::Win(Win::new(g));
     let sp = || s.map_or(Arg::Ptr(0), p);
     launch_tiled(
@@ -116,7 +98,6 @@ pub(crate) fn conv2d_backward(
         false,
     );
     if let (Some(_), Some(ds)) = (s, ds) {
-        need("conv2d_backward", "ds", ds, rows * g.taps());
         // dP = dy·wᵀ through the tiled GEMM, then one thread per (row, tap) dots it with x.
         let mut dp = be.try_alloc(rows * pl).unwrap_or_else(|e| panic!("nsl-cuda: conv2d_backward (dy·wᵀ): {e}"));
         let mut dp_gemm = Gemm::new(rows, pl, n);

@@ -9,7 +9,7 @@
 
 use nsl_core::Map;
 
-use crate::launch::{blocks, int, need, p, pm, Arg};
+use crate::launch::{blocks, int, p, pm, Arg};
 use crate::{Cuda, CudaBuf};
 
 /// The fixed chunking of a column reduction over `rows × cols` (see `col_partial` in
@@ -95,37 +95,22 @@ pub(crate) fn dot(be: &Cuda, a: &CudaBuf, b: &CudaBuf) -> f32 {
 
 /// See [`nsl_core::Backend::mul_rows`].
 pub(crate) fn mul_rows(be: &Cuda, x: &CudaBuf, s: &CudaBuf, rows: usize, cols: usize, out: &mut CudaBuf) {
-    let op = "mul_rows";
-    need(op, "x", x, rows * cols);
-    need(op, "s", s, rows);
-    need(op, "out", out, rows * cols);
     be.launch_1d("nsl_mul_rows", rows * cols, &[int(rows), int(cols), p(x), p(s), p(out)]);
 }
 
 /// See [`nsl_core::Backend::mul_cols`].
 pub(crate) fn mul_cols(be: &Cuda, x: &CudaBuf, s: &CudaBuf, rows: usize, cols: usize, out: &mut CudaBuf) {
-    let op = "mul_cols";
-    need(op, "x", x, rows * cols);
-    need(op, "s", s, cols);
-    need(op, "out", out, rows * cols);
     be.launch_1d("nsl_mul_cols", rows * cols, &[int(rows), int(cols), p(x), p(s), p(out)]);
 }
 
 /// See [`nsl_core::Backend::dot_rows`].
 pub(crate) fn dot_rows(be: &Cuda, a: &CudaBuf, b: &CudaBuf, rows: usize, cols: usize, out: &mut CudaBuf) {
-    let op = "dot_rows";
-    need(op, "a", a, rows * cols);
-    need(op, "b", b, rows * cols);
-    need(op, "out", out, rows);
     be.launch_warps("nsl_dot_rows", rows, &[int(rows), int(cols), p(a), p(b), p(out)]);
 }
 
 /// See [`nsl_core::Backend::dot_cols`].
 pub(crate) fn dot_cols(be: &Cuda, a: &CudaBuf, b: &CudaBuf, rows: usize, cols: usize, out: &mut CudaBuf) {
     let op = "dot_cols";
-    need(op, "a", a, rows * cols);
-    need(op, "b", b, rows * cols);
-    need(op, "out", out, cols);
     if cols == 0 {
         return;
     }

@@ -134,11 +134,6 @@ pub(crate) fn pm<T: Elem>(m: &DevMem<T>) -> Arg {
     Arg::Ptr(m.ptr())
 }
 
-/// Panic unless `buf` holds at least `n` elements (kernels would read or write out of bounds).
-pub(crate) fn need(op: &str, what: &str, buf: &CudaBuf, n: usize) {
-    assert!(buf.len() >= n, "nsl-cuda: {op}: `{what}` has {} elements, {n} needed", buf.len());
-}
-
 /// `ceil(n / per)` as a grid dimension.
 pub(crate) fn blocks(n: usize, per: usize) -> u32 {
     let b = n.div_ceil(per);

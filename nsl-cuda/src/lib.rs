@@ -122,15 +122,17 @@ pub fn available() -> Result<(), String> {
 
 #[cfg(any(feature = "cuda", feature = "emulate"))]
 mod backend_impl {
-    use nsl_core::{AdamStep, Backend, BatchNormDims, CrossEntropy, Gemm, Map, SgdStep, Window};
+    use nsl_core::backend::{
+        batch_norm_relu_backward_unfused, batch_norm_relu_eval_unfused, batch_norm_relu_train_unfused, conv2d_unfused,
+        Checked,
+    };
+    use nsl_core::{AdamStep, BatchNormDims, ConvScale, CrossEntropy, Gemm, Kernels, Map, Patch, SgdStep, Window};
 
     use crate::{activation, conv, elementwise, gemm, loss, norm, optim, patch, Cuda, CudaBuf};
 
-    fn same_len(op: &str, a: &CudaBuf, b: &CudaBuf) {
-        assert_eq!(a.len(), b.len(), "nsl-cuda: {op}: buffer lengths differ ({} vs {})", a.len(), b.len());
-    }
-
-    impl Backend for Cuda {
+    /// Kernel dispatch only: nsl-core's `Backend` checked every argument. Batch norm + ReLU and
+    /// row-scaled convolutions run as their composed references (two kernels each).
+    impl Kernels for Cuda {
         type Buf = CudaBuf;
 
         fn name(&self) -> String {
@@ -159,118 +161,139 @@ mod backend_impl {
         fn len(&self, buf: &CudaBuf) -> usize {
             buf.len()
         }
-        fn copy(&self, src: &CudaBuf, dst: &mut CudaBuf) {
-            same_len("copy", src, dst);
+        fn copy(&self, _: Checked, src: &CudaBuf, dst: &mut CudaBuf) {
             if let Err(e) = self.copy_mem(&src.0, &mut dst.0, src.len()) {
                 panic!("nsl-cuda: copy of {} floats: {e}", src.len());
             }
         }
 
-        fn gemm(&self, g: &Gemm, a: &CudaBuf, b: &CudaBuf, c: &mut CudaBuf) {
+        fn gemm(&self, _: Checked, g: &Gemm, a: &CudaBuf, b: &CudaBuf, c: &mut CudaBuf) {
             gemm::gemm(self, g, a, b, c)
         }
-        fn fill(&self, x: &mut CudaBuf, value: f32) {
+        fn fill(&self, _: Checked, x: &mut CudaBuf, value: f32) {
             if let Err(e) = self.memset32(&mut x.0, value.to_bits()) {
                 panic!("nsl-cuda: fill of {} floats: {e}", x.len());
             }
         }
-        fn axpy(&self, alpha: f32, x: &CudaBuf, y: &mut CudaBuf) {
-            same_len("axpy", x, y);
+        fn axpy(&self, _: Checked, alpha: f32, x: &CudaBuf, y: &mut CudaBuf) {
             elementwise::axpy(self, alpha, x, y)
         }
-        fn scale(&self, alpha: f32, x: &mut CudaBuf) {
+        fn scale(&self, _: Checked, alpha: f32, x: &mut CudaBuf) {
             elementwise::scale(self, alpha, x)
         }
-        fn mul(&self, a: &CudaBuf, b: &CudaBuf, out: &mut CudaBuf) {
-            same_len("mul", a, out);
-            same_len("mul", b, out);
+        fn mul(&self, _: Checked, a: &CudaBuf, b: &CudaBuf, out: &mut CudaBuf) {
             elementwise::mul(self, a, b, out)
         }
-        fn map(&self, f: Map, x: &CudaBuf, out: &mut CudaBuf) {
-            same_len("map", x, out);
+        fn map(&self, _: Checked, f: Map, x: &CudaBuf, out: &mut CudaBuf) {
             elementwise::map(self, f, x, out)
         }
-        fn dot(&self, a: &CudaBuf, b: &CudaBuf) -> f32 {
-            same_len("dot", a, b);
+        fn dot(&self, _: Checked, a: &CudaBuf, b: &CudaBuf) -> f32 {
             elementwise::dot(self, a, b)
         }
-        fn mul_rows(&self, x: &CudaBuf, s: &CudaBuf, rows: usize, cols: usize, out: &mut CudaBuf) {
+        fn mul_rows(&self, _: Checked, x: &CudaBuf, s: &CudaBuf, rows: usize, cols: usize, out: &mut CudaBuf) {
             elementwise::mul_rows(self, x, s, rows, cols, out)
         }
-        fn mul_cols(&self, x: &CudaBuf, s: &CudaBuf, rows: usize, cols: usize, out: &mut CudaBuf) {
+        fn mul_cols(&self, _: Checked, x: &CudaBuf, s: &CudaBuf, rows: usize, cols: usize, out: &mut CudaBuf) {
             elementwise::mul_cols(self, x, s, rows, cols, out)
         }
-        fn dot_rows(&self, a: &CudaBuf, b: &CudaBuf, rows: usize, cols: usize, out: &mut CudaBuf) {
+        fn dot_rows(&self, _: Checked, a: &CudaBuf, b: &CudaBuf, rows: usize, cols: usize, out: &mut CudaBuf) {
             elementwise::dot_rows(self, a, b, rows, cols, out)
         }
-        fn dot_cols(&self, a: &CudaBuf, b: &CudaBuf, rows: usize, cols: usize, out: &mut CudaBuf) {
+        fn dot_cols(&self, _: Checked, a: &CudaBuf, b: &CudaBuf, rows: usize, cols: usize, out: &mut CudaBuf) {
             elementwise::dot_cols(self, a, b, rows, cols, out)
         }
 
-        fn im2col(&self, g: &Window, x: &CudaBuf, cols: &mut CudaBuf) {
+        fn im2col(&self, _: Checked, g: &Window, x: &CudaBuf, cols: &mut CudaBuf) {
             conv::im2col(self, g, x, cols)
         }
-        fn col2im(&self, g: &Window, dcols: &CudaBuf, dx: &mut CudaBuf) {
+        fn col2im(&self, _: Checked, g: &Window, dcols: &CudaBuf, dx: &mut CudaBuf) {
             conv::col2im(self, g, dcols, dx)
         }
-        fn conv2d(&self, g: &Window, n: usize, x: &CudaBuf, w: &CudaBuf, scale: Option<&CudaBuf>, y: &mut CudaBuf) {
-            conv::conv2d(self, g, n, x, w, scale, y)
-        }
-        fn conv2d_backward(
+        fn conv2d(
             &self,
+            _: Checked,
             g: &Window,
             n: usize,
             x: &CudaBuf,
             w: &CudaBuf,
-            scale: Option<&CudaBuf>,
+            scale: ConvScale<'_, CudaBuf>,
+            y: &mut CudaBuf,
+        ) {
+            match scale {
+                ConvScale::None => conv::conv2d(self, g, n, x, w, None, y),
+                ConvScale::Taps(s) => conv::conv2d(self, g, n, x, w, Some(s), y),
+                ConvScale::Rows(_) => conv2d_unfused(self, g, n, x, w, scale, y),
+            }
+        }
+        fn conv2d_backward(
+            &self,
+            _: Checked,
+            g: &Window,
+            n: usize,
+            x: &CudaBuf,
+            w: &CudaBuf,
+            scale: ConvScale<'_, CudaBuf>,
             dy: &CudaBuf,
             dx: &mut CudaBuf,
             dw: &mut CudaBuf,
             dscale: Option<&mut CudaBuf>,
         ) {
-            conv::conv2d_backward(self, g, n, x, w, scale, dy, dx, dw, dscale)
+            match scale {
+                ConvScale::None => conv::conv2d_backward(self, g, n, x, w, None, dy, dx, dw, None),
+                ConvScale::Taps(s) => conv::conv2d_backward(self, g, n, x, w, Some(s), dy, dx, dw, dscale),
+                ConvScale::Rows(_) => {
+                    nsl_core::backend::conv2d_backward_unfused(self, g, n, x, w, scale, dy, dx, dw, dscale)
+                }
+            }
         }
-        fn patch_scale(&self, rows: usize, taps: usize, c: usize, cols: &CudaBuf, m: &CudaBuf, out: &mut CudaBuf) {
-            patch::patch_scale(self, rows, taps, c, cols, m, out)
+        fn patch_scale(&self, _: Checked, p: &Patch, cols: &CudaBuf, m: &CudaBuf, out: &mut CudaBuf) {
+            patch::patch_scale(self, p.rows, p.taps, p.c, cols, m, out)
         }
         fn patch_scale_backward(
             &self,
-            rows: usize,
-            taps: usize,
-            c: usize,
+            _: Checked,
+            p: &Patch,
             cols: &CudaBuf,
             m: &CudaBuf,
             dout: &CudaBuf,
             dcols: &mut CudaBuf,
             dm: &mut CudaBuf,
         ) {
-            patch::patch_scale_backward(self, rows, taps, c, cols, m, dout, dcols, dm)
+            patch::patch_scale_backward(self, p.rows, p.taps, p.c, cols, m, dout, dcols, dm)
         }
-        fn patch_matmul(&self, rows: usize, taps: usize, c: usize, cols: &CudaBuf, m: &CudaBuf, out: &mut CudaBuf) {
-            patch::patch_matmul(self, rows, taps, c, cols, m, out)
+        fn patch_matmul(&self, _: Checked, p: &Patch, cols: &CudaBuf, m: &CudaBuf, out: &mut CudaBuf) {
+            patch::patch_matmul(self, p.rows, p.taps, p.c, cols, m, out)
         }
         fn patch_matmul_backward(
             &self,
-            rows: usize,
-            taps: usize,
-            c: usize,
+            _: Checked,
+            p: &Patch,
             cols: &CudaBuf,
             m: &CudaBuf,
             dout: &CudaBuf,
             dcols: &mut CudaBuf,
             dm: &mut CudaBuf,
         ) {
-            patch::patch_matmul_backward(self, rows, taps, c, cols, m, dout, dcols, dm)
+            patch::patch_matmul_backward(self, p.rows, p.taps, p.c, cols, m, dout, dcols, dm)
         }
-        fn window_norm(&self, g: &Window, x: &CudaBuf, eps: f32, n: &mut CudaBuf) {
+        fn window_norm(&self, _: Checked, g: &Window, x: &CudaBuf, eps: f32, n: &mut CudaBuf) {
             norm::window_norm(self, g, x, eps, n)
         }
-        fn window_norm_backward(&self, g: &Window, x: &CudaBuf, n: &CudaBuf, dn: &CudaBuf, dx: &mut CudaBuf) {
+        fn window_norm_backward(
+            &self,
+            _: Checked,
+            g: &Window,
+            x: &CudaBuf,
+            n: &CudaBuf,
+            dn: &CudaBuf,
+            dx: &mut CudaBuf,
+        ) {
             norm::window_norm_backward(self, g, x, n, dn, dx)
         }
 
         fn batch_norm_train(
             &self,
+            _: Checked,
             d: &BatchNormDims,
             x: &CudaBuf,
             gamma: &CudaBuf,
@@ -279,10 +302,14 @@ mod backend_impl {
             mean: &mut CudaBuf,
             var: &mut CudaBuf,
         ) {
-            norm::batch_norm_train(self, d, x, gamma, beta, y, mean, var)
+            match d.relu {
+                true => batch_norm_relu_train_unfused(self, d, x, gamma, beta, y, mean, var),
+                false => norm::batch_norm_train(self, d, x, gamma, beta, y, mean, var),
+            }
         }
         fn batch_norm_eval(
             &self,
+            _: Checked,
             d: &BatchNormDims,
             x: &CudaBuf,
             gamma: &CudaBuf,
@@ -291,56 +318,75 @@ mod backend_impl {
             var: &CudaBuf,
             y: &mut CudaBuf,
         ) {
-            norm::batch_norm_eval(self, d, x, gamma, beta, mean, var, y)
+            match d.relu {
+                true => batch_norm_relu_eval_unfused(self, d, x, gamma, beta, mean, var, y),
+                false => norm::batch_norm_eval(self, d, x, gamma, beta, mean, var, y),
+            }
         }
         fn batch_norm_backward(
             &self,
+            _: Checked,
             d: &BatchNormDims,
             x: &CudaBuf,
             gamma: &CudaBuf,
+            beta: &CudaBuf,
             mean: &CudaBuf,
             var: &CudaBuf,
+            y: Option<&CudaBuf>,
             dy: &CudaBuf,
             dx: &mut CudaBuf,
             dgamma: &mut CudaBuf,
             dbeta: &mut CudaBuf,
         ) {
-            norm::batch_norm_backward(self, d, x, gamma, mean, var, dy, dx, dgamma, dbeta)
+            match y {
+                // nsl-core passes `y` exactly when `d.relu`
+                Some(y) => {
+                    batch_norm_relu_backward_unfused(self, d, x, gamma, beta, mean, var, y, dy, dx, dgamma, dbeta)
+                }
+                None => norm::batch_norm_backward(self, d, x, gamma, mean, var, dy, dx, dgamma, dbeta),
+            }
         }
-        fn relu(&self, x: &CudaBuf, y: &mut CudaBuf) {
-            same_len("relu", x, y);
+        fn relu(&self, _: Checked, x: &CudaBuf, y: &mut CudaBuf) {
             activation::relu(self, x, y)
         }
-        fn relu_backward(&self, y: &CudaBuf, dy: &CudaBuf, dx: &mut CudaBuf) {
-            same_len("relu_backward", y, dx);
-            same_len("relu_backward", dy, dx);
+        fn relu_backward(&self, _: Checked, y: &CudaBuf, dy: &CudaBuf, dx: &mut CudaBuf) {
             activation::relu_backward(self, y, dy, dx)
         }
-        fn max_pool(&self, g: &Window, x: &CudaBuf, y: &mut CudaBuf) {
+        fn max_pool(&self, _: Checked, g: &Window, x: &CudaBuf, y: &mut CudaBuf) {
             activation::max_pool(self, g, x, y)
         }
-        fn max_pool_backward(&self, g: &Window, x: &CudaBuf, y: &CudaBuf, dy: &CudaBuf, dx: &mut CudaBuf) {
+        fn max_pool_backward(&self, _: Checked, g: &Window, x: &CudaBuf, y: &CudaBuf, dy: &CudaBuf, dx: &mut CudaBuf) {
             activation::max_pool_backward(self, g, x, y, dy, dx)
         }
-        fn softmax_rows(&self, x: &CudaBuf, rows: usize, cols: usize, y: &mut CudaBuf) {
+        fn softmax_rows(&self, _: Checked, x: &CudaBuf, rows: usize, cols: usize, y: &mut CudaBuf) {
             activation::softmax_rows(self, x, rows, cols, y)
         }
-        fn softmax_rows_backward(&self, y: &CudaBuf, dy: &CudaBuf, rows: usize, cols: usize, dx: &mut CudaBuf) {
+        fn softmax_rows_backward(
+            &self,
+            _: Checked,
+            y: &CudaBuf,
+            dy: &CudaBuf,
+            rows: usize,
+            cols: usize,
+            dx: &mut CudaBuf,
+        ) {
             activation::softmax_rows_backward(self, y, dy, rows, cols, dx)
         }
-        fn cross_entropy(&self, d: &CrossEntropy, logits: &CudaBuf, labels: &CudaBuf, dlogits: &mut CudaBuf) -> f32 {
+        fn cross_entropy(
+            &self,
+            _: Checked,
+            d: &CrossEntropy,
+            logits: &CudaBuf,
+            labels: &[u32],
+            dlogits: &mut CudaBuf,
+        ) -> f32 {
             loss::cross_entropy(self, d, logits, labels, dlogits)
         }
 
-        fn sgd_step(&self, s: &SgdStep, w: &mut CudaBuf, g: &CudaBuf, v: &mut CudaBuf) {
-            same_len("sgd_step", g, w);
-            same_len("sgd_step", v, w);
+        fn sgd_step(&self, _: Checked, s: &SgdStep, w: &mut CudaBuf, g: &CudaBuf, v: &mut CudaBuf) {
             optim::sgd_step(self, s, w, g, v)
         }
-        fn adam_step(&self, s: &AdamStep, w: &mut CudaBuf, g: &CudaBuf, m: &mut CudaBuf, v: &mut CudaBuf) {
-            same_len("adam_step", g, w);
-            same_len("adam_step", m, w);
-            same_len("adam_step", v, w);
+        fn adam_step(&self, _: Checked, s: &AdamStep, w: &mut CudaBuf, g: &CudaBuf, m: &mut CudaBuf, v: &mut CudaBuf) {
             optim::adam_step(self, s, w, g, m, v)
         }
     }

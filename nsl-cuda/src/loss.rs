@@ -5,41 +5,30 @@
 
 use nsl_core::CrossEntropy;
 
-use crate::launch::{int, need, p, pm, Arg, THREADS};
+use crate::launch::{int, p, pm, Arg, THREADS};
 use crate::{Cuda, CudaBuf};
 
-/// See [`nsl_core::Backend::cross_entropy`]. Synchronises (the loss goes to the host).
-///
-/// Panics if a label is not an integer in `0..K` (the labels are checked on the host first,
-/// with the CPU backend's message).
+/// See [`nsl_core::Backend::cross_entropy`]. Uploads the (checked) labels, as `f32` class
+/// indices, and synchronises (the loss goes to the host).
 pub(crate) fn cross_entropy(
     be: &Cuda,
     d: &CrossEntropy,
     logits: &CudaBuf,
-    labels: &CudaBuf,
+    labels: &[u32],
     dlogits: &mut CudaBuf,
 ) -> f32 {
     let op = "cross_entropy";
     let (bsz, k) = (d.batch, d.classes);
-    assert!(k > 0, "cross_entropy: needs at least one class");
-    need(op, "labels", labels, bsz);
-    need(op, "logits", logits, bsz * k);
-    need(op, "dlogits", dlogits, bsz * k);
     if bsz == 0 {
         return 0.0;
     }
-    let host_labels = be.download_mem(op, &labels.0, bsz);
-    for (b, &l) in host_labels.iter().enumerate() {
-        assert!(
-            l >= 0.0 && l.fract() == 0.0 && (l as usize) < k,
-            "cross_entropy: label {l} of example {b} is out of range for K = {k} classes"
-        );
-    }
+    let labels: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
+    let labels = be.try_upload(&labels).unwrap_or_else(|e| panic!("nsl-cuda: {op}: upload of {bsz} labels: {e}"));
     let row_loss = be.scratch::<f64>(op, bsz);
     be.launch_warps(
         "nsl_cross_entropy_rows",
         bsz,
-        &[int(bsz), int(k), Arg::F32(d.smoothing), Arg::F32(d.floor), p(logits), p(labels), p(dlogits), pm(&row_loss)],
+        &[int(bsz), int(k), Arg::F32(d.smoothing), Arg::F32(d.floor), p(logits), p(&labels), p(dlogits), pm(&row_loss)],
     );
     let total = be.scratch::<f64>(op, 1);
     be.launch("nsl_sum_f64", (1, 1, 1), (THREADS, 1, 1), 0, &[int(bsz), pm(&row_loss), pm(&total)]);

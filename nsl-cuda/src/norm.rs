@@ -10,31 +10,17 @@
 use nsl_core::{BatchNormDims, Window};
 
 use crate::elementwise::ColReduce;
-use crate::launch::{int, need, p, pm, Arg, Win};
+use crate::launch::{int, p, pm, Arg, Win};
 use crate::{Cuda, CudaBuf};
 
 /// See [`nsl_core::Backend::window_norm`].
 pub(crate) fn window_norm(be: &Cuda, g: &Window, x: &CudaBuf, eps: f32, n: &mut CudaBuf) {
-    need("window_norm", "x", x, g.input_len());
-    need("window_norm", "n", n, g.rows());
     be.launch_warps("nsl_window_norm", g.rows(), &[Arg::Win(Win::new(g)), Arg::F32(eps), p(x), p(n)]);
 }
 
 /// See [`nsl_core::Backend::window_norm_backward`] (accumulates into `dx`).
 pub(crate) fn window_norm_backward(be: &Cuda, g: &Window, x: &CudaBuf, n: &CudaBuf, dn: &CudaBuf, dx: &mut CudaBuf) {
-    let op = "window_norm_backward";
-    need(op, "x", x, g.input_len());
-    need(op, "n", n, g.rows());
-    need(op, "dn", dn, g.rows());
-    need(op, "dx", dx, g.input_len());
     be.launch_1d("nsl_window_norm_backward", g.input_len(), &[Arg::Win(Win::new(g)), p(x), p(n), p(dn), p(dx)]);
-}
-
-fn check_dims(op: &str, d: &BatchNormDims, x: &CudaBuf, per_channel: &[(&str, &CudaBuf)]) {
-    need(op, "x", x, d.rows * d.c);
-    for (name, b) in per_channel {
-        need(op, name, b, d.c);
-    }
 }
 
 /// See [`nsl_core::Backend::batch_norm_train`].
@@ -50,8 +36,6 @@ pub(crate) fn batch_norm_train(
     var: &mut CudaBuf,
 ) {
     let op = "batch_norm_train";
-    check_dims(op, d, x, &[("gamma", gamma), ("beta", beta), ("mean", mean), ("var", var)]);
-    need(op, "y", y, d.rows * d.c);
     let (rows, c) = (d.rows, d.c);
     if c == 0 {
         return;
@@ -87,8 +71,6 @@ pub(crate) fn batch_norm_eval(
     y: &mut CudaBuf,
 ) {
     let op = "batch_norm_eval";
-    check_dims(op, d, x, &[("gamma", gamma), ("beta", beta), ("mean", mean), ("var", var)]);
-    need(op, "y", y, d.rows * d.c);
     let c = d.c;
     if c == 0 {
         return;
@@ -118,9 +100,6 @@ pub(crate) fn batch_norm_backward(
     if rows == 0 || c == 0 {
         return;
     }
-    check_dims(op, d, x, &[("gamma", gamma), ("mean", mean), ("var", var), ("dgamma", dgamma), ("dbeta", dbeta)]);
-    need(op, "dy", dy, rows * c);
-    need(op, "dx", dx, rows * c);
     let cr = ColReduce::new(rows, c);
     let inv = be.scratch::<f64>(op, c);
     be.launch_1d("nsl_bn_inv", c, &[int(c), Arg::F32(d.eps), p(var), pm(&inv)]);

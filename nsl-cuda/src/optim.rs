@@ -26,18 +26,9 @@ pub(crate) fn sgd_step(be: &Cuda, s: &SgdStep, w: &mut CudaBuf, g: &CudaBuf, v: 
     );
 }
 
-/// Bias-corrected Adam constants `(1/(1−β1ᵗ), 1/(1−β2ᵗ))`, computed as on the CPU.
-fn adam_corrections(s: &AdamStep) -> (f32, f32) {
-    assert!(s.t >= 1, "adam_step: step t must be >= 1, got {}", s.t);
-    let t = s.t.min(i32::MAX as u64) as i32;
-    let c1 = 1.0 / (1.0 - (s.beta1 as f64).powi(t));
-    let c2 = 1.0 / (1.0 - (s.beta2 as f64).powi(t));
-    (c1 as f32, c2 as f32)
-}
-
 /// See [`nsl_core::Backend::adam_step`].
 pub(crate) fn adam_step(be: &Cuda, s: &AdamStep, w: &mut CudaBuf, g: &CudaBuf, m: &mut CudaBuf, v: &mut CudaBuf) {
-    let (c1, c2) = adam_corrections(s);
+    let (c1, c2) = s.corrections();
     let n = w.len();
     be.launch_1d(
         "nsl_adam_step",

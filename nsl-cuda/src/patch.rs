@@ -6,7 +6,7 @@
 //! kernel. `patch_scale_backward` runs a warp per `(row, tap)` segment when there are at least
 //! 32 channels, a thread per segment otherwise.
 
-use crate::launch::{blocks, int, need, p, Arg, THREADS};
+use crate::launch::{blocks, int, p, Arg, THREADS};
 use crate::{Cuda, CudaBuf};
 
 /// Largest per-row matrix staged in shared memory (floats; 40 KiB of the 48 KiB default).
@@ -22,11 +22,7 @@ pub(crate) fn patch_scale(
     m: &CudaBuf,
     out: &mut CudaBuf,
 ) {
-    let op = "patch_scale";
     let n = rows * taps * c;
-    need(op, "cols", cols, n);
-    need(op, "m", m, rows * taps);
-    need(op, "out", out, n);
     if n == 0 {
         return;
     }
@@ -46,13 +42,7 @@ pub(crate) fn patch_scale_backward(
     dcols: &mut CudaBuf,
     dm: &mut CudaBuf,
 ) {
-    let op = "patch_scale_backward";
-    let (segs, n) = (rows * taps, rows * taps * c);
-    need(op, "cols", cols, n);
-    need(op, "m", m, segs);
-    need(op, "dout", dout, n);
-    need(op, "dcols", dcols, n);
-    need(op, "dm", dm, segs);
+    let segs = rows * taps;
     let args = [int(segs), int(c), p(cols), p(m), p(dout), p(dcols), p(dm)];
     if c >= 32 {
         be.launch_warps("nsl_patch_scale_backward_warp", segs, &args);
@@ -81,11 +71,7 @@ pub(crate) fn patch_matmul(
     m: &CudaBuf,
     out: &mut CudaBuf,
 ) {
-    let op = "patch_matmul";
     let pl = taps * c;
-    need(op, "cols", cols, rows * pl);
-    need(op, "m", m, rows * taps * taps);
-    need(op, "out", out, rows * pl);
     if pl == 0 {
         return;
     }
@@ -112,14 +98,6 @@ pub(crate) fn patch_matmul_backward(
     dcols: &mut CudaBuf,
     dm: &mut CudaBuf,
 ) {
-    let op = "patch_matmul_backward";
-    let pl = taps * c;
-    let tt = taps * taps;
-    need(op, "cols", cols, rows * pl);
-    need(op, "m", m, rows * tt);
-    need(op, "dout", dout, rows * pl);
-    need(op, "dcols", dcols, rows * pl);
-    need(op, "dm", dm, rows * tt);
     if taps == 0 {
         return;
     }

@@ -19,7 +19,9 @@ use nsl_core::gradcheck::{check_similarity, GradCheck};
 use nsl_core::nn::{Layer, Mode, NslConv, Padding};
 use nsl_core::similarity::predictor::{self, PredictorConfig, PredictorNorm};
 use nsl_core::similarity::*;
-use nsl_core::{AdamStep, Backend, BatchNormDims, CrossEntropy, Gemm, Map, Rng, SgdStep, Tensor, Window};
+use nsl_core::{
+    AdamStep, Backend, BatchNormDims, ConvScale, CrossEntropy, Gemm, Map, Patch, Rng, SgdStep, Tensor, Window,
+};
 use nsl_cpu::Cpu;
 use nsl_cuda::{Cuda, CudaError};
 use proptest::prelude::*;
@@ -382,17 +384,17 @@ fn conv2d_scaled_and_backward() {
         let s = pair(gpu, cpu, &rand_vec(&mut rng, g.rows() * g.taps()));
         let dy = pair(gpu, cpu, &rand_vec(&mut rng, g.rows() * n));
         let mut y = Pair { g: gpu.alloc(g.rows() * n), c: cpu.alloc(g.rows() * n) };
-        gpu.conv2d(&g, n, &x.g, &w.g, None, &mut y.g);
-        cpu.conv2d(&g, n, &x.c, &w.c, None, &mut y.c);
+        gpu.conv2d(&g, n, &x.g, &w.g, ConvScale::None, &mut y.g);
+        cpu.conv2d(&g, n, &x.c, &w.c, ConvScale::None, &mut y.c);
         cmp(&format!("conv2d unscaled {g:?}"), gpu, cpu, &y, g.patch_len())?;
-        gpu.conv2d(&g, n, &x.g, &w.g, Some(&s.g), &mut y.g);
-        cpu.conv2d(&g, n, &x.c, &w.c, Some(&s.c), &mut y.c);
+        gpu.conv2d(&g, n, &x.g, &w.g, ConvScale::Taps(&s.g), &mut y.g);
+        cpu.conv2d(&g, n, &x.c, &w.c, ConvScale::Taps(&s.c), &mut y.c);
         cmp(&format!("conv2d {g:?}"), gpu, cpu, &y, g.patch_len())?;
         let mut dx = Pair { g: gpu.alloc(g.input_len()), c: cpu.alloc(g.input_len()) };
         let mut dw = Pair { g: gpu.zeros(g.patch_len() * n), c: cpu.zeros(g.patch_len() * n) };
         let mut ds = Pair { g: gpu.alloc(g.rows() * g.taps()), c: cpu.alloc(g.rows() * g.taps()) };
-        gpu.conv2d_backward(&g, n, &x.g, &w.g, Some(&s.g), &dy.g, &mut dx.g, &mut dw.g, Some(&mut ds.g));
-        cpu.conv2d_backward(&g, n, &x.c, &w.c, Some(&s.c), &dy.c, &mut dx.c, &mut dw.c, Some(&mut ds.c));
+        gpu.conv2d_backward(&g, n, &x.g, &w.g, ConvScale::Taps(&s.g), &dy.g, &mut dx.g, &mut dw.g, Some(&mut ds.g));
+        cpu.conv2d_backward(&g, n, &x.c, &w.c, ConvScale::Taps(&s.c), &dy.c, &mut dx.c, &mut dw.c, Some(&mut ds.c));
         cmp(&format!("conv2d dx {g:?}"), gpu, cpu, &dx, g.k * g.k * n)?;
         cmp(&format!("conv2d dw {g:?}"), gpu, cpu, &dw, g.rows())?;
         cmp(&format!("conv2d ds {g:?}"), gpu, cpu, &ds, g.c * n)?;
@@ -421,16 +423,36 @@ fn conv2d_multi_tile() {
             let s = scaled.then(|| pair(gpu, cpu, &rand_vec(&mut rng, g.rows() * g.taps())));
             let mut y = Pair { g: gpu.alloc(g.rows() * n), c: cpu.alloc(g.rows() * n) };
             let (sg, sc) = (s.as_ref().map(|s| &s.g), s.as_ref().map(|s| &s.c));
-            gpu.conv2d(&g, n, &x.g, &w.g, sg, &mut y.g);
-            cpu.conv2d(&g, n, &x.c, &w.c, sc, &mut y.c);
+            gpu.conv2d(&g, n, &x.g, &w.g, sg.map_or(ConvScale::None, ConvScale::Taps), &mut y.g);
+            cpu.conv2d(&g, n, &x.c, &w.c, sc.map_or(ConvScale::None, ConvScale::Taps), &mut y.c);
             let what = format!("{g:?} n={n} scaled={scaled}");
             cmp(&format!("conv2d {what}"), gpu, cpu, &y, g.patch_len())?;
             let dy = pair(gpu, cpu, &rand_vec(&mut rng, g.rows() * n));
             let mut dx = Pair { g: gpu.alloc(g.input_len()), c: cpu.alloc(g.input_len()) };
             let mut dw = pair(gpu, cpu, &rand_vec(&mut rng, g.patch_len() * n)); // accumulates
             let mut ds = Pair { g: gpu.alloc(g.rows() * g.taps()), c: cpu.alloc(g.rows() * g.taps()) };
-            gpu.conv2d_backward(&g, n, &x.g, &w.g, sg, &dy.g, &mut dx.g, &mut dw.g, scaled.then_some(&mut ds.g));
-            cpu.conv2d_backward(&g, n, &x.c, &w.c, sc, &dy.c, &mut dx.c, &mut dw.c, scaled.then_some(&mut ds.c));
+            gpu.conv2d_backward(
+                &g,
+                n,
+                &x.g,
+                &w.g,
+                sg.map_or(ConvScale::None, ConvScale::Taps),
+                &dy.g,
+                &mut dx.g,
+                &mut dw.g,
+                scaled.then_some(&mut ds.g),
+            );
+            cpu.conv2d_backward(
+                &g,
+                n,
+                &x.c,
+                &w.c,
+                sc.map_or(ConvScale::None, ConvScale::Taps),
+                &dy.c,
+                &mut dx.c,
+                &mut dw.c,
+                scaled.then_some(&mut ds.c),
+            );
             cmp(&format!("conv2d dx {what}"), gpu, cpu, &dx, g.k * g.k * n)?;
             cmp(&format!("conv2d dw {what}"), gpu, cpu, &dw, g.rows())?;
             if scaled {
@@ -457,15 +479,15 @@ fn conv2d_rows_scaled_and_backward() {
             let w = pair(gpu, cpu, &rand_vec(&mut rng, g.patch_len() * n));
             let q = pair(gpu, cpu, &rand_range(&mut rng, g.rows(), 0.2, 2.0));
             let mut y = Pair { g: gpu.alloc(g.rows() * n), c: cpu.alloc(g.rows() * n) };
-            gpu.conv2d_rows_scaled(&g, n, &x.g, &w.g, &q.g, &mut y.g);
-            cpu.conv2d_rows_scaled(&g, n, &x.c, &w.c, &q.c, &mut y.c);
+            gpu.conv2d(&g, n, &x.g, &w.g, ConvScale::Rows(&q.g), &mut y.g);
+            cpu.conv2d(&g, n, &x.c, &w.c, ConvScale::Rows(&q.c), &mut y.c);
             let what = format!("{g:?} n={n}");
             cmp(&format!("conv2d_rows_scaled {what}"), gpu, cpu, &y, g.patch_len())?;
             let dy = pair(gpu, cpu, &rand_vec(&mut rng, g.rows() * n));
             let mut dx = Pair { g: gpu.alloc(g.input_len()), c: cpu.alloc(g.input_len()) };
             let mut dw = pair(gpu, cpu, &rand_vec(&mut rng, g.patch_len() * n)); // accumulates
-            gpu.conv2d_rows_scaled_backward(&g, n, &x.g, &w.g, &q.g, &dy.g, &mut dx.g, &mut dw.g);
-            cpu.conv2d_rows_scaled_backward(&g, n, &x.c, &w.c, &q.c, &dy.c, &mut dx.c, &mut dw.c);
+            gpu.conv2d_backward(&g, n, &x.g, &w.g, ConvScale::Rows(&q.g), &dy.g, &mut dx.g, &mut dw.g, None);
+            cpu.conv2d_backward(&g, n, &x.c, &w.c, ConvScale::Rows(&q.c), &dy.c, &mut dx.c, &mut dw.c, None);
             cmp(&format!("conv2d_rows_scaled dx {what}"), gpu, cpu, &dx, g.k * g.k * n)?;
             cmp(&format!("conv2d_rows_scaled dw {what}"), gpu, cpu, &dw, g.rows())?;
         }
@@ -486,21 +508,21 @@ fn patch_scale_and_matmul() {
         let mm = pair(gpu, cpu, &rand_vec(&mut rng, rows * taps * taps));
         let dout = pair(gpu, cpu, &rand_vec(&mut rng, n));
         let mut out = Pair { g: gpu.alloc(n), c: cpu.alloc(n) };
-        gpu.patch_scale(rows, taps, c, &cols.g, &ms.g, &mut out.g);
-        cpu.patch_scale(rows, taps, c, &cols.c, &ms.c, &mut out.c);
+        gpu.patch_scale(&Patch { rows, taps, c }, &cols.g, &ms.g, &mut out.g);
+        cpu.patch_scale(&Patch { rows, taps, c }, &cols.c, &ms.c, &mut out.c);
         cmp("patch_scale", gpu, cpu, &out, 1)?;
         let mut dc = Pair { g: gpu.alloc(n), c: cpu.alloc(n) };
         let mut dm = Pair { g: gpu.alloc(rows * taps), c: cpu.alloc(rows * taps) };
-        gpu.patch_scale_backward(rows, taps, c, &cols.g, &ms.g, &dout.g, &mut dc.g, &mut dm.g);
-        cpu.patch_scale_backward(rows, taps, c, &cols.c, &ms.c, &dout.c, &mut dc.c, &mut dm.c);
+        gpu.patch_scale_backward(&Patch { rows, taps, c }, &cols.g, &ms.g, &dout.g, &mut dc.g, &mut dm.g);
+        cpu.patch_scale_backward(&Patch { rows, taps, c }, &cols.c, &ms.c, &dout.c, &mut dc.c, &mut dm.c);
         cmp("patch_scale_backward dcols", gpu, cpu, &dc, 1)?;
         cmp("patch_scale_backward dm", gpu, cpu, &dm, c)?;
-        gpu.patch_matmul(rows, taps, c, &cols.g, &mm.g, &mut out.g);
-        cpu.patch_matmul(rows, taps, c, &cols.c, &mm.c, &mut out.c);
+        gpu.patch_matmul(&Patch { rows, taps, c }, &cols.g, &mm.g, &mut out.g);
+        cpu.patch_matmul(&Patch { rows, taps, c }, &cols.c, &mm.c, &mut out.c);
         cmp("patch_matmul", gpu, cpu, &out, taps)?;
         let mut dmm = Pair { g: gpu.alloc(rows * taps * taps), c: cpu.alloc(rows * taps * taps) };
-        gpu.patch_matmul_backward(rows, taps, c, &cols.g, &mm.g, &dout.g, &mut dc.g, &mut dmm.g);
-        cpu.patch_matmul_backward(rows, taps, c, &cols.c, &mm.c, &dout.c, &mut dc.c, &mut dmm.c);
+        gpu.patch_matmul_backward(&Patch { rows, taps, c }, &cols.g, &mm.g, &dout.g, &mut dc.g, &mut dmm.g);
+        cpu.patch_matmul_backward(&Patch { rows, taps, c }, &cols.c, &mm.c, &dout.c, &mut dc.c, &mut dmm.c);
         cmp("patch_matmul_backward dcols", gpu, cpu, &dc, taps)?;
         cmp("patch_matmul_backward dm", gpu, cpu, &dmm, c)?;
         Ok(())
@@ -537,7 +559,7 @@ fn batch_norm_train_eval_backward() {
     let shape = (1usize..700, 1usize..=40, prop::sample::select(vec![1e-5f32, 1e-3]), any::<u64>());
     check("batch_norm_train_eval_backward", 32, shape, |gpu, cpu, (rows, c, eps, seed)| {
         let mut rng = Rng::new(seed);
-        let d = BatchNormDims { rows, c, eps };
+        let d = BatchNormDims { rows, c, eps, relu: false };
         // an offset and a spread per channel, so the two-pass statistics matter
         let off = rand_range(&mut rng, c, -3.0, 3.0);
         let x: Vec<f32> = (0..rows * c).map(|i| off[i % c] + rng.normal() * (1.0 + (i % c) as f32)).collect();
@@ -562,43 +584,67 @@ fn batch_norm_train_eval_backward() {
         let mut dx = Pair { g: gpu.alloc(rows * c), c: cpu.alloc(rows * c) };
         let mut dgamma = pair(gpu, cpu, &rand_vec(&mut rng, c)); // accumulates
         let mut dbeta = pair(gpu, cpu, &rand_vec(&mut rng, c)); // accumulates
-        gpu.batch_norm_backward(&d, &x.g, &gamma.g, &mean.g, &var.g, &dy.g, &mut dx.g, &mut dgamma.g, &mut dbeta.g);
-        cpu.batch_norm_backward(&d, &x.c, &gamma.c, &mean.c, &var.c, &dy.c, &mut dx.c, &mut dgamma.c, &mut dbeta.c);
-        cmp("batch_norm_backward dgamma", gpu, cpu, &dgamma, rows)?;
-        cmp("batch_norm_backward dbeta", gpu, cpu, &dbeta, rows)?;
-        // dx subtracts means of size |dy|: compare against the scale of dy
-        close("batch_norm_backward dx", &gpu.download(&dx.g), &cpu.download(&dx.c), 1e-4, 1e-4)?;
-        // fused with ReLU (fused on the CPU, composed on CUDA)
-        gpu.batch_norm_relu_eval(&d, &x.g, &gamma.g, &beta.g, &mean.g, &var.g, &mut y.g);
-        cpu.batch_norm_relu_eval(&d, &x.c, &gamma.c, &beta.c, &mean.c, &var.c, &mut y.c);
-        cmp("batch_norm_relu_eval", gpu, cpu, &y, 1)?;
-        let (mut m2, mut v2) = (Pair { g: gpu.alloc(c), c: cpu.alloc(c) }, Pair { g: gpu.alloc(c), c: cpu.alloc(c) });
-        gpu.batch_norm_relu_train(&d, &x.g, &gamma.g, &beta.g, &mut y.g, &mut m2.g, &mut v2.g);
-        cpu.batch_norm_relu_train(&d, &x.c, &gamma.c, &beta.c, &mut y.c, &mut m2.c, &mut v2.c);
-        cmp("batch_norm_relu_train y", gpu, cpu, &y, 1)?;
-        // the backward from the CPU's output on both (the ReLU mask must agree)
-        let y = pair(gpu, cpu, &cpu.download(&y.c));
-        gpu.batch_norm_relu_backward(
+        gpu.batch_norm_backward(
             &d,
             &x.g,
-            &y.g,
             &gamma.g,
             &beta.g,
             &mean.g,
             &var.g,
+            None,
             &dy.g,
             &mut dx.g,
             &mut dgamma.g,
             &mut dbeta.g,
         );
-        cpu.batch_norm_relu_backward(
+        cpu.batch_norm_backward(
             &d,
             &x.c,
-            &y.c,
             &gamma.c,
             &beta.c,
             &mean.c,
             &var.c,
+            None,
+            &dy.c,
+            &mut dx.c,
+            &mut dgamma.c,
+            &mut dbeta.c,
+        );
+        cmp("batch_norm_backward dgamma", gpu, cpu, &dgamma, rows)?;
+        cmp("batch_norm_backward dbeta", gpu, cpu, &dbeta, rows)?;
+        // dx subtracts means of size |dy|: compare against the scale of dy
+        close("batch_norm_backward dx", &gpu.download(&dx.g), &cpu.download(&dx.c), 1e-4, 1e-4)?;
+        // fused with ReLU (fused on the CPU, composed on CUDA)
+        gpu.batch_norm_eval(&d.with_relu(), &x.g, &gamma.g, &beta.g, &mean.g, &var.g, &mut y.g);
+        cpu.batch_norm_eval(&d.with_relu(), &x.c, &gamma.c, &beta.c, &mean.c, &var.c, &mut y.c);
+        cmp("batch_norm_relu_eval", gpu, cpu, &y, 1)?;
+        let (mut m2, mut v2) = (Pair { g: gpu.alloc(c), c: cpu.alloc(c) }, Pair { g: gpu.alloc(c), c: cpu.alloc(c) });
+        gpu.batch_norm_train(&d.with_relu(), &x.g, &gamma.g, &beta.g, &mut y.g, &mut m2.g, &mut v2.g);
+        cpu.batch_norm_train(&d.with_relu(), &x.c, &gamma.c, &beta.c, &mut y.c, &mut m2.c, &mut v2.c);
+        cmp("batch_norm_relu_train y", gpu, cpu, &y, 1)?;
+        // the backward from the CPU's output on both (the ReLU mask must agree)
+        let y = pair(gpu, cpu, &cpu.download(&y.c));
+        gpu.batch_norm_backward(
+            &d.with_relu(),
+            &x.g,
+            &gamma.g,
+            &beta.g,
+            &mean.g,
+            &var.g,
+            Some(&y.g),
+            &dy.g,
+            &mut dx.g,
+            &mut dgamma.g,
+            &mut dbeta.g,
+        );
+        cpu.batch_norm_backward(
+            &d.with_relu(),
+            &x.c,
+            &gamma.c,
+            &beta.c,
+            &mean.c,
+            &var.c,
+            Some(&y.c),
             &dy.c,
             &mut dx.c,
             &mut dgamma.c,
@@ -701,33 +747,12 @@ fn cross_entropy_loss_and_gradient() {
         let mut rng = Rng::new(seed);
         let d = CrossEntropy { batch, classes, smoothing, floor };
         let z = pair(gpu, cpu, &rand_range(&mut rng, batch * classes, -6.0, 6.0));
-        let labels: Vec<f32> = (0..batch).map(|_| rng.below(classes) as f32).collect();
-        let l = pair(gpu, cpu, &labels);
+        let labels: Vec<u32> = (0..batch).map(|_| rng.below(classes) as u32).collect();
         let mut dz = Pair { g: gpu.alloc(batch * classes), c: cpu.alloc(batch * classes) };
-        let lg = gpu.cross_entropy(&d, &z.g, &l.g, &mut dz.g);
-        let lc = cpu.cross_entropy(&d, &z.c, &l.c, &mut dz.c);
+        let lg = gpu.cross_entropy(&d, &z.g, &labels, &mut dz.g);
+        let lc = cpu.cross_entropy(&d, &z.c, &labels, &mut dz.c);
         close("cross_entropy loss", &[lg], &[lc], 1e-5, 1e-6)?;
         close("cross_entropy dlogits", &gpu.download(&dz.g), &cpu.download(&dz.c), 1e-5, 1e-8)
-    });
-}
-
-#[test]
-fn cross_entropy_rejects_bad_labels() {
-    once("cross_entropy_rejects_bad_labels", |gpu, _| {
-        let d = CrossEntropy { batch: 2, classes: 3, smoothing: 0.0, floor: 0.0 };
-        let z = gpu.upload(&[0.0; 6]);
-        for labels in [[1.0, 3.0], [-1.0, 0.0], [0.5, 1.0]] {
-            let l = gpu.upload(&labels);
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let mut dz = gpu.alloc(6);
-                gpu.cross_entropy(&d, &z, &l, &mut dz)
-            }));
-            let msg = match r {
-                Ok(_) => panic!("labels {labels:?} were accepted"),
-                Err(e) => e.downcast_ref::<String>().cloned().unwrap_or_default(),
-            };
-            assert!(msg.contains("out of range for K = 3"), "{msg}");
-        }
     });
 }
 
@@ -773,7 +798,7 @@ fn reductions_are_bitwise_repeatable() {
         let dy = gpu.upload(&rand_vec(&mut rng, rows * c));
         let gamma = gpu.upload(&rand_range(&mut rng, c, 0.5, 1.5));
         let beta = gpu.upload(&rand_vec(&mut rng, c));
-        let d = BatchNormDims { rows, c, eps: 1e-5 };
+        let d = BatchNormDims { rows, c, eps: 1e-5, relu: false };
         let run = || {
             let mut y = gpu.alloc(rows * c);
             let mut mean = gpu.alloc(c);
@@ -782,7 +807,7 @@ fn reductions_are_bitwise_repeatable() {
             let mut dx = gpu.alloc(rows * c);
             let mut dg = gpu.zeros(c);
             let mut db = gpu.zeros(c);
-            gpu.batch_norm_backward(&d, &x, &gamma, &mean, &var, &dy, &mut dx, &mut dg, &mut db);
+            gpu.batch_norm_backward(&d, &x, &gamma, &beta, &mean, &var, None, &dy, &mut dx, &mut dg, &mut db);
             let mut dc = gpu.alloc(c);
             gpu.dot_cols(&x, &dy, rows, c, &mut dc);
             let g = Window::same(2, 9, 7, 3, 3, 2);

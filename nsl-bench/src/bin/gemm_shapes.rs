@@ -18,7 +18,7 @@
 
 use std::time::Instant;
 
-use nsl_core::{Backend, BatchNormDims, Gemm, Rng, Window};
+use nsl_core::{Backend, BatchNormDims, ConvScale, Gemm, Rng, Window};
 use nsl_cpu::Cpu;
 use nsl_models::nets::{PredictorKind, SimilarityChoice};
 
@@ -159,12 +159,14 @@ fn main() {
             let best = |f: &mut dyn FnMut()| nsl_bench::best_of(reps, f);
             let scaled = |f: &mut dyn FnMut()| if skip_scaled { f64::NAN } else { best(f) };
             let t = [
-                best(&mut || be.conv2d(&g, n, &x, &w, None, &mut y)),
-                best(&mut || direct.conv2d(&g, n, &x, &w, None, &mut y)),
-                scaled(&mut || be.conv2d(&g, n, &x, &w, Some(&s), &mut y)),
-                best(&mut || be.conv2d_backward(&g, n, &x, &w, None, &dy, &mut dx, &mut dw, None)) / 2.0,
-                best(&mut || direct.conv2d_backward(&g, n, &x, &w, None, &dy, &mut dx, &mut dw, None)) / 2.0,
-                scaled(&mut || be.conv2d_backward(&g, n, &x, &w, Some(&s), &dy, &mut dx, &mut dw, Some(&mut ds))) / 2.0,
+                best(&mut || be.conv2d(&g, n, &x, &w, ConvScale::None, &mut y)),
+                best(&mut || direct.conv2d(&g, n, &x, &w, ConvScale::None, &mut y)),
+                scaled(&mut || be.conv2d(&g, n, &x, &w, ConvScale::Taps(&s), &mut y)),
+                best(&mut || be.conv2d_backward(&g, n, &x, &w, ConvScale::None, &dy, &mut dx, &mut dw, None)) / 2.0,
+                best(&mut || direct.conv2d_backward(&g, n, &x, &w, ConvScale::None, &dy, &mut dx, &mut dw, None)) / 2.0,
+                scaled(&mut || {
+                    be.conv2d_backward(&g, n, &x, &w, ConvScale::Taps(&s), &dy, &mut dx, &mut dw, Some(&mut ds))
+                }) / 2.0,
             ];
             let [a, b, c, d, e, f] = t.map(|t| flops / t / 1e9);
             println!("{label:<24} | {a:>8.1} {b:>8.1} {c:>8.1} | {d:>8.1} {e:>8.1} {f:>8.1}");
@@ -177,7 +179,7 @@ fn main() {
         println!("{:<24} | {:>14} {:>14}  (GB/s: bytes of the arrays read and written once)", "norm", "fwd", "bwd");
         for (label, c) in [("bn+relu c=64 @32", 64), ("bn+relu c=32 @32", 32), ("bn c=9 @32", 9)] {
             let rows = batch * 32 * 32;
-            let d = BatchNormDims { rows, c, eps: 1e-3 };
+            let d = BatchNormDims { rows, c, eps: 1e-3, relu: false };
             let (x, dy) = (be.upload(&rand(rows * c)), be.upload(&rand(rows * c)));
             let (gamma, beta) = (be.upload(&rand(c)), be.upload(&rand(c)));
             let (mut y, mut dx) = (be.zeros(rows * c), be.zeros(rows * c));
@@ -185,16 +187,28 @@ fn main() {
             let relu = c != 9;
             let fwd = nsl_bench::best_of(reps, &mut || {
                 if relu {
-                    be.batch_norm_relu_train(&d, &x, &gamma, &beta, &mut y, &mut mean, &mut var)
+                    be.batch_norm_train(&d.with_relu(), &x, &gamma, &beta, &mut y, &mut mean, &mut var)
                 } else {
                     be.batch_norm_train(&d, &x, &gamma, &beta, &mut y, &mut mean, &mut var)
                 }
             });
             let bwd = nsl_bench::best_of(reps, &mut || {
                 if relu {
-                    be.batch_norm_relu_backward(&d, &x, &y, &gamma, &beta, &mean, &var, &dy, &mut dx, &mut dg, &mut db)
+                    be.batch_norm_backward(
+                        &d.with_relu(),
+                        &x,
+                        &gamma,
+                        &beta,
+                        &mean,
+                        &var,
+                        Some(&y),
+                        &dy,
+                        &mut dx,
+                        &mut dg,
+                        &mut db,
+                    )
                 } else {
-                    be.batch_norm_backward(&d, &x, &gamma, &mean, &var, &dy, &mut dx, &mut dg, &mut db)
+                    be.batch_norm_backward(&d, &x, &gamma, &beta, &mean, &var, None, &dy, &mut dx, &mut dg, &mut db)
                 }
             });
             // forward: x read, y written; backward: x, dy (and y with the ReLU) read, dx written

@@ -57,7 +57,7 @@ impl<B: Backend> BatchNorm<B> {
         }
     }
     /// The same layer followed by ReLU, `max(BN(x), 0)`, run as one fused backend op
-    /// ([`Backend::batch_norm_relu_train`] and its backward): the same parameters and
+    /// ([`Backend::batch_norm_train`] with [`BatchNormDims::relu`], and its backward): the same parameters and
     /// checkpoints as `BatchNorm` then `Relu`, one pass less over the activations each way.
     ///
     /// ```
@@ -115,7 +115,7 @@ impl<B: Backend> BatchNorm<B> {
     /// `dβ += Σ_rows dz`, `dγ += Σ_rows dz·x̂`, `dx = dz·γ/sqrt(σ²+ε)`.
     fn backward_running(&mut self, be: &B, cache: &BnCache<B>, dy: &Tensor<B>) -> Tensor<B> {
         let BnCache { x, mean, var, y, .. } = cache;
-        let d = self.dims(x);
+        let d = BatchNormDims { relu: false, ..self.dims(x) };
         let dz = match y {
             Some(y) => {
                 let mut dz = dy.empty_like(be);
@@ -157,7 +157,7 @@ impl<B: Backend> BatchNorm<B> {
     fn dims(&self, x: &Tensor<B>) -> BatchNormDims {
         let c = self.gamma.value.numel();
         assert_eq!(x.shape().last(), Some(&c), "{}: input {:?} does not end in {c} channels", self.name, x.shape());
-        BatchNormDims { rows: x.numel() / c, c, eps: self.eps }
+        BatchNormDims { rows: x.numel() / c, c, eps: self.eps, relu: self.relu }
     }
 }
 
@@ -172,11 +172,7 @@ impl<B: Backend> Layer<B> for BatchNorm<B> {
         let (mean, var) = match mode.stats {
             Stats::Running => {
                 let (mean, var) = (&self.running_mean.value, &self.running_var.value);
-                if self.relu {
-                    be.batch_norm_relu_eval(&d, x.buf(), gamma, beta, mean.buf(), var.buf(), y.buf_mut())
-                } else {
-                    be.batch_norm_eval(&d, x.buf(), gamma, beta, mean.buf(), var.buf(), y.buf_mut())
-                }
+                be.batch_norm_eval(&d, x.buf(), gamma, beta, mean.buf(), var.buf(), y.buf_mut());
                 if mode.record {
                     // copies for the backward: a training forward updates the shadows in place
                     (mean.duplicate(be), var.duplicate(be))
@@ -188,11 +184,7 @@ impl<B: Backend> Layer<B> for BatchNorm<B> {
                 let mut mean = Tensor::zeros(be, &[d.c]);
                 let mut var = Tensor::zeros(be, &[d.c]);
                 let (m, v) = (mean.buf_mut(), var.buf_mut());
-                if self.relu {
-                    be.batch_norm_relu_train(&d, x.buf(), gamma, beta, y.buf_mut(), m, v);
-                } else {
-                    be.batch_norm_train(&d, x.buf(), gamma, beta, y.buf_mut(), m, v);
-                }
+                be.batch_norm_train(&d, x.buf(), gamma, beta, y.buf_mut(), m, v);
                 for (shadow, batch) in [(&mut self.running_mean, &mean), (&mut self.running_var, &var)] {
                     be.scale(self.ema_decay, shadow.value.buf_mut());
                     be.axpy(1.0 - self.ema_decay, batch.buf(), shadow.value.buf_mut());
@@ -218,24 +210,8 @@ impl<B: Backend> Layer<B> for BatchNorm<B> {
         let mut dx = x.empty_like(be);
         let (gamma, beta) = (self.gamma.value.buf(), self.beta.value.buf());
         let (dgamma, dbeta) = (self.gamma.grad.buf_mut(), self.beta.grad.buf_mut());
-        match &y {
-            Some(y) => be.batch_norm_relu_backward(
-                &d,
-                x.buf(),
-                y.buf(),
-                gamma,
-                beta,
-                mean.buf(),
-                var.buf(),
-                dy.buf(),
-                dx.buf_mut(),
-                dgamma,
-                dbeta,
-            ),
-            None => {
-                be.batch_norm_backward(&d, x.buf(), gamma, mean.buf(), var.buf(), dy.buf(), dx.buf_mut(), dgamma, dbeta)
-            }
-        }
+        let (mean, var, y) = (mean.buf(), var.buf(), y.as_ref().map(|y| y.buf()));
+        be.batch_norm_backward(&d, x.buf(), gamma, beta, mean, var, y, dy.buf(), dx.buf_mut(), dgamma, dbeta);
         dx
     }
     fn visit_params(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {

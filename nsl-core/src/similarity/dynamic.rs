@@ -2,6 +2,7 @@ use super::{
     conv_scaled, conv_scaled_backward, patches_times_kernel, patches_times_kernel_backward, unfold, unfold_backward,
     Similarity,
 };
+use crate::backend::Patch;
 use crate::nn::{BatchNorm, Cache, Layer, Mode};
 use crate::{Backend, Map, Param, Tensor, Window};
 
@@ -69,7 +70,7 @@ impl<B: Backend> Dynamic<B> {
     fn forward_uns(&mut self, be: &B, g: &Window, x: &Tensor<B>, w: &Tensor<B>, m: Tensor<B>, mode: Mode) -> Tensor<B> {
         let cols = unfold(be, g, x);
         let mut xt = cols.empty_like(be);
-        be.patch_matmul(g.rows(), g.taps(), g.c, cols.buf(), m.buf(), xt.buf_mut());
+        be.patch_matmul(&Patch::of(g), cols.buf(), m.buf(), xt.buf_mut());
         if self.identity_residual {
             be.axpy(1.0, cols.buf(), xt.buf_mut()); // (M + I) x = M x + x
         }
@@ -90,16 +91,7 @@ impl<B: Backend> Dynamic<B> {
         let dxt = patches_times_kernel_backward(be, &xt, &w, dy, dw);
         let mut dcols = cols.empty_like(be);
         let mut dm = m.empty_like(be);
-        be.patch_matmul_backward(
-            g.rows(),
-            g.taps(),
-            g.c,
-            cols.buf(),
-            m.buf(),
-            dxt.buf(),
-            dcols.buf_mut(),
-            dm.buf_mut(),
-        );
+        be.patch_matmul_backward(&Patch::of(&g), cols.buf(), m.buf(), dxt.buf(), dcols.buf_mut(), dm.buf_mut());
         if self.identity_residual {
             be.axpy(1.0, dxt.buf(), dcols.buf_mut());
         }

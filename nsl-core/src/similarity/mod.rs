@@ -31,6 +31,7 @@ pub use sphere::Sphere;
 pub use static_matrix::{SimilarityMatrix, Static};
 pub use unconstrained::Unconstrained;
 
+use crate::backend::ConvScale;
 use crate::nn::{BatchNorm, Mode};
 use crate::{Backend, Gemm, Param, Tensor, Window};
 
@@ -141,12 +142,12 @@ pub fn conv_backward<B: Backend>(
 }
 
 /// Convolution with its output rows scaled, `y[r,o] = q[r]·(im2col(x)·w)[r,o]`
-/// ([`Backend::conv2d_rows_scaled`]); `q` is `[rows]`.
+/// ([`Backend::conv2d`] with [`ConvScale::Rows`]); `q` is `[rows]`.
 pub fn conv_rows_scaled<B: Backend>(be: &B, g: &Window, x: &Tensor<B>, w: &Tensor<B>, q: &Tensor<B>) -> Tensor<B> {
     assert_eq!(q.numel(), g.rows(), "row scale {:?} is not one value per output row", q.shape());
     let n = w.shape()[1];
     let mut y = Tensor::empty(be, &[g.rows(), n]);
-    be.conv2d_rows_scaled(g, n, x.buf(), w.buf(), q.buf(), y.buf_mut());
+    be.conv2d(g, n, x.buf(), w.buf(), ConvScale::Rows(q.buf()), y.buf_mut());
     y
 }
 
@@ -163,7 +164,8 @@ pub fn conv_rows_scaled_backward<B: Backend>(
 ) -> Tensor<B> {
     let n = w.shape()[1];
     let mut dx = Tensor::empty(be, &[g.batch, g.h, g.w, g.c]);
-    be.conv2d_rows_scaled_backward(g, n, x.buf(), w.buf(), q.buf(), dy.buf(), dx.buf_mut(), dw.buf_mut());
+    let q = ConvScale::Rows(q.buf());
+    be.conv2d_backward(g, n, x.buf(), w.buf(), q, dy.buf(), dx.buf_mut(), dw.buf_mut(), None);
     dx
 }
 
@@ -183,7 +185,7 @@ pub fn conv_scaled<B: Backend>(be: &B, g: &Window, x: &Tensor<B>, w: &Tensor<B>,
     }
     let n = w.shape()[1];
     let mut y = Tensor::empty(be, &[g.rows(), n]);
-    be.conv2d(g, n, x.buf(), w.buf(), s.map(|s| s.buf()), y.buf_mut());
+    be.conv2d(g, n, x.buf(), w.buf(), taps(s), y.buf_mut());
     y
 }
 
@@ -206,11 +208,16 @@ pub fn conv_scaled_backward<B: Backend>(
         n,
         x.buf(),
         w.buf(),
-        s.map(|s| s.buf()),
+        taps(s),
         dy.buf(),
         dx.buf_mut(),
         dw.buf_mut(),
         ds.as_mut().map(|d| d.buf_mut()),
     );
     (dx, ds)
+}
+
+/// A per-tap scale, or none.
+fn taps<B: Backend>(s: Option<&Tensor<B>>) -> ConvScale<'_, B::Buf> {
+    s.map_or(ConvScale::None, |s| ConvScale::Taps(s.buf()))
 }

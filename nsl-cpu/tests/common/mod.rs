@@ -497,7 +497,7 @@ pub fn softmax_rows_backward(y: &[f32], dy: &[f32], rows: usize, cols: usize) ->
 }
 
 /// `(loss, dlogits)` straight from the spec: `dz_j = −(1/B) Σ_k ỹ_k·p_k/(p_k+floor)·(δ_kj − p_j)`.
-pub fn cross_entropy(d: &CrossEntropy, logits: &[f32], labels: &[f32]) -> (f64, Vec<f64>) {
+pub fn cross_entropy(d: &CrossEntropy, logits: &[f32], labels: &[u32]) -> (f64, Vec<f64>) {
     let (bsz, k) = (d.batch, d.classes);
     let (s, floor) = (d.smoothing as f64, d.floor as f64);
     let p = softmax_rows(logits, bsz, k);
