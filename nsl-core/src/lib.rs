@@ -68,6 +68,8 @@
 //! ```
 
 pub mod backend;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod geometry;
 pub mod gradcheck;
 pub mod nn;

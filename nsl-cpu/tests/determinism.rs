@@ -1,9 +1,7 @@
 //! Bitwise reproducibility: the same inputs give the same bits run to run, and (by design:
 //! fixed, size-only chunking) for any thread count.
 
-mod common;
-
-use common::rand_vec;
+use nsl_core::conformance::rand_vec;
 use nsl_core::{Backend, BatchNormDims, ConvScale, CrossEntropy, Gemm, Rng, Window};
 use nsl_cpu::Cpu;
 

@@ -2,10 +2,9 @@
 //! built on them: each `NSL_CPU_GEMM` setting (read once per process) runs the same shapes in
 //! a child process of this test binary.
 
-mod common;
-
-use common::{assert_close, rand_vec};
 use nsl_core::backend::{conv2d_backward_unfused, conv2d_unfused};
+use nsl_core::conformance::reference::{self, to64};
+use nsl_core::conformance::{assert_close, rand_vec};
 use nsl_core::{Backend, ConvScale, Gemm, Rng, Window};
 use nsl_cpu::Cpu;
 
@@ -34,7 +33,7 @@ fn run_shapes(be: &Cpu) {
             let mut c = be.upload(&c0);
             be.gemm(&g, &be.upload(&a), &be.upload(&b), &mut c);
             let got = be.download(&c);
-            assert_close(&format!("shape {i}: {g:?}"), &got, &common::gemm(&g, &a, &b, &c0), 1e-4, 1e-5 * k as f64);
+            assert_close(&format!("shape {i}: {g:?}"), &got, &reference::gemm(&g, &a, &b, &c0), 1e-4, 1e-5 * k as f64);
             // and bitwise the same on one thread
             let mut c1 = be.upload(&c0);
             Cpu::with_threads(1).gemm(&g, &be.upload(&a), &be.upload(&b), &mut c1);
@@ -63,7 +62,7 @@ fn run_convolutions(be: &Cpu) {
             conv2d_unfused(&be, &g, n, &x, &w, s.as_ref().map_or(ConvScale::None, ConvScale::Taps), &mut expected);
             let what = format!("conv2d {g:?} n={n} scaled={scaled}");
             let k = g.patch_len() as f64;
-            assert_close(&what, &be.download(&y), &common::to64(&be.download(&expected)), 1e-4, 1e-5 * k);
+            assert_close(&what, &be.download(&y), &to64(&be.download(&expected)), 1e-4, 1e-5 * k);
         }
     }
     // Winograd with a row scale (output transform and `dy` read for every vector width,
@@ -82,7 +81,7 @@ fn run_convolutions(be: &Cpu) {
     let k = g.patch_len() as f64;
     for (name, a, b) in [("y", &y, &uy), ("dx", &dx, &udx), ("dw", &dw, &udw)] {
         let what = format!("{name} of conv2d_rows_scaled {g:?} n={n}");
-        assert_close(&what, &be.download(a), &common::to64(&be.download(b)), 1e-4, 1e-5 * k);
+        assert_close(&what, &be.download(a), &to64(&be.download(b)), 1e-4, 1e-5 * k);
     }
 }
 

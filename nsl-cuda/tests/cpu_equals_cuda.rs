@@ -15,6 +15,7 @@
 
 use std::io::Write;
 
+use nsl_core::conformance::{rand_range, rand_vec};
 use nsl_core::gradcheck::{check_similarity, GradCheck};
 use nsl_core::nn::{Layer, Mode, NslConv, Padding};
 use nsl_core::similarity::predictor::{self, PredictorConfig, PredictorNorm};
@@ -64,14 +65,6 @@ where
 fn once(test: &str, f: impl FnOnce(&Cuda, &Cpu)) {
     let Some(gpu) = device(test) else { return };
     f(&gpu, &Cpu::with_threads(2));
-}
-
-fn rand_vec(rng: &mut Rng, n: usize) -> Vec<f32> {
-    (0..n).map(|_| rng.uniform() * 2.0 - 1.0).collect()
-}
-
-fn rand_range(rng: &mut Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-    (0..n).map(|_| lo + rng.uniform() * (hi - lo)).collect()
 }
 
 /// `|g − c| ≤ atol + rtol·|c|` elementwise (NaN matches NaN, infinities must be equal).

@@ -1,93 +1,13 @@
-//! Shared test helpers: random data, proptest strategies and naive reference implementations
-//! (plain nested loops, `f64` accumulation) of every backend op.
-#![allow(dead_code, clippy::too_many_arguments, clippy::needless_range_loop)]
+//! Naive `f64` references of every backend op: plain loops over the formulas on
+//! [`crate::Backend`], written for clarity, not speed. Inputs are the `f32` values a backend
+//! sees; outputs are `f64`, so a backend's result is compared against exact-ish arithmetic.
 
-use std::sync::OnceLock;
+use crate::{AdamStep, BatchNormDims, CrossEntropy, Gemm, Map, SgdStep, Window};
 
-use nsl_core::{AdamStep, BatchNormDims, CrossEntropy, Gemm, Map, Rng, SgdStep, Window};
-use nsl_cpu::Cpu;
-use proptest::prelude::*;
-
-/// A shared two-thread backend.
-pub fn be() -> &'static Cpu {
-    static BE: OnceLock<Cpu> = OnceLock::new();
-    BE.get_or_init(|| Cpu::with_threads(2))
-}
-
-/// `n` values uniform in `[-1, 1)`.
-pub fn rand_vec(rng: &mut Rng, n: usize) -> Vec<f32> {
-    (0..n).map(|_| rng.uniform() * 2.0 - 1.0).collect()
-}
-
-/// `n` values uniform in `[lo, hi)`.
-pub fn rand_range(rng: &mut Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-    (0..n).map(|_| lo + rng.uniform() * (hi - lo)).collect()
-}
-
-/// `n` distinct values (a random permutation of a spaced grid), for max-pool tests.
-pub fn distinct_vec(rng: &mut Rng, n: usize) -> Vec<f32> {
-    let mut v: Vec<f32> = (0..n).map(|i| (i as f32 - n as f32 / 2.0) * 0.37).collect();
-    rng.shuffle(&mut v);
-    v
-}
-
-/// Element-wise `|a − e| ≤ atol + rtol·|e|` with a message naming the op and the index.
-pub fn assert_close(what: &str, actual: &[f32], expected: &[f64], rtol: f64, atol: f64) {
-    assert_eq!(actual.len(), expected.len(), "{what}: length");
-    for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
-        assert!(
-            (a.is_nan() && e.is_nan()) || approx::relative_eq!(a as f64, e, epsilon = atol, max_relative = rtol),
-            "{what}: index {i}: got {a}, expected {e} (rtol {rtol}, atol {atol})"
-        );
-    }
-}
-
-/// Default tolerance for an f32 op checked against an f64 reference.
-pub fn close(what: &str, actual: &[f32], expected: &[f64]) {
-    assert_close(what, actual, expected, 1e-4, 1e-5);
-}
-
+/// `x` widened to `f64`.
 pub fn to64(x: &[f32]) -> Vec<f64> {
     x.iter().map(|&v| v as f64).collect()
 }
-
-// ---- strategies ---------------------------------------------------------------------------
-
-/// Random window geometry: batch 1–3, maps 1–9 (non-square), channels 1–4,
-/// k ∈ {1,2,3,4,7}, stride 1–3, SAME or VALID.
-pub fn window() -> impl Strategy<Value = Window> {
-    (
-        1usize..=3,
-        1usize..=9,
-        1usize..=9,
-        1usize..=4,
-        prop::sample::select(vec![1usize, 2, 3, 4, 7]),
-        1usize..=3,
-        any::<bool>(),
-    )
-        .prop_map(|(b, h, w, c, k, s, same)| {
-            if same {
-                Window::same(b, h, w, c, k, s)
-            } else {
-                Window::valid(b, h.max(k), w.max(k), c, k, s)
-            }
-        })
-}
-
-/// Small windows for the finite-difference checks (stride up to 2, SAME or VALID).
-pub fn small_window() -> impl Strategy<Value = Window> {
-    (1usize..=2, 1usize..=5, 1usize..=5, 1usize..=3, 1usize..=3, 1usize..=2, any::<bool>()).prop_map(
-        |(b, h, w, c, k, s, same)| {
-            if same {
-                Window::same(b, h, w, c, k, s)
-            } else {
-                Window::valid(b, h.max(k), w.max(k), c, k, s)
-            }
-        },
-    )
-}
-
-// ---- references ---------------------------------------------------------------------------
 
 /// `C[b] = α·op(A[b])·op(B[b]) + β·C[b]` (β = 0 ignores C).
 pub fn gemm(g: &Gemm, a: &[f32], b: &[f32], c: &[f32]) -> Vec<f64> {
@@ -388,6 +308,7 @@ pub fn batch_norm_eval(
 }
 
 /// `(dx, dgamma_in + Σ dy·x̂, dbeta_in + Σ dy)`
+#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_backward(
     d: &BatchNormDims,
     x: &[f32],
