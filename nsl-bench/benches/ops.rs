@@ -74,23 +74,14 @@ fn layer_ops(c: &mut Criterion) {
             b.iter(|| be.patch_scale(&Patch { rows, taps, c: c_in }, &cols, &m, &mut xt))
         });
         group.bench_function("patch_scale_backward (DNS)", |b| {
-            b.iter(|| {
-                be.patch_scale_backward(&Patch { rows, taps, c: c_in }, &cols, &m, &xt, &mut dcols, &mut ds)
-            })
+            b.iter(|| be.patch_scale_backward(&Patch { rows, taps, c: c_in }, &cols, &m, &xt, &mut dcols, &mut ds))
         });
         group.bench_function("patch_matmul (UNS)", |b| {
             b.iter(|| be.patch_matmul(&Patch { rows, taps, c: c_in }, &cols, &m_uns, &mut xt))
         });
         group.bench_function("patch_matmul_backward (UNS)", |b| {
             b.iter(|| {
-                be.patch_matmul_backward(
-                    &Patch { rows, taps, c: c_in },
-                    &cols,
-                    &m_uns,
-                    &xt,
-                    &mut dcols,
-                    &mut dm_uns,
-                )
+                be.patch_matmul_backward(&Patch { rows, taps, c: c_in }, &cols, &m_uns, &xt, &mut dcols, &mut dm_uns)
             })
         });
         group.bench_function("window_norm", |b| b.iter(|| be.window_norm(&g, &x, 1e-4, &mut norms)));
