@@ -232,3 +232,32 @@ fn overrides_and_the_paper_schedule_reach_every_row() {
     let Job::Train(c) = &t8.job else { panic!() };
     assert_eq!(c.iterations, 64_001, "Table 8 keeps its own schedule");
 }
+
+/// A finished run whose summary predates the weight count (like the real tier's first runs):
+/// the report counts the weights from the row's config and shows the run's own training time.
+#[test]
+fn reused_old_summaries_get_their_weights_counted_and_their_training_time_shown() {
+    use nsl_models::repro::{run_all, RunnerOptions};
+    use nsl_models::train::{build_network, load_test, RunConfig};
+
+    let out = common::TestDir::new("old-summary");
+    let row = experiments(Scale::Smoke).into_iter().find(|r| r.label == "Baseline CNN").unwrap();
+    let dir = out.join("runs").join(row.run_id(0));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("summary.json"),
+        r#"{"network":"cnn9","similarity":"conv","dataset":"fashion-mnist-embedded","params":1,"steps":2,
+        "final_test_acc":0.5,"best_test_acc":0.5,"best_step":2,"final_train_loss":1.0,"wall_seconds":7.0,
+        "train_images_per_second":0.0,"backend":"cpu","resumed_from":null}"#,
+    )
+    .unwrap();
+    let opts = RunnerOptions { out: out.to_path_buf(), data: "data".into(), seeds: 1, progress: false, train: false };
+    let be = nsl_cpu::Cpu::with_threads(1);
+    let results = run_all(&be, std::slice::from_ref(&row), &opts, |_, _, _| unreachable!());
+    let Job::Train(cfg) = &row.job else { panic!("a training row") };
+    let cfg = RunConfig { data_dir: "data".into(), ..cfg.clone() };
+    let test = load_test(&cfg).unwrap();
+    let mut net = build_network(&be, &cfg, test.classes(), test.shape(), &mut nsl_core::Rng::new(0)).unwrap();
+    assert_eq!(results[0].weights, Some(net.weight_count()));
+    assert_eq!(results[0].wall_seconds, 7.0);
+}

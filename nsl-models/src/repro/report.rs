@@ -178,7 +178,8 @@ pub fn write_report(out: &Path, header: &ReportHeader, results: &[RowResult]) ->
          paper's side), is **not shown** (our interval contains 0), or is **reversed**; — where there is no \
          interval (one seed) or no paper difference. *Weights* counts convolution and fully connected weights \
          (predictors' included), what the paper's parameter counts count; *all params* adds batch-norm γ/β and \
-         similarity parameters. Curves show the mean over seeds with the range over seeds as a band.\n"
+         similarity parameters; *train s* is the training wall time of the finished runs, summed over seeds. \
+         Curves show the mean over seeds with the range over seeds as a band.\n"
     );
     for (table, title) in TABLES {
         let mut columns: Vec<&str> = Vec::new();
@@ -218,7 +219,7 @@ fn write_group(
     let _ = writeln!(md, "Metric: {}. Baseline: {base}.\n", metric.header());
     let _ = writeln!(
         md,
-        "| method | paper | ours | n | Δ ours vs baseline [95% CI] | Δ paper | verdict | weights | all params | wall s |"
+        "| method | paper | ours | n | Δ ours vs baseline [95% CI] | Δ paper | verdict | weights | all params | train s |"
     );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|");
     for r in rows {

@@ -2,12 +2,11 @@
 //! resuming killed ones.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use nsl_core::Backend;
+use nsl_core::{Backend, Rng};
 
 use super::registry::{Job, Metric, Row};
-use crate::train::{train, Resume, RunConfig, RunDir, RunOptions, RunSummary};
+use crate::train::{build_network, load_test, train, Resume, RunConfig, RunDir, RunOptions, RunSummary};
 
 /// Where runs go and how many seeds.
 #[derive(Clone, Debug)]
@@ -36,9 +35,10 @@ pub struct RowResult {
     /// Few-shot 95% interval (mean over seeds).
     pub ci95: Option<f64>,
     pub params: Option<usize>,
-    /// Convolution and FC weights, the paper's count (runs that recorded it).
+    /// Convolution and FC weights, the paper's count (recorded by the run, or counted from its
+    /// config for runs made before summaries recorded it).
     pub weights: Option<usize>,
-    /// Training wall time summed over seeds (0 when every run was reused).
+    /// Training wall time of the finished runs (their summaries'), summed over seeds.
     pub wall_seconds: f64,
     /// Folders of the finished runs, relative to `out`, in the order of `seeds`.
     pub runs: Vec<String>,
@@ -88,7 +88,6 @@ pub fn run_all<B: Backend>(
             let id = row.run_id(seed);
             let dir = opts.out.join("runs").join(&id);
             let reused = RunDir::new(&dir).read_summary();
-            let started = Instant::now();
             let outcome = match (&row.job, reused) {
                 (_, None) if !opts.train => continue,
                 (_, Some(summary)) => {
@@ -118,7 +117,6 @@ pub fn run_all<B: Backend>(
                         .map(|(s, ci)| (s, Some(ci)))
                 }
             };
-            result.wall_seconds += started.elapsed().as_secs_f64();
             match outcome {
                 Ok((summary, ci)) => {
                     result.values.push(metric_of(row.metric, &summary));
@@ -128,7 +126,13 @@ pub fn run_all<B: Backend>(
                         result.top5_errors.push(100.0 * (1.0 - f64::from(top5)));
                     }
                     result.params = Some(summary.params);
-                    result.weights = summary.weights;
+                    result.wall_seconds += summary.wall_seconds;
+                    result.weights = summary.weights.or_else(|| match &row.job {
+                        Job::Train(cfg) => {
+                            weights_of(be, &RunConfig { data_dir: opts.data.display().to_string(), ..cfg.clone() })
+                        }
+                        Job::FewShot { .. } => None,
+                    });
                     if let Some(ci) = ci {
                         cis.push(ci);
                     }
@@ -146,4 +150,11 @@ pub fn run_all<B: Backend>(
         results.push(result);
     }
     results
+}
+
+/// The convolution and FC weights of `cfg`'s network (its classes and input shape read from the
+/// test split), or `None` when the data cannot be read.
+fn weights_of<B: Backend>(be: &B, cfg: &RunConfig) -> Option<usize> {
+    let test = load_test(cfg).ok()?;
+    Some(build_network(be, cfg, test.classes(), test.shape(), &mut Rng::new(0)).ok()?.weight_count())
 }
