@@ -8,7 +8,7 @@
 //! [`TILE_ELEMS`] patch values whose patches are gathered (and scaled) into a per-thread scratch
 //! buffer that stays in L2. Either way they go straight through the skinny-GEMM tiles of `gemm`
 //! (single-threaded there: the parallelism is over tiles, never nested). A row scale
-//! ([`nsl_core::Backend::conv2d_rows_scaled`]) is applied after the product here, and inside the
+//! ([`nsl_core::ConvScale::Rows`]) is applied after the product here, and inside the
 //! transforms on the Winograd path.
 //!
 //! **Backward.** For unscaled stride-1 windows on maps ≥ [`PADDED_MIN_WO`] wide with fewer
@@ -52,7 +52,7 @@ fn tile_rows(pl: usize) -> usize {
 }
 
 /// See [`nsl_core::Backend::conv2d`], and with a row scale `q`,
-/// [`nsl_core::Backend::conv2d_rows_scaled`] (applied as Winograd writes its outputs, else
+/// [`nsl_core::ConvScale::Rows`] (applied as Winograd writes its outputs, else
 /// after the product).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv2d(
@@ -207,7 +207,7 @@ fn chunks_or_none(v: Option<&mut [f32]>, len: usize, n: usize) -> Vec<Option<&mu
 }
 
 /// See [`nsl_core::Backend::conv2d_backward`], and with a row scale `q` of `dy`,
-/// [`nsl_core::Backend::conv2d_rows_scaled_backward`] (applied as Winograd reads `dy`, else to
+/// [`nsl_core::ConvScale::Rows`] (applied as Winograd reads `dy`, else to
 /// a copy).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv2d_backward(

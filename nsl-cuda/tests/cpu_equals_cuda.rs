@@ -15,7 +15,7 @@
 
 use std::io::Write;
 
-use nsl_core::conformance::{rand_range, rand_vec};
+use nsl_core::conformance::{gemm_case, rand_range, rand_vec};
 use nsl_core::gradcheck::{check_similarity, GradCheck};
 use nsl_core::nn::{Layer, Mode, NslConv, Padding};
 use nsl_core::similarity::predictor::{self, PredictorConfig, PredictorNorm};
@@ -174,38 +174,6 @@ fn out_of_memory_is_an_error_and_memory_comes_back() {
 }
 
 // ---- GEMM ---------------------------------------------------------------------------------------
-
-fn gemm_case(mn: std::ops::RangeInclusive<usize>, k: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Gemm> {
-    (
-        (mn.clone(), mn, k, any::<bool>(), any::<bool>()),
-        (
-            1usize..=3,
-            prop::sample::select(vec![1.0f32, -0.5, 2.0]),
-            prop::sample::select(vec![0.0f32, 1.0, 0.5]),
-            0u8..5,
-        ),
-    )
-        .prop_map(|((m, n, k, ta, tb), (batch, alpha, beta, strides))| {
-            let mut g = Gemm::new(m, n, k).scaled(alpha, beta).batched(batch);
-            g.trans_a = ta;
-            g.trans_b = tb;
-            match strides {
-                1 => g.stride_a = 0, // broadcast A
-                2 => g.stride_b = 0, // broadcast B
-                3 => {
-                    g.stride_a += 3;
-                    g.stride_b += 5;
-                    g.stride_c += 2; // padding between C blocks must stay untouched
-                }
-                4 => {
-                    g.stride_c = 0; // every batch item accumulates into one C, in order
-                    g.beta = 1.0;
-                }
-                _ => {}
-            }
-            g
-        })
-}
 
 fn check_gemm(gpu: &Cuda, cpu: &Cpu, g: &Gemm, seed: u64) -> Result<(), TestCaseError> {
     let mut rng = Rng::new(seed);

@@ -1,5 +1,5 @@
 //! The `nsl` command line: train, evaluate and fold neural similarity networks. The binary
-//! (`src/bin/nsl.rs`) is [`main`]; tests drive [`Cli`] and [`run_command`] in process.
+//! (`src/bin/nsl.rs`) is [`main`]; tests drive [`Cli`] and [`run_cli`] in process.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -87,7 +87,7 @@ pub struct TrainArgs {
     #[arg(long)]
     dataset: Option<DatasetChoice>,
     /// Folder with cifar-10/, cifar-100/ and fashion-mnist/ (see `cargo xtask fetch-data`) and
-    /// imagenet/{train,val}/<wnid>/ [default: data].
+    /// `imagenet/{train,val}/<wnid>/` [default: data].
     #[arg(long)]
     data_dir: Option<String>,
     /// Training iterations [default: 1000; the code's CIFAR run: 42500].

@@ -34,7 +34,7 @@ fn predictor_variants_and_extensions() {
     assert_eq!(cnn9_count(10, CholeskyPsd), 511_200 + 9 * 45);
     assert_eq!(cnn9_count(10, JointDns { dynamic: false, code_init: true }), 511_200 + 9 * 18);
     assert_eq!(cnn9_count(10, JointDns { dynamic: true, code_init: false }), 890_946 + 9 * 9);
-    // Shared predictor (spec §5.3 [ASSUMPTION]): about 190k, "nearly half" of the disjoint 379,746.
+    // Shared predictor (spec §5.3 \[ASSUMPTION\]): about 190k, "nearly half" of the disjoint 379,746.
     let shared = cnn9_count(10, SharedDns) - 511_200;
     assert_eq!(shared, 190_226);
 }

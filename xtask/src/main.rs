@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Rerun every experiment of the paper (Tables 1–6 and 8, plus the PSD and ℓ1 extensions) and
-    /// write <out>/report.md with our numbers next to the paper's, and plots under <out>/plots.
+    /// write `<out>/report.md` with our numbers next to the paper's, and plots under `<out>/plots`.
     /// Finished runs are reused and killed runs resume, so rerunning the command is cheap.
     Repro {
         /// Run only these tables (comma-separated ids: table1..table6, table8, extensions).
@@ -60,7 +60,7 @@ enum Command {
         #[arg(long, default_value = "smoke")]
         scale: String,
         /// Data root for --scale paper: cifar-10/ and cifar-100/ (`cargo xtask fetch-data`),
-        /// imagenet/{train,val}/<wnid>/*.JPEG (Table 5) and mini-imagenet/{train,val,test}.csv with
+        /// `imagenet/{train,val}/<wnid>/*.JPEG` (Table 5) and mini-imagenet/{train,val,test}.csv with
         /// mini-imagenet/images/ (Table 6); a missing file is reported with how to get it.
         #[arg(long, default_value = "data")]
         data: PathBuf,
@@ -114,18 +114,18 @@ enum Command {
         similarity: String,
         #[arg(long, default_value_t = 100)]
         iterations: u64,
-        /// Run folders <out>/cpu and <out>/cuda.
+        /// Run folders `<out>/cpu` and `<out>/cuda`.
         #[arg(long, default_value = "compare-out")]
         out: PathBuf,
         /// Largest relative loss difference allowed over the first 3 steps.
         #[arg(long, default_value_t = 1e-3)]
         tolerance: f64,
     },
-    /// Get data sets into <data>: CIFAR-10 and CIFAR-100 (binary versions) are downloaded from the
-    /// University of Toronto, MD5-checked and unpacked into <data>/cifar-10 and <data>/cifar-100;
+    /// Get data sets into `<data>`: CIFAR-10 and CIFAR-100 (binary versions) are downloaded from the
+    /// University of Toronto, MD5-checked and unpacked into `<data>/cifar-10` and `<data>/cifar-100`;
     /// Fashion-MNIST's four IDX files are linked from Debian's /usr/share/datasets/fashion-mnist
     /// (`apt-get install dataset-fashion-mnist`) when present, else downloaded from Zalando's
-    /// server, into <data>/fashion-mnist, each checked against the MD5 of its decompressed bytes.
+    /// server, into `<data>/fashion-mnist`, each checked against the MD5 of its decompressed bytes.
     /// Files already in place are not fetched again.
     FetchData {
         /// Data sets to get: cifar-10, cifar-100, fashion-mnist.

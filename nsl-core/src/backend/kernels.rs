@@ -1,5 +1,5 @@
-//! [`Kernels`]: what a backend implements. The formulas are on [`Backend`]'s methods of the
-//! same names; a kernel receives arguments [`Backend`] has checked (lengths, labels, optimiser
+//! [`Kernels`]: what a backend implements. The formulas are on [`Backend`](super::Backend)'s methods of the
+//! same names; a kernel receives arguments [`Backend`](super::Backend) has checked (lengths, labels, optimiser
 //! constants), so it holds dispatch and arithmetic only.
 
 use super::{
@@ -8,15 +8,15 @@ use super::{
 };
 use crate::Window;
 
-/// Proof that [`Backend`] checked a kernel's arguments. Only nsl-core can make one, so a kernel
+/// Proof that [`Backend`](super::Backend) checked a kernel's arguments. Only nsl-core can make one, so a kernel
 /// cannot be called past the checks.
 #[derive(Clone, Copy, Debug)]
 pub struct Checked(pub(super) ());
 
 /// A compute backend's storage and kernels. Implement this (every `Kernels` type is a
-/// [`Backend`]); see each method's namesake on [`Backend`] for its formula and the checks its
+/// [`Backend`](super::Backend)); see each method's namesake on [`Backend`](super::Backend) for its formula and the checks its
 /// arguments passed. Buffers are at least as long as the op's descriptor needs (longer is allowed
-/// where [`Backend`] says so).
+/// where [`Backend`](super::Backend) says so).
 ///
 /// Implementations: `nsl_cpu::Cpu`, `nsl_cuda::Cuda` (feature `cuda`).
 #[allow(clippy::too_many_arguments)]

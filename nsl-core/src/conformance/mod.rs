@@ -158,7 +158,12 @@ pub fn skinny_case() -> impl Strategy<Value = Gemm> {
 fn gemm_with(shape: impl Strategy<Value = (usize, usize, usize, bool, bool)>) -> impl Strategy<Value = Gemm> {
     (
         shape,
-        (1usize..=3, prop::sample::select(vec![1.0f32, -0.5]), prop::sample::select(vec![0.0f32, 1.0, 0.3]), 0..5u8),
+        (
+            1usize..=3,
+            prop::sample::select(vec![1.0f32, -0.5, 2.0]),
+            prop::sample::select(vec![0.0f32, 1.0, 0.3]),
+            0..5u8,
+        ),
     )
         .prop_map(|((m, n, k, ta, tb), (batch, alpha, beta, strides))| {
             let mut g = Gemm::new(m, n, k).scaled(alpha, beta).batched(batch);
@@ -172,7 +177,10 @@ fn gemm_with(shape: impl Strategy<Value = (usize, usize, usize, bool, bool)>) ->
                     g.stride_b += 5;
                     g.stride_c += 2;
                 }
-                4 if g.beta != 0.0 => g.stride_c = 0, // sum over the batch
+                4 => {
+                    g.stride_c = 0; // every batch item accumulates into one C, in order
+                    g.beta = 1.0;
+                }
                 _ => {}
             }
             g

@@ -9,7 +9,7 @@ use crate::{Backend, Param, Role, Tensor, Window};
 /// Forward and backward use only `D`; `D_r` takes the straight-through gradient
 /// `∂L/∂D_r := ∂L/∂D = Σ_{c,o} w[t,c,o]·∂L/∂ŵ[t,c,o]` (paper Eq. 5). `D_r` has no decay.
 ///
-/// Defaults are an [ASSUMPTION] (spec §5.2): `D_r = 1`, `α = 0.5` (starts as the plain NSN);
+/// Defaults are an \[ASSUMPTION\] (spec §5.2): `D_r = 1`, `α = 0.5` (starts as the plain NSN);
 /// [`KernelShape::piggyback`] offers `D_r = 1e-2`, `α = 5e-3`.
 pub struct KernelShape<B: Backend> {
     pub d_r: Param<B>,

@@ -11,7 +11,7 @@ use crate::{Backend, Gemm, Param, Rng, Role, Tensor, Window};
 /// `y = x + γ · A V`, with one scalar `γ` starting at 0 (no decay).
 ///
 /// With `sphere = true` the three projections are cosine SphereConvs (SphereNet + attention);
-/// otherwise plain (CNN + attention, an [ASSUMPTION] of spec §7).
+/// otherwise plain (CNN + attention, an \[ASSUMPTION\] of spec §7).
 pub struct SelfAttention<B: Backend> {
     pub g1: NslConv<B>,
     pub g2: NslConv<B>,

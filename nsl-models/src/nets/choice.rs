@@ -28,7 +28,7 @@ pub enum SimilarityChoice {
     DynamicDns(PredictorKind),
     /// Dynamic UNS (x-normalised predictor, 128 hidden, no BN).
     DynamicUns,
-    /// Dynamic DNS with one predictor trunk shared by all layers (Table 3, spec §5.3 [ASSUMPTION]).
+    /// Dynamic DNS with one predictor trunk shared by all layers (Table 3, spec §5.3 \[ASSUMPTION\]).
     SharedDns,
     /// Joint kernel shape `D·R` (Table 2) over dynamic DNS, or over static DNS started like
     /// [`SimilarityChoice::StaticDns`] with the same `code_init`, so a J row and its non-J

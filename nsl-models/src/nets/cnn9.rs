@@ -17,7 +17,7 @@ pub struct Cnn9Config {
     pub widths: [usize; 3],
     /// NSL convs per stage.
     pub convs_per_stage: [usize; 3],
-    /// Square input side (32 for CIFAR; 84 for the few-shot CNN-9 [ASSUMPTION]).
+    /// Square input side (32 for CIFAR; 84 for the few-shot CNN-9 \[ASSUMPTION\]).
     pub input_hw: usize,
     /// Input channels (3 for colour images, 1 for Fashion-MNIST).
     pub input_channels: usize,
@@ -146,7 +146,7 @@ pub fn cnn9<B: Backend>(be: &B, rng: &mut Rng, cfg: &Cnn9Config) -> Network<B> {
     Network { name, body, shared, classes: cfg.classes, input: [cfg.input_hw, cfg.input_hw, cfg.input_channels] }
 }
 
-/// CNN-9++ (spec §5.4 [ASSUMPTION]): plain, deeper and wider — root 64, stages 64/128/256 with
+/// CNN-9++ (spec §5.4 \[ASSUMPTION\]): plain, deeper and wider — root 64, stages 64/128/256 with
 /// 4/3/3 convs; 2.04M parameters on CIFAR-10 (2.40M on CIFAR-100), more than every NSN.
 /// `width` scales every layer (1.0 = the spec's network).
 pub fn cnn9_plus_plus<B: Backend>(be: &B, rng: &mut Rng, classes: usize, width: f32) -> Network<B> {

@@ -1,4 +1,4 @@
-//! The shared similarity predictor of Table 3 (paper §3.3.2; sizes are spec §5.3's [ASSUMPTION]).
+//! The shared similarity predictor of Table 3 (paper §3.3.2; sizes are spec §5.3's \[ASSUMPTION\]).
 //!
 //! Each layer has its own adaptation network `3×3 x-normalised conv C_in→32 + BN + ReLU`; one
 //! trunk `3×3 conv 32→64 + BN + ReLU → 3×3 conv 64→k² + BN` is shared by every layer. With the

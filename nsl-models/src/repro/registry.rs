@@ -19,7 +19,7 @@ pub enum Scale {
     /// paper's accuracy.
     Smoke,
     /// The CIFAR-10 rows of Tables 1–4 and 8 and the extensions on the full Fashion-MNIST at
-    /// full width, 3,000 iterations ([`real_recipe`]): hours on a CPU, minutes on a GPU.
+    /// full width, 3,000 iterations (`real_recipe`): hours on a CPU, minutes on a GPU.
     Real,
     /// The spec's exact settings on real data (`--data`).
     Paper,
@@ -364,7 +364,7 @@ fn imagenet_and_few_shot_rows(scale: Scale) -> Vec<Row> {
         optimizer: OptimizerChoice::Adam,
         lr: 1e-3,
         milestones: vec![],
-        // per-channel mean/std of the training split (spec §5.6 [ASSUMPTION]); smoke keeps
+        // per-channel mean/std of the training split (spec §5.6 \[ASSUMPTION\]); smoke keeps
         // the fixed centring it always had
         normalize: match scale {
             Scale::Paper => NormalizeChoice::MeanStd,
@@ -396,7 +396,7 @@ fn imagenet_and_few_shot_rows(scale: Scale) -> Vec<Row> {
             66.21,
         ),
         ("Dynamic NSN", NetworkChoice::Cnn4, FewShotMethod::DynamicNsn, "dynamic-dns", 71.26),
-        // the paper's CNN-9 backbone is unspecified: the CIFAR CNN-9 at 84×84 (spec §5.6 [ASSUMPTION])
+        // the paper's CNN-9 backbone is unspecified: the CIFAR CNN-9 at 84×84 (spec §5.6 \[ASSUMPTION\])
         ("Dynamic NSN (CNN-9)", NetworkChoice::Cnn9, FewShotMethod::DynamicNsn, "dynamic-dns", 77.44),
     ] {
         rows.push(Row {

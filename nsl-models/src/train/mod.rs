@@ -1,6 +1,6 @@
 //! Training and evaluation: a run's config ([`RunConfig`], its named choices and validation),
 //! what it builds ([`build`]), one optimisation step ([`step`]), the loop ([`train`]), the
-//! evaluation ([`evaluate`]), the run folder ([`RunDir`]) and its log ([`metrics`]), and the
+//! evaluation ([`evaluate()`]), the run folder ([`RunDir`]) and its log ([`metrics`]), and the
 //! errors ([`TrainError`]).
 
 pub mod build;
