@@ -79,7 +79,9 @@ pub mod rng;
 pub mod similarity;
 pub mod tensor;
 
-pub use backend::{AdamStep, Backend, BatchNormDims, ConvScale, CrossEntropy, Gemm, Kernels, Map, Patch, SgdStep};
+pub use backend::{
+    AdamStep, Backend, BackendError, BatchNormDims, ConvScale, CrossEntropy, Gemm, Kernels, Map, Patch, SgdStep,
+};
 pub use geometry::Window;
 pub use param::{Param, Role};
 pub use rng::Rng;

@@ -99,7 +99,7 @@ pub(crate) fn conv2d_backward(
     );
     if let (Some(_), Some(ds)) = (s, ds) {
         // dP = dy·wᵀ through the tiled GEMM, then one thread per (row, tap) dots it with x.
-        let mut dp = be.try_alloc(rows * pl).unwrap_or_else(|e| panic!("nsl-cuda: conv2d_backward (dy·wᵀ): {e}"));
+        let mut dp = CudaBuf(be.scratch("conv2d_backward (dy·wᵀ)", rows * pl));
         let mut dp_gemm = Gemm::new(rows, pl, n);
         dp_gemm.trans_b = true;
         crate::gemm::gemm(be, &dp_gemm, dy, w, &mut dp);

@@ -180,6 +180,8 @@ struct Inner {
     sms: usize,
     /// Kernel times when `NSL_CUDA_PROFILE` is set.
     profile: Option<Mutex<Profile>>,
+    /// The first device failure (see `Cuda::fail`).
+    failure: Mutex<Option<nsl_core::BackendError>>,
     // Dropped last: everything above needs the context.
     ctx: Context,
 }
@@ -323,7 +325,19 @@ impl Cuda {
         );
         let profile = Profile::from_env().map(Mutex::new);
         let sms = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).max(1) as usize;
-        Ok(Cuda { inner: Arc::new(Inner { funcs, modules, stream, pooled, description, sms, profile, ctx }) })
+        Ok(Cuda {
+            inner: Arc::new(Inner {
+                funcs,
+                modules,
+                stream,
+                pooled,
+                description,
+                sms,
+                profile,
+                failure: Mutex::new(None),
+                ctx,
+            }),
+        })
     }
 
     /// Device name, compute capability, memory and PTX architecture.
@@ -342,11 +356,9 @@ impl Cuda {
         self.inner.stream.synchronize().map_err(|e| driver("synchronising the stream")(driver_error(e)))
     }
 
-    /// [`Cuda::synchronize`], panicking with the op's name on failure.
-    pub(crate) fn sync_or_panic(&self, op: &str) {
-        if let Err(e) = self.synchronize() {
-            panic!("nsl-cuda: {op}: {e} (asynchronous errors of earlier kernels also surface here)");
-        }
+    /// The backend's recorded failure (see `Cuda::fail`).
+    pub(crate) fn failure(&self) -> &Mutex<Option<nsl_core::BackendError>> {
+        &self.inner.failure
     }
 
     pub(crate) fn bind(&self) {
@@ -381,7 +393,7 @@ impl Cuda {
                 CudaError::Driver { what: format!("allocating {bytes} bytes"), error }
             }
         })?;
-        Ok(DevMem { buf: Some(buf), inner: Arc::clone(&self.inner) })
+        Ok(DevMem { buf: Some(buf), len, inner: Arc::clone(&self.inner) })
     }
 
     /// A zero-filled buffer.
@@ -405,11 +417,12 @@ impl Cuda {
         Ok(b)
     }
 
-    /// Copy the first `n` elements of device memory to the host (synchronises).
+    /// Copy the first `n` elements of device memory to the host (synchronises). After a failure
+    /// (recorded, see `Cuda::fail`), zeros.
     pub(crate) fn download_mem<T: Elem>(&self, op: &str, mem: &DevMem<T>, n: usize) -> Vec<T> {
         assert!(n <= mem.len(), "nsl-cuda: {op}: reading {n} elements of a buffer of {}", mem.len());
         let mut out = vec![T::default(); n];
-        if n > 0 {
+        if n > 0 && !self.failed() {
             self.bind();
             // SAFETY: `out` has room for n elements; the stream is synchronised before `out`
             // is read or dropped.
@@ -421,20 +434,25 @@ impl Cuda {
                     self.stream_raw(),
                 )
             };
-            if let Err(e) = check(r) {
-                // Make sure no copy into `out` is still pending before unwinding frees it.
+            if let Err(error) = check(r) {
+                // No copy into `out` may still be pending when it is returned.
                 let _ = self.inner.stream.synchronize();
-                panic!("nsl-cuda: {op}: copying {n} elements to the host failed: {e}");
+                self.fail(op, CudaError::Driver { what: format!("copying {n} elements to the host"), error });
+                return vec![T::default(); n];
+            }
+            if let Err(e) = self.synchronize() {
+                // Asynchronous errors of earlier kernels surface here too.
+                self.fail(op, e);
+                return vec![T::default(); n];
             }
         }
-        self.sync_or_panic(op);
         out
     }
 
     /// `dst[..] = value bits` on the stream.
     pub(crate) fn memset32<T: Elem>(&self, dst: &mut DevMem<T>, bits: u32) -> Result<(), DriverError> {
         let words = dst.len() * std::mem::size_of::<T>() / 4;
-        if words == 0 {
+        if words == 0 || self.failed() {
             return Ok(());
         }
         self.bind();
@@ -444,7 +462,7 @@ impl Cuda {
 
     /// `dst[..n] = src[..n]` on the stream.
     pub(crate) fn copy_mem(&self, src: &DevMem<f32>, dst: &mut DevMem<f32>, n: usize) -> Result<(), DriverError> {
-        if n == 0 {
+        if n == 0 || self.failed() {
             return Ok(());
         }
         self.bind();
@@ -452,7 +470,8 @@ impl Cuda {
         check(unsafe { sys::cuMemcpyDtoDAsync_v2(dst.ptr(), src.ptr(), n * 4, self.stream_raw()) })
     }
 
-    /// Launch `kernel` on the stream; a zero grid dimension launches nothing.
+    /// Launch `kernel` on the stream; a zero grid dimension, or a recorded failure, launches
+    /// nothing; a failed launch is recorded (see `Cuda::fail`).
     pub(crate) fn launch(
         &self,
         kernel: &'static str,
@@ -461,7 +480,7 @@ impl Cuda {
         shmem: u32,
         args: &[Arg],
     ) {
-        if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
+        if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 || self.failed() {
             return;
         }
         let f = match self.inner.funcs.get(kernel) {
@@ -497,8 +516,9 @@ impl Cuda {
                 ptr::null_mut(),
             )
         };
-        if let Err(e) = check(r) {
-            panic!("nsl-cuda: launching {kernel} (grid {grid:?}, block {block:?}, {shmem} B shared) failed: {e}");
+        if let Err(error) = check(r) {
+            let what = format!("launching {kernel} (grid {grid:?}, block {block:?}, {shmem} B shared)");
+            self.fail(kernel, CudaError::Driver { what, error });
         }
         if let Some(p) = profile.as_mut() {
             p.end(kernel, start, &self.inner.stream);
@@ -539,13 +559,19 @@ fn load_ptx(kf: &KernelFile) -> Result<RawModule, CudaError> {
 
 /// Device memory of `T` that is freed (stream-ordered when pools are available) on drop.
 pub(crate) struct DevMem<T: Elem> {
+    /// `None` for an empty buffer or a placeholder.
     buf: Option<DeviceBuffer<T>>,
+    len: usize,
     inner: Arc<Inner>,
 }
 
 impl<T: Elem> DevMem<T> {
+    /// A buffer of nominal length `len` with no memory, handed out after a failure.
+    pub(crate) fn placeholder(be: &Cuda, len: usize) -> Self {
+        DevMem { buf: None, len, inner: Arc::clone(&be.inner) }
+    }
     pub(crate) fn len(&self) -> usize {
-        self.buf.as_ref().map_or(0, |b| b.len())
+        self.len
     }
     /// The device address (0 for an empty buffer).
     pub(crate) fn ptr(&self) -> sys::CUdeviceptr {

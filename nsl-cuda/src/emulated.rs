@@ -11,7 +11,7 @@
 
 use std::ffi::{c_char, c_void, CString};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::launch::{Arg, Elem, MAX_ELEMS};
 use crate::{CudaBuf, CudaError, DriverError};
@@ -40,7 +40,8 @@ const GUARD_WORD: u64 = 0x5a5a_5a5a_5a5a_5a5a;
 /// The CUDA backend with its kernels running on the CPU emulator (see the module docs).
 #[derive(Clone)]
 pub struct Cuda {
-    _shared: Arc<()>,
+    /// The first failure (see `Cuda::fail`), shared by clones.
+    failure: Arc<Mutex<Option<nsl_core::BackendError>>>,
 }
 
 impl fmt::Debug for Cuda {
@@ -52,7 +53,7 @@ impl fmt::Debug for Cuda {
 impl Cuda {
     /// The emulated device (always available).
     pub fn new() -> Result<Cuda, CudaError> {
-        Ok(Cuda { _shared: Arc::new(()) })
+        Ok(Cuda { failure: Arc::new(Mutex::new(None)) })
     }
 
     /// The emulated device; only ordinal 0 exists.
@@ -72,6 +73,11 @@ impl Cuda {
     /// One emulated multiprocessor (so small test shapes already take the split-k path).
     pub(crate) fn sm_count(&self) -> usize {
         1
+    }
+
+    /// The backend's recorded failure (see `Cuda::fail`).
+    pub(crate) fn failure(&self) -> &Mutex<Option<nsl_core::BackendError>> {
+        &self.failure
     }
 
     /// Nothing is asynchronous in the emulator.
@@ -103,6 +109,9 @@ impl Cuda {
     /// A device copy of `data`.
     pub fn try_upload(&self, data: &[f32]) -> Result<CudaBuf, CudaError> {
         let mut b = self.try_alloc(data.len())?;
+        if self.failed() {
+            return Ok(b);
+        }
         b.0.bytes_mut()[..data.len() * 4].copy_from_slice(as_bytes(data));
         Ok(b)
     }
@@ -110,6 +119,9 @@ impl Cuda {
     pub(crate) fn download_mem<T: Elem>(&self, op: &str, mem: &DevMem<T>, n: usize) -> Vec<T> {
         assert!(n <= mem.len(), "nsl-cuda: {op}: reading {n} elements of a buffer of {}", mem.len());
         let mut out = vec![T::default(); n];
+        if self.failed() {
+            return out;
+        }
         let size = n * std::mem::size_of::<T>();
         // SAFETY: `out` holds n elements of T, plain data; the source has at least `size` bytes.
         unsafe { std::ptr::copy_nonoverlapping(mem.ptr() as *const u8, out.as_mut_ptr() as *mut u8, size) };
@@ -117,6 +129,9 @@ impl Cuda {
     }
 
     pub(crate) fn memset32<T: Elem>(&self, dst: &mut DevMem<T>, bits: u32) -> Result<(), DriverError> {
+        if self.failed() {
+            return Ok(());
+        }
         let bytes = dst.len * std::mem::size_of::<T>();
         for w in dst.bytes_mut()[..bytes].chunks_exact_mut(4) {
             w.copy_from_slice(&bits.to_ne_bytes());
@@ -125,6 +140,9 @@ impl Cuda {
     }
 
     pub(crate) fn copy_mem(&self, src: &DevMem<f32>, dst: &mut DevMem<f32>, n: usize) -> Result<(), DriverError> {
+        if self.failed() {
+            return Ok(());
+        }
         let bytes = n * 4;
         dst.bytes_mut()[..bytes].copy_from_slice(&src.bytes()[..bytes]);
         Ok(())
@@ -139,7 +157,7 @@ impl Cuda {
         shmem: u32,
         args: &[Arg],
     ) {
-        if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
+        if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 || self.failed() {
             return;
         }
         assert!(block.0 * block.1 * block.2 <= 1024, "nsl-cuda: {kernel}: block {block:?} has more than 1024 threads");
@@ -183,6 +201,10 @@ unsafe impl<T: Elem> Send for DevMem<T> {}
 unsafe impl<T: Elem> Sync for DevMem<T> {}
 
 impl<T: Elem> DevMem<T> {
+    /// A buffer of nominal length `len` with no memory, handed out after a failure.
+    pub(crate) fn placeholder(_: &Cuda, len: usize) -> Self {
+        DevMem { base: std::ptr::null_mut(), total: 0, len, _t: std::marker::PhantomData }
+    }
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -210,6 +232,9 @@ impl<T: Elem> DevMem<T> {
 
 impl<T: Elem> Drop for DevMem<T> {
     fn drop(&mut self) {
+        if self.base.is_null() {
+            return; // a placeholder
+        }
         let n = self.total;
         let ok = (0..GUARD).chain(n - GUARD..n).all(|i| self.word(i) == GUARD_WORD);
         // SAFETY: `base` came from Box::into_raw of a boxed slice of `total` words.

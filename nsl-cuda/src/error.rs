@@ -95,6 +95,18 @@ impl fmt::Display for CudaError {
 
 impl std::error::Error for CudaError {}
 
+impl CudaError {
+    /// This error as the backend-independent [`nsl_core::BackendError`] of `op`.
+    pub fn in_op(self, op: &str) -> nsl_core::BackendError {
+        match self {
+            CudaError::OutOfMemory { .. } | CudaError::TooLarge { .. } => {
+                nsl_core::BackendError::OutOfMemory { op: op.into(), message: self.to_string() }
+            }
+            _ => nsl_core::BackendError::Device { op: op.into(), message: self.to_string() },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

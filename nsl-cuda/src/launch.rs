@@ -151,9 +151,46 @@ impl Cuda {
         self.launch(kernel, (blocks(rows, WARPS), 1, 1), (THREADS, 1, 1), 0, args);
     }
 
-    /// Scratch memory for an op; panics (naming the op) if it cannot be allocated.
+    /// Scratch memory for an op; if it cannot be allocated, the failure is recorded (see
+    /// [`Cuda::fail`]) and a placeholder without memory comes back.
     pub(crate) fn scratch<T: Elem>(&self, op: &str, len: usize) -> DevMem<T> {
-        self.alloc_mem(len).unwrap_or_else(|e| panic!("nsl-cuda: {op}: {e}"))
+        self.alloc_mem(len).unwrap_or_else(|e| {
+            self.fail(op, e);
+            DevMem::placeholder(self, len)
+        })
+    }
+
+    /// A device copy of `data`, or (the failure recorded) a placeholder of its length.
+    pub(crate) fn upload_or_fail(&self, op: &str, data: &[f32]) -> CudaBuf {
+        self.try_upload(data).unwrap_or_else(|e| {
+            self.fail(op, e);
+            CudaBuf(DevMem::placeholder(self, data.len()))
+        })
+    }
+
+    /// Record `e`, met during `op`, as the backend's failure unless one is recorded already.
+    /// From then on kernels, copies and fills are skipped, downloads return zeros and
+    /// allocations placeholders, and [`Cuda::status`] returns the failure: a device error
+    /// surfaces as a value at the caller's next check instead of a panic mid-op.
+    pub(crate) fn fail(&self, op: &str, e: crate::CudaError) {
+        let mut failure = self.failure().lock().unwrap_or_else(|p| p.into_inner());
+        if failure.is_none() {
+            *failure = Some(e.in_op(op));
+        }
+    }
+
+    /// Whether a failure has been recorded (work is being skipped).
+    pub(crate) fn failed(&self) -> bool {
+        self.failure().lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    /// The first device failure since the backend was made, if any (every later call returns it
+    /// too); see [`nsl_core::BackendError`].
+    pub fn status(&self) -> Result<(), nsl_core::BackendError> {
+        match &*self.failure().lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
     }
 
     /// A buffer with unspecified contents.

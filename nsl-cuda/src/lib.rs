@@ -128,7 +128,7 @@ mod backend_impl {
     };
     use nsl_core::{AdamStep, BatchNormDims, ConvScale, CrossEntropy, Gemm, Kernels, Map, Patch, SgdStep, Window};
 
-    use crate::{activation, conv, elementwise, gemm, loss, norm, optim, patch, Cuda, CudaBuf};
+    use crate::{activation, conv, elementwise, gemm, loss, norm, optim, patch, Cuda, CudaBuf, CudaError, DevMem};
 
     /// Kernel dispatch only: nsl-core's `Backend` checked every argument. Batch norm + ReLU and
     /// row-scaled convolutions run as their composed references (two kernels each).
@@ -139,21 +139,29 @@ mod backend_impl {
             format!("cuda ({})", self.device_description())
         }
 
+        // Device failures are recorded, not raised (`Cuda::fail`); `status` returns them.
         fn synchronize(&self) {
             // The inherent `Cuda::synchronize`, which reports asynchronous kernel errors.
             if let Err(e) = Cuda::synchronize(self) {
-                panic!("nsl-cuda: synchronize: {e}");
+                self.fail("synchronize", e);
             }
+        }
+        fn status(&self) -> Result<(), nsl_core::BackendError> {
+            Kernels::synchronize(self);
+            Cuda::status(self)
         }
 
         fn zeros(&self, len: usize) -> CudaBuf {
-            self.try_zeros(len).unwrap_or_else(|e| panic!("nsl-cuda: zeros({len}): {e}"))
+            self.try_zeros(len).unwrap_or_else(|e| {
+                self.fail("zeros", e);
+                CudaBuf(DevMem::placeholder(self, len))
+            })
         }
         fn alloc(&self, len: usize) -> CudaBuf {
-            self.try_alloc(len).unwrap_or_else(|e| panic!("nsl-cuda: alloc({len}): {e}"))
+            CudaBuf(self.scratch("alloc", len))
         }
         fn upload(&self, data: &[f32]) -> CudaBuf {
-            self.try_upload(data).unwrap_or_else(|e| panic!("nsl-cuda: upload of {} floats: {e}", data.len()))
+            self.upload_or_fail("upload", data)
         }
         fn download(&self, buf: &CudaBuf) -> Vec<f32> {
             self.download_mem("download", &buf.0, buf.len())
@@ -162,8 +170,8 @@ mod backend_impl {
             buf.len()
         }
         fn copy(&self, _: Checked, src: &CudaBuf, dst: &mut CudaBuf) {
-            if let Err(e) = self.copy_mem(&src.0, &mut dst.0, src.len()) {
-                panic!("nsl-cuda: copy of {} floats: {e}", src.len());
+            if let Err(error) = self.copy_mem(&src.0, &mut dst.0, src.len()) {
+                self.fail("copy", CudaError::Driver { what: format!("copying {} floats", src.len()), error });
             }
         }
 
@@ -171,8 +179,8 @@ mod backend_impl {
             gemm::gemm(self, g, a, b, c)
         }
         fn fill(&self, _: Checked, x: &mut CudaBuf, value: f32) {
-            if let Err(e) = self.memset32(&mut x.0, value.to_bits()) {
-                panic!("nsl-cuda: fill of {} floats: {e}", x.len());
+            if let Err(error) = self.memset32(&mut x.0, value.to_bits()) {
+                self.fail("fill", CudaError::Driver { what: format!("filling {} floats", x.len()), error });
             }
         }
         fn axpy(&self, _: Checked, alpha: f32, x: &CudaBuf, y: &mut CudaBuf) {

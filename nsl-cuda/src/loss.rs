@@ -23,7 +23,7 @@ pub(crate) fn cross_entropy(
         return 0.0;
     }
     let labels: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
-    let labels = be.try_upload(&labels).unwrap_or_else(|e| panic!("nsl-cuda: {op}: upload of {bsz} labels: {e}"));
+    let labels = be.upload_or_fail(op, &labels);
     let row_loss = be.scratch::<f64>(op, bsz);
     be.launch_warps(
         "nsl_cross_entropy_rows",

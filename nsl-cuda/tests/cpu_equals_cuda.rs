@@ -173,6 +173,33 @@ fn out_of_memory_is_an_error_and_memory_comes_back() {
     });
 }
 
+/// A device failure is a value: an allocation the device cannot hold (here one over
+/// `MAX_ELEMS`, refused before the driver is asked, so this runs on the emulator too) is recorded,
+/// later ops run on placeholders without touching memory, and `status` reports the first failure
+/// from then on, naming the op and the fix. Nothing panics.
+#[test]
+fn a_device_failure_is_a_status_not_a_panic() {
+    let Some(gpu) = device("a_device_failure_is_a_status_not_a_panic") else { return };
+    assert_eq!(Backend::status(&gpu), Ok(()));
+    let a = gpu.upload(&[1.0, 2.0, 3.0, 4.0]);
+    let huge = Backend::alloc(&gpu, nsl_cuda::MAX_ELEMS + 1);
+    assert_eq!(Backend::len(&gpu, &huge), nsl_cuda::MAX_ELEMS + 1, "the placeholder keeps the asked-for length");
+    let err = Backend::status(&gpu).expect_err("the failed allocation is reported");
+    let msg = err.to_string();
+    assert!(matches!(err, nsl_core::BackendError::OutOfMemory { ref op, .. } if op == "alloc"), "{msg}");
+    assert!(msg.contains("--batch-size") && msg.contains("--resume"), "{msg}");
+    // Later work is skipped: a product into a fresh buffer leaves placeholders' zeros, and the
+    // first failure stays the reported one.
+    let mut c = gpu.zeros(4);
+    gpu.gemm(&Gemm::new(2, 2, 2), &a, &a, &mut c);
+    assert_eq!(gpu.download(&c), vec![0.0; 4]);
+    assert_eq!(Backend::status(&gpu), Err(err));
+    // Another backend (a new context) is unaffected.
+    let fresh = Cuda::new().expect("a second backend");
+    assert_eq!(Backend::status(&fresh), Ok(()));
+    assert_eq!(fresh.download(&fresh.upload(&[5.0])), vec![5.0]);
+}
+
 // ---- GEMM ---------------------------------------------------------------------------------------
 
 fn check_gemm(gpu: &Cuda, cpu: &Cpu, g: &Gemm, seed: u64) -> Result<(), TestCaseError> {

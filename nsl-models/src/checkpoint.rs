@@ -40,6 +40,11 @@ pub enum CheckpointError {
         path: PathBuf,
         name: String,
     },
+    /// The device failed before the tensors could be read back; nothing was written.
+    Device {
+        path: PathBuf,
+        source: nsl_core::BackendError,
+    },
     /// A tensor has another shape than the model's.
     Shape {
         path: PathBuf,
@@ -53,6 +58,9 @@ impl fmt::Display for CheckpointError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CheckpointError::Io { path, source } => write!(f, "checkpoint {}: {source}", path.display()),
+            CheckpointError::Device { path, source } => {
+                write!(f, "checkpoint {} not written (the file there is unchanged): {source}", path.display())
+            }
             CheckpointError::Corrupt { path, reason } => write!(
                 f,
                 "checkpoint {} is truncated or not a safetensors file ({reason}); delete it (and start the run \
@@ -111,6 +119,8 @@ pub fn save<B: Backend>(
             }
         }
     }
+    // After a device failure the downloads above are placeholders: write nothing.
+    be.status().map_err(|source| CheckpointError::Device { path: path.into(), source })?;
     crate::files::write_atomic(path, &serialize(tensors, &metadata))
         .map_err(|source| CheckpointError::Io { path: path.into(), source })
 }

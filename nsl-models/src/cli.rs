@@ -8,8 +8,8 @@ use crate::backend_choice::{run_on_backend, BackendJob};
 use crate::checkpoint::{self, Meta};
 use crate::nets::{SharedBnStats, SimilarityChoice};
 use crate::train::{
-    build_network, evaluate, first_non_finite, load_test, normalize_of, train, AugmentChoice, DatasetChoice,
-    NetworkChoice, NormalizeChoice, OptimizerChoice, Resume, RunConfig, RunDir, RunOptions, Source, TrainError,
+    build_network, evaluate, first_non_finite, load_test, normalize_of, train, AugmentChoice, DatasetChoice, Error,
+    NetworkChoice, NormalizeChoice, OptimizerChoice, Resume, RunConfig, RunDir, RunOptions, Source,
 };
 use clap::{Args, Parser, Subcommand};
 use nsl_core::nn::Layer;
@@ -398,7 +398,7 @@ fn quickstart<B: Backend>(be: &B, iterations: u64, out: &std::path::Path) -> Res
         };
         let opts =
             RunOptions { out_dir: out.join(similarity), resume: Resume::IfPresent, progress: true, stop_at: None };
-        let s = train(be, &cfg, &opts).map_err(|e: TrainError| e.to_string())?;
+        let s = train(be, &cfg, &opts).map_err(|e: Error| e.to_string())?;
         rows.push(s);
     }
     println!("\n| network | similarity | params | iterations | final test acc | best test acc | train img/s |");

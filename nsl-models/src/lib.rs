@@ -4,8 +4,11 @@ pub mod backend_choice;
 pub mod checkpoint;
 pub mod cli;
 pub mod data;
+pub mod error;
 pub mod fewshot;
 pub mod files;
 pub mod nets;
 pub mod repro;
 pub mod train;
+
+pub use error::Error;

@@ -8,7 +8,7 @@ use nsl_core::nn::Layer;
 use nsl_core::Rng;
 use nsl_cpu::Cpu;
 use nsl_models::checkpoint;
-use nsl_models::train::{build_network, train, Resume, RunConfig, RunDir, RunOptions, TrainError};
+use nsl_models::train::{build_network, train, Error, Resume, RunConfig, RunDir, RunOptions};
 
 fn tiny(similarity: &str) -> RunConfig {
     RunConfig {
@@ -144,7 +144,7 @@ fn divergence_stops_with_step_and_layer_and_keeps_the_last_checkpoint() {
     let dir = tempdir("nan");
     let cfg = RunConfig { lr: f32::MAX, warmup: 0, iterations: 40, checkpoint_every: 1, ..tiny("conv") };
     match train(&be, &cfg, &opts(&dir, false, None)) {
-        Err(TrainError::NonFinite { step, culprit, last_checkpoint }) => {
+        Err(Error::NonFinite { step, culprit, last_checkpoint }) => {
             assert!(step >= 1, "step 0 cannot diverge: weights are finite at init");
             // the loss, or (caught at the checkpoint) a weight the update made non-finite
             assert!(culprit.contains("loss is") || culprit.contains("after the update tensor"), "{culprit}");
@@ -343,4 +343,48 @@ fn summaries_round_trip_exactly() {
     let rd = RunDir::new(&*dir);
     rd.write_summary(&s).unwrap();
     assert_eq!(rd.read_summary(), Some(s));
+}
+
+/// A device failure mid-run (here injected at the fifth status check: the step check of step 4,
+/// after the checkpoint of step 2) stops the run with an error that names the cause and the way
+/// on, writes no checkpoint after it, and the run resumes from the last good checkpoint to the
+/// same weights as a run that never failed. Without the per-step check the run would finish.
+#[test]
+fn a_device_failure_stops_the_run_and_keeps_the_last_checkpoint() {
+    use nsl_core::conformance::FailingDevice;
+    let cfg = RunConfig { eval_every: 100, ..tiny("static-dns") };
+    let straight = tempdir("device-straight");
+    let failed = tempdir("device-failed");
+    let good = Cpu::with_threads(2);
+    train(&good, &cfg, &opts(&straight, false, None)).unwrap();
+
+    let failing = FailingDevice::new(Cpu::with_threads(2), 5);
+    let err = train(&failing, &cfg, &opts(&failed, false, None)).expect_err("the failure stops the run");
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Backend(_)), "{msg}");
+    assert!(msg.contains("device failed") && msg.contains("--resume"), "{msg}");
+    let ckpt = failed.join("checkpoint.safetensors");
+    assert_eq!(checkpoint::read_meta(&ckpt).unwrap().step, 2, "the checkpoint of step 2 is the last one");
+    let metrics = std::fs::read_to_string(failed.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().filter(|l| l.contains("\"loss\"")).count(), 3, "steps 1-3 were logged, not 4");
+
+    let resumed = train(&good, &cfg, &opts(&failed, true, None)).unwrap();
+    assert_eq!(resumed.resumed_from, Some(2));
+    assert_eq!(tensors(&ckpt), tensors(&straight.join("checkpoint.safetensors")));
+}
+
+/// A checkpoint is never written from a failed device's read-backs: the file there is unchanged.
+#[test]
+fn a_failed_device_writes_no_checkpoint() {
+    use nsl_core::conformance::FailingDevice;
+    let dir = tempdir("device-no-checkpoint");
+    let cfg = tiny("conv");
+    let be = FailingDevice::new(Cpu::with_threads(1), 1);
+    let mut net = build_network(&be, &cfg, 10, [32, 32, 3], &mut Rng::new(0)).unwrap();
+    let path = dir.join("checkpoint.safetensors");
+    std::fs::write(&path, b"the previous checkpoint").unwrap();
+    let err = checkpoint::save(&be, &path, &mut net, None, &checkpoint::Meta::default()).expect_err("refused");
+    assert!(matches!(err, checkpoint::CheckpointError::Device { .. }), "{err}");
+    assert!(err.to_string().contains("not written"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"the previous checkpoint");
 }

@@ -4,7 +4,9 @@
 //! A failed check is a bug in the caller (layers check user-facing shapes before they get
 //! here) and panics naming the op, the argument and both lengths.
 
-use super::{AdamStep, BatchNormDims, Checked, ConvScale, CrossEntropy, Gemm, Kernels, Map, Patch, SgdStep};
+use super::{
+    AdamStep, BackendError, BatchNormDims, Checked, ConvScale, CrossEntropy, Gemm, Kernels, Map, Patch, SgdStep,
+};
 use crate::Window;
 
 /// Panic unless `buf` holds at least `need` values.
@@ -60,6 +62,11 @@ pub trait Backend: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// Waits until every op issued so far has finished, for timing (a GPU stream is
     /// asynchronous); a synchronous backend's ops are done when they return.
     fn synchronize(&self);
+    /// `Err` with the first device failure since the backend was made (then every later one
+    /// too), else `Ok`. Ops do not fail one by one: a failed allocation or kernel is recorded,
+    /// later kernels are skipped and their outputs are placeholders, so check this where results
+    /// are read back (the training step does, after the loss) and before anything is saved.
+    fn status(&self) -> Result<(), BackendError>;
 
     // ---- storage -------------------------------------------------------------------------
     /// A zero-filled buffer of `len` values.
@@ -247,6 +254,9 @@ impl<K: Kernels> Backend for K {
     }
     fn synchronize(&self) {
         Kernels::synchronize(self)
+    }
+    fn status(&self) -> Result<(), BackendError> {
+        Kernels::status(self)
     }
     fn zeros(&self, len: usize) -> K::Buf {
         Kernels::zeros(self, len)

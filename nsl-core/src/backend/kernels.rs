@@ -3,8 +3,8 @@
 //! constants), so it holds dispatch and arithmetic only.
 
 use super::{
-    conv2d_backward_unfused, conv2d_unfused, AdamStep, BatchNormDims, ConvScale, CrossEntropy, Gemm, Map, Patch,
-    SgdStep,
+    conv2d_backward_unfused, conv2d_unfused, AdamStep, BackendError, BatchNormDims, ConvScale, CrossEntropy, Gemm, Map,
+    Patch, SgdStep,
 };
 use crate::Window;
 
@@ -28,6 +28,11 @@ pub trait Kernels: Clone + Send + Sync + std::fmt::Debug + 'static {
     fn name(&self) -> String;
     /// Waits until every kernel issued so far has finished. Default: nothing to wait for.
     fn synchronize(&self) {}
+    /// The first device failure so far, if any (see [`BackendError`]). Default: a synchronous
+    /// backend that cannot fail.
+    fn status(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
     fn zeros(&self, len: usize) -> Self::Buf;
     /// Default: [`Kernels::zeros`].
     fn alloc(&self, len: usize) -> Self::Buf {

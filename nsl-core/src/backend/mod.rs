@@ -14,14 +14,20 @@
 //!   [`BatchNormDims::relu`] of one batch norm. The composed references in `unfused.rs` are the
 //!   default kernels and what fused kernels are tested against.
 //!
+//! - **Device failures are values, not panics**: an asynchronous backend records its first
+//!   failure ([`BackendError`], `error.rs`) and [`Backend::status`] returns it; callers check it
+//!   once per step, where they read results back.
+//!
 //! All tensors are `f32`, row-major, feature maps NHWC. An op writes (overwrites) its `out`/`dx`
 //! arguments unless its doc says it accumulates.
 
 mod contract;
+mod error;
 mod kernels;
 mod unfused;
 
 pub use contract::Backend;
+pub use error::BackendError;
 pub use kernels::{Checked, Kernels};
 pub use unfused::{batch_norm_relu_backward_unfused, batch_norm_relu_eval_unfused, batch_norm_relu_train_unfused};
 pub use unfused::{conv2d_backward_unfused, conv2d_unfused};

@@ -15,6 +15,7 @@
 //! own fixed-shape tests (e.g. shapes that take its parallel paths).
 
 mod conv;
+mod failing;
 mod gradients;
 mod ops;
 pub mod reference;
@@ -23,6 +24,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 pub use conv::{check_rows_scaled, ConvCase};
+pub use failing::FailingDevice;
 pub use gradients::{
     batch_norm_grad, conv2d_grad, cross_entropy_grad, fd_check, im2col_adjoint, max_pool_grad, optimisers_by_hand,
     patch_grads, relu_grad, softmax_rows_grad, window_norm_grad,

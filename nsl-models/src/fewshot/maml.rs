@@ -330,6 +330,7 @@ fn run_meta_train<B: Backend>(
             meta_grad.iter_mut().zip(&g.grad).for_each(|(m, g)| *m += g / cfg.meta_batch as f32);
             loss += g.query_loss / cfg.meta_batch as f32;
         }
+        be.status().map_err(|e| e.to_string())?;
         params.set(be, net, &theta0);
         zero_grads(be, net);
         params.set_grad(be, net, &meta_grad);

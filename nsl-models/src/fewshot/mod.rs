@@ -122,6 +122,10 @@ pub fn pretrain<B: Backend>(
         let host = HostBatch::gather(data, &indices, &labels, normalize);
         let x = Tensor::from_vec(be, &host.shape, &host.images);
         let g = loss_and_gradients(be, net, (&x, &labels), Loss::PLAIN, Mode::TRAIN);
+        if let Err(e) = be.status() {
+            restore_frozen(net, &frozen);
+            return Err(e.to_string());
+        }
         if !g.is_finite() {
             restore_frozen(net, &frozen);
             return Err(format!("{}: pretraining loss became {} at iteration {it}", net.name, g.loss));
@@ -179,6 +183,7 @@ pub fn evaluate_episodes<B: Backend>(
             }
             Method::MamlAdapted(cfg) => maml_evaluate(be, net, (&support, &query), spec.way, cfg)?,
         };
+        be.status().map_err(|e| e.to_string())?;
         accuracies.push(acc);
     }
     let (mean, ci95) = mean_ci95(&accuracies);

@@ -8,7 +8,7 @@ use nsl_core::nn::Layer;
 use nsl_core::optim::Optimizer;
 use nsl_core::{Backend, Rng};
 
-use super::{AugmentChoice, DatasetChoice, NetworkChoice, NormalizeChoice, OptimizerChoice, RunConfig, TrainError};
+use super::{AugmentChoice, DatasetChoice, Error, NetworkChoice, NormalizeChoice, OptimizerChoice, RunConfig};
 use crate::data::augment::{Augment, Normalize};
 use crate::data::imagenet::load_imagenet;
 use crate::data::{cifar, fashion_mnist, synthetic, Dataset, ImageSource};
@@ -18,7 +18,7 @@ use crate::nets::{
 
 /// Load the run's in-memory dataset: `(train, test)`. ImageNet is streamed from disk instead:
 /// [`load_sources`] opens every dataset.
-pub fn load_data(cfg: &RunConfig) -> Result<(Dataset, Dataset), TrainError> {
+pub fn load_data(cfg: &RunConfig) -> Result<(Dataset, Dataset), Error> {
     let dir = Path::new(&cfg.data_dir);
     match cfg.dataset {
         DatasetChoice::Synthetic => Ok(synthetic::synthetic_cifar(cfg.synthetic_train, cfg.synthetic_test, cfg.seed)),
@@ -35,7 +35,7 @@ pub fn load_data(cfg: &RunConfig) -> Result<(Dataset, Dataset), TrainError> {
         DatasetChoice::Cifar10 => Ok(cifar::load_cifar10(dir.join("cifar-10"))?),
         DatasetChoice::Cifar100 => Ok(cifar::load_cifar100(dir.join("cifar-100"))?),
         other @ (DatasetChoice::Imagenet | DatasetChoice::MiniImagenet | DatasetChoice::SyntheticFewshot) => {
-            Err(TrainError::Unsupported(format!(
+            Err(Error::Unsupported(format!(
                 "dataset {other} is not a training set of `nsl train`: ImageNet is streamed (train::load_sources), \
                  the few-shot sets are read by `cargo xtask repro --only table6`"
             )))
@@ -48,7 +48,7 @@ pub type Source = Arc<dyn ImageSource>;
 
 /// Open the run's dataset, `(train, test)`: ImageNet's class folders under
 /// `data_dir/imagenet/{train,val}` (streamed), anything else as [`load_data`] loads it.
-pub fn load_sources(cfg: &RunConfig) -> Result<(Source, Source), TrainError> {
+pub fn load_sources(cfg: &RunConfig) -> Result<(Source, Source), Error> {
     if cfg.dataset == DatasetChoice::Imagenet {
         let (train, val) = load_imagenet(Path::new(&cfg.data_dir).join("imagenet"))?;
         return Ok((Arc::new(train), Arc::new(val)));
@@ -59,7 +59,7 @@ pub fn load_sources(cfg: &RunConfig) -> Result<(Source, Source), TrainError> {
 
 /// Only the run's test set, as [`load_sources`] would open it (evaluating a checkpoint does not
 /// need the training split; ImageNet's classes are then the folders of `val/`).
-pub fn load_test(cfg: &RunConfig) -> Result<Source, TrainError> {
+pub fn load_test(cfg: &RunConfig) -> Result<Source, Error> {
     let dir = Path::new(&cfg.data_dir);
     Ok(match cfg.dataset {
         DatasetChoice::FashionMnist => Arc::new(fashion_mnist::load_test(dir)?),
@@ -81,7 +81,7 @@ pub fn build_network<B: Backend>(
     classes: usize,
     input: [usize; 3],
     rng: &mut Rng,
-) -> Result<Network<B>, TrainError> {
+) -> Result<Network<B>, Error> {
     let sim = cfg.similarity;
     let [input_hw, _, input_channels] = input;
     let sphere = |rng: &mut Rng, sphere, attention| {
@@ -162,12 +162,12 @@ pub fn augment_of(choice: AugmentChoice) -> Augment {
 
 /// The input normalisation a training run's config names (`mean-std` is computed by the
 /// few-shot rows from their training split, so a training run refuses it).
-pub fn normalize_of(choice: NormalizeChoice) -> Result<Normalize, TrainError> {
+pub fn normalize_of(choice: NormalizeChoice) -> Result<Normalize, Error> {
     match choice {
         NormalizeChoice::Raw => Ok(Normalize::Raw),
         NormalizeChoice::Centered => Ok(Normalize::Centered),
         NormalizeChoice::ImagenetMean => Ok(Normalize::imagenet_mean()),
-        NormalizeChoice::MeanStd => Err(TrainError::Unsupported(
+        NormalizeChoice::MeanStd => Err(Error::Unsupported(
             "normalize `mean-std` is computed from a few-shot row's training split (cargo xtask repro); training \
              runs take raw, centered or imagenet-mean"
                 .into(),

@@ -5,8 +5,9 @@ use nsl_core::{Backend, Tensor};
 
 use crate::data::augment::Normalize;
 use crate::data::loader::eval_batches;
-use crate::data::{DataError, ImageSource};
+use crate::data::ImageSource;
 use crate::nets::Network;
+use crate::Error;
 
 /// Top-1 and top-5 accuracy (fractions) of a classifier on a test set.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -21,7 +22,7 @@ pub struct Accuracy {
 /// for the evaluation and the originals put back afterwards.
 ///
 /// # Errors
-/// If an image of `data` cannot be loaded.
+/// If an image of `data` cannot be loaded, or the device failed ([`Error::Backend`]).
 pub fn evaluate<B: Backend, S: ImageSource + ?Sized>(
     be: &B,
     net: &mut Network<B>,
@@ -29,7 +30,7 @@ pub fn evaluate<B: Backend, S: ImageSource + ?Sized>(
     normalize: &Normalize,
     batch: usize,
     debias: bool,
-) -> Result<Accuracy, DataError> {
+) -> Result<Accuracy, Error> {
     let mut saved = Vec::new();
     if debias {
         net.visit_batch_norms(&mut |bn| {
@@ -47,6 +48,7 @@ pub fn evaluate<B: Backend, S: ImageSource + ?Sized>(
             top1 += count_top_k(&logits, &b.labels, net.classes, 1);
             top5 += count_top_k(&logits, &b.labels, net.classes, 5);
         }
+        be.status()?;
         let n = data.len().max(1) as f32;
         Ok(Accuracy { top1: top1 as f32 / n, top5: top5 as f32 / n })
     };

@@ -17,7 +17,7 @@ use super::evaluate::{count_top_k, evaluate};
 use super::metrics::{EvalLine, TrainLine};
 use super::run_dir::{RunDir, RunSummary};
 use super::step::{apply_update, loss_and_gradients, Loss};
-use super::{RunConfig, TrainError};
+use super::{Error, RunConfig};
 use crate::checkpoint::{self, Meta};
 use crate::data::loader::{Position, TrainConfig, TrainLoader};
 use crate::nets::Network;
@@ -93,17 +93,15 @@ pub fn first_non_finite<B: Backend>(be: &B, net: &mut dyn Layer<B>) -> Option<St
 /// An invalid config (the field named), data that cannot be read, a folder that holds another
 /// run (or none to resume), a checkpoint that does not fit, a non-finite loss, regulariser or
 /// weight, an I/O failure.
-pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<RunSummary, TrainError> {
+pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<RunSummary, Error> {
     cfg.validate()?;
     let started = Instant::now();
     let dir = RunDir::new(&opts.out_dir);
     let resume = match opts.resume {
         Resume::No if dir.holds_a_run() => {
-            return Err(TrainError::RunExists { dir: dir.path().into(), finished: dir.read_summary().is_some() })
+            return Err(Error::RunExists { dir: dir.path().into(), finished: dir.read_summary().is_some() })
         }
-        Resume::Required if !dir.has_checkpoint() => {
-            return Err(TrainError::NothingToResume { dir: dir.path().into() })
-        }
+        Resume::Required if !dir.has_checkpoint() => return Err(Error::NothingToResume { dir: dir.path().into() }),
         Resume::No => false,
         Resume::Required | Resume::IfPresent => dir.has_checkpoint(),
     };
@@ -111,7 +109,7 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
     let normalize = normalize_of(cfg.normalize)?;
     let (train_set, test_set) = load_sources(cfg)?;
     if train_set.len() < cfg.batch_size {
-        return Err(TrainError::Unsupported(format!(
+        return Err(Error::Unsupported(format!(
             "batch size {} is larger than the {} training images of {}",
             cfg.batch_size,
             train_set.len(),
@@ -130,16 +128,16 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
     if resume {
         // the run's settings first, so a changed one is named rather than a tensor that misfits
         let saved = checkpoint::read_meta(&ckpt_path)?.extra.get("config").map(|t| RunConfig::from_toml(t)).transpose();
-        let saved = saved.map_err(|problem| TrainError::BadFile {
+        let saved = saved.map_err(|problem| Error::BadFile {
             path: ckpt_path.clone(),
             problem: format!("its run config: {problem}"),
         })?;
         if let Some((key, saved, asked)) = saved.and_then(|saved| changed_key(&saved, cfg)) {
-            return Err(TrainError::ChangedOnResume { checkpoint: ckpt_path, key, saved, asked });
+            return Err(Error::ChangedOnResume { checkpoint: ckpt_path, key, saved, asked });
         }
         let meta = checkpoint::load(be, &ckpt_path, &mut net, Some(&mut opt))?;
         if let Some(culprit) = first_non_finite(be, &mut net) {
-            return Err(TrainError::NonFinite {
+            return Err(Error::NonFinite {
                 step: meta.step,
                 culprit: format!("the checkpoint's {culprit}"),
                 last_checkpoint: None,
@@ -197,13 +195,16 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
     };
     let diverged = |step, culprit, last_checkpoint: &Option<(PathBuf, u64)>| {
         bar.abandon();
-        TrainError::NonFinite { step, culprit, last_checkpoint: last_checkpoint.clone() }
+        Error::NonFinite { step, culprit, last_checkpoint: last_checkpoint.clone() }
     };
 
     while step < stop {
         let batch = loader.try_next()?;
         let x = Tensor::from_vec(be, &batch.shape, &batch.images);
         let grads = loss_and_gradients(be, &mut net, (&x, &batch.labels), Loss::of(cfg), Mode::TRAIN);
+        // A device failure anywhere in this step (the loss read waited for all of it) stops the
+        // run before its numbers are used; the last checkpoint stays the good one.
+        be.status().inspect_err(|_| bar.abandon())?;
         let loss = grads.loss;
         if !grads.is_finite() {
             let culprit = match net.forward_checked(be, &x, Mode::EVAL) {

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::metrics::{to_line, Metrics};
-use super::{RunConfig, TrainError};
+use super::{Error, RunConfig};
 use crate::files::write_atomic;
 
 /// [`write_atomic`], its error naming the file.
-fn write(path: &Path, data: &[u8]) -> Result<(), TrainError> {
-    write_atomic(path, data).map_err(|source| TrainError::Io { path: path.into(), source })
+fn write(path: &Path, data: &[u8]) -> Result<(), Error> {
+    write_atomic(path, data).map_err(|source| Error::Io { path: path.into(), source })
 }
 
 /// What a finished (or stopped) run reports; also written to `summary.json`.
@@ -85,18 +85,18 @@ impl RunDir {
     ///
     /// # Errors
     /// If it cannot be read or parsed (naming the file).
-    pub fn read_config(&self) -> Result<Option<RunConfig>, TrainError> {
+    pub fn read_config(&self) -> Result<Option<RunConfig>, Error> {
         let path = self.config_path();
         match std::fs::read_to_string(&path) {
             Ok(text) => RunConfig::from_toml(&text)
                 .map(Some)
-                .map_err(|e| TrainError::BadFile { path, problem: e.trim().to_string() }),
+                .map_err(|e| Error::BadFile { path, problem: e.trim().to_string() }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(TrainError::Io { path, source }),
+            Err(source) => Err(Error::Io { path, source }),
         }
     }
     /// Write `config.toml` atomically.
-    pub fn write_config(&self, cfg: &RunConfig) -> Result<(), TrainError> {
+    pub fn write_config(&self, cfg: &RunConfig) -> Result<(), Error> {
         write(&self.config_path(), cfg.to_toml().as_bytes())
     }
 
@@ -106,15 +106,15 @@ impl RunDir {
         serde_json::from_str(&text).ok()
     }
     /// Write `summary.json` atomically.
-    pub fn write_summary(&self, summary: &RunSummary) -> Result<(), TrainError> {
+    pub fn write_summary(&self, summary: &RunSummary) -> Result<(), Error> {
         let json = serde_json::to_string_pretty(summary).expect("a summary serialises");
         write(&self.summary_path(), json.as_bytes())
     }
     /// Remove `summary.json` (a run that continues is no longer finished).
-    pub fn clear_summary(&self) -> Result<(), TrainError> {
+    pub fn clear_summary(&self) -> Result<(), Error> {
         match std::fs::remove_file(self.summary_path()) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(TrainError::Io { path: self.summary_path(), source: e })
+                Err(Error::Io { path: self.summary_path(), source: e })
             }
             _ => Ok(()),
         }
@@ -126,15 +126,15 @@ impl RunDir {
     }
     /// Start the log afresh (`step = None`) or keep only its lines of steps `≤ step` (a resumed
     /// run rewrites what followed its checkpoint), and open it for appending.
-    pub fn open_metrics(&self, keep_up_to: Option<u64>) -> Result<MetricsLog, TrainError> {
+    pub fn open_metrics(&self, keep_up_to: Option<u64>) -> Result<MetricsLog, Error> {
         let path = self.metrics_path();
-        std::fs::create_dir_all(&self.dir).map_err(|source| TrainError::Io { path: self.dir.clone(), source })?;
+        std::fs::create_dir_all(&self.dir).map_err(|source| Error::Io { path: self.dir.clone(), source })?;
         let kept = keep_up_to.map(|step| Metrics::text_up_to(&path, step)).unwrap_or_default();
         write(&path, kept.as_bytes())?;
         let file = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
-            .map_err(|source| TrainError::Io { path: path.clone(), source })?;
+            .map_err(|source| Error::Io { path: path.clone(), source })?;
         Ok(MetricsLog { path, file })
     }
 }
@@ -148,7 +148,7 @@ pub struct MetricsLog {
 
 impl MetricsLog {
     /// Append one line.
-    pub fn write<T: Serialize>(&mut self, line: &T) -> Result<(), TrainError> {
-        writeln!(self.file, "{}", to_line(line)).map_err(|source| TrainError::Io { path: self.path.clone(), source })
+    pub fn write<T: Serialize>(&mut self, line: &T) -> Result<(), Error> {
+        writeln!(self.file, "{}", to_line(line)).map_err(|source| Error::Io { path: self.path.clone(), source })
     }
 }

@@ -1,19 +1,26 @@
+//! [`Error`]: nsl-models' one error type, for training, evaluation, checkpoints and data.
+
 use std::fmt;
 use std::path::PathBuf;
 
-use super::ConfigError;
+use nsl_core::BackendError;
+
 use crate::checkpoint::CheckpointError;
 use crate::data::DataError;
+use crate::train::ConfigError;
 
-/// Why a run did not start or stopped. Every message names the cause and what to do.
+/// Why a run (or an evaluation, a fold, a few-shot job) did not start or stopped. Every message
+/// names the cause and what to do.
 #[derive(Debug)]
-pub enum TrainError {
+pub enum Error {
     /// A config field is out of range.
     Config(ConfigError),
     /// The config asks for something this command does not do.
     Unsupported(String),
     Data(DataError),
     Checkpoint(CheckpointError),
+    /// The device failed (out of memory, a driver or kernel error); see [`BackendError`].
+    Backend(BackendError),
     /// A file of the run folder does not parse.
     BadFile {
         path: PathBuf,
@@ -28,7 +35,7 @@ pub enum TrainError {
     NothingToResume {
         dir: PathBuf,
     },
-    /// `--resume` with a setting that would change the run (not one of [`super::RESUME_OVERRIDES`]).
+    /// `--resume` with a setting that would change the run (not one of [`crate::train::RESUME_OVERRIDES`]).
     ChangedOnResume {
         checkpoint: PathBuf,
         key: String,
@@ -47,36 +54,37 @@ pub enum TrainError {
     },
 }
 
-impl fmt::Display for TrainError {
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TrainError::Config(e) => write!(f, "invalid run config: {e}"),
-            TrainError::Unsupported(msg) => f.write_str(msg),
-            TrainError::Data(e) => write!(f, "{e}"),
-            TrainError::Checkpoint(e) => write!(f, "{e}"),
-            TrainError::BadFile { path, problem } => {
+            Error::Config(e) => write!(f, "invalid run config: {e}"),
+            Error::Unsupported(msg) => f.write_str(msg),
+            Error::Data(e) => write!(f, "{e}"),
+            Error::Checkpoint(e) => write!(f, "{e}"),
+            Error::Backend(e) => write!(f, "{e}"),
+            Error::BadFile { path, problem } => {
                 write!(f, "{} does not parse: {problem}. Fix or delete it.", path.display())
             }
-            TrainError::RunExists { dir, finished } => write!(
+            Error::RunExists { dir, finished } => write!(
                 f,
                 "{} already holds a{} run: continue it with --resume, or choose another --out (or delete the folder \
                  to start over)",
                 dir.display(),
                 if *finished { " finished" } else { "n unfinished" }
             ),
-            TrainError::NothingToResume { dir } => write!(
+            Error::NothingToResume { dir } => write!(
                 f,
                 "--resume: {} has no checkpoint.safetensors to continue from; drop --resume to start a new run there",
                 dir.display()
             ),
-            TrainError::ChangedOnResume { checkpoint, key, saved, asked } => write!(
+            Error::ChangedOnResume { checkpoint, key, saved, asked } => write!(
                 f,
                 "--resume: `{key}` is {saved} in the run of {} but {asked} was asked; only {} may change on resume. \
                  Drop that setting, or start a new run with another --out",
                 checkpoint.display(),
-                super::RESUME_OVERRIDES.join(", ")
+                crate::train::RESUME_OVERRIDES.join(", ")
             ),
-            TrainError::NonFinite { step, culprit, last_checkpoint } => {
+            Error::NonFinite { step, culprit, last_checkpoint } => {
                 write!(f, "training diverged at step {step}: {culprit}. ")?;
                 match last_checkpoint {
                     Some((path, at)) => write!(
@@ -87,27 +95,33 @@ impl fmt::Display for TrainError {
                     None => write!(f, "No checkpoint was written yet; start again with a lower --lr."),
                 }
             }
-            TrainError::Io { path, source } => write!(f, "{}: {}", path.display(), crate::files::io_hint(source)),
+            Error::Io { path, source } => write!(f, "{}: {}", path.display(), crate::files::io_hint(source)),
         }
     }
 }
 
-impl std::error::Error for TrainError {}
+impl std::error::Error for Error {}
 
-impl From<DataError> for TrainError {
+impl From<DataError> for Error {
     fn from(e: DataError) -> Self {
-        TrainError::Data(e)
+        Error::Data(e)
     }
 }
 
-impl From<CheckpointError> for TrainError {
+impl From<CheckpointError> for Error {
     fn from(e: CheckpointError) -> Self {
-        TrainError::Checkpoint(e)
+        Error::Checkpoint(e)
     }
 }
 
-impl From<ConfigError> for TrainError {
+impl From<ConfigError> for Error {
     fn from(e: ConfigError) -> Self {
-        TrainError::Config(e)
+        Error::Config(e)
+    }
+}
+
+impl From<BackendError> for Error {
+    fn from(e: BackendError) -> Self {
+        Error::Backend(e)
     }
 }
