@@ -55,10 +55,8 @@ extern "C" __global__ void nsl_max_pool_backward(Win g, const float* __restrict_
     const int n = g.batch * g.h * g.w * g.c;
     int i = gid();
     if (i >= n) return;
-    int ch = i % g.c, rest = i / g.c;
-    int xx = rest % g.w;
-    rest /= g.w;
-    int yy = rest % g.h, b = rest / g.h;
+    const Pixel px = pixel_of(g, i);
+    const int ch = px.ch, xx = px.x, yy = px.y, b = px.b;
     const float v = x[i];
     const float* xb = x + (size_t)b * g.h * g.w * g.c;
     float s = 0.0f;

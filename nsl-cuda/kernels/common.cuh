@@ -35,6 +35,21 @@ __device__ __forceinline__ float4 ld4(const float* p) {
 // Global thread index for one-thread-per-element kernels.
 __device__ __forceinline__ int gid() { return blockIdx.x * blockDim.x + threadIdx.x; }
 
+// The coordinates of flat index i = ((b·h + y)·w + x)·c + ch of an NHWC map.
+struct Pixel {
+    int b, y, x, ch;
+};
+__device__ __forceinline__ Pixel pixel_of(const Win& g, int i) {
+    Pixel p;
+    p.ch = i % g.c;
+    int rest = i / g.c;
+    p.x = rest % g.w;
+    rest /= g.w;
+    p.y = rest % g.h;
+    p.b = rest / g.h;
+    return p;
+}
+
 // Output index o < n_out whose window tap kk reads input coordinate i, or -1.
 __device__ __forceinline__ int reader(int i, int pad, int kk, int stride, int n_out) {
     int v = i + pad - kk;

@@ -36,10 +36,8 @@ extern "C" __global__ void nsl_window_norm_backward(Win g, const float* __restri
     const int total = g.batch * g.h * g.w * g.c;
     int i = gid();
     if (i >= total) return;
-    int rest = i / g.c;
-    int xx = rest % g.w;
-    rest /= g.w;
-    int y = rest % g.h, b = rest / g.h;
+    const Pixel px = pixel_of(g, i);
+    const int xx = px.x, y = px.y, b = px.b;
     float s = 0.0f;
     for (int ky = 0; ky < g.k; ky++) {
         int oy = reader(y, g.pad_top, ky, g.stride, g.ho);
