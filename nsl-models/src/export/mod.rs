@@ -26,9 +26,9 @@ use onnx_graph::InputSpec;
 /// What `nsl export` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
-    /// The whole network as an ONNX model ([`onnx_model`]).
+    /// The whole network as an ONNX model (see `onnx_model`).
     Onnx,
-    /// A plain or static network's weights in PyTorch's layout ([`torch::torch_safetensors`]).
+    /// A plain or static network's weights in PyTorch's layout (see `torch::torch_safetensors`).
     TorchSafetensors,
 }
 
