@@ -4,6 +4,8 @@
 //! shared machine, so the report also gives each convolution's speed as a **ratio** to a plain
 //! sgemm of the same FLOPs measured in the same run.
 
+pub mod latency;
+
 use std::time::Instant;
 
 use nsl_core::nn::{Layer, Mode, NslConv, Padding};
@@ -109,9 +111,10 @@ const VARIANTS: [(&str, &str, SimilarityChoice, bool); 6] = [
     ("dynamic-uns", "dynamic UNS", SimilarityChoice::DynamicUns, false),
 ];
 
-/// Row names of [`throughput_report`]: the CNN-9 variants, then `layers` (the conv table).
+/// Row names of [`throughput_report`]: the CNN-9 variants, `layers` (the conv table) and
+/// `latency` (batch-1 latency, nsl beside its ONNX export in tract: [`latency::latency_report`]).
 pub fn report_rows() -> impl Iterator<Item = &'static str> {
-    VARIANTS.iter().map(|v| v.0).chain(["layers"])
+    VARIANTS.iter().map(|v| v.0).chain(["layers", "latency"])
 }
 
 /// The table `cargo xtask bench` prints: network img/s, then per-layer GFLOP/s and the ratio to
@@ -128,6 +131,9 @@ pub fn throughput_report<B: Backend>(be: &B, batch: usize, reps: usize, only: &[
         }
         let (train, infer) = network_step_seconds(be, sim, fold, batch, reps);
         emit(&format!("| {label} | {:.0} | {:.0} |", batch as f64 / train, batch as f64 / infer));
+    }
+    if wanted("latency") {
+        latency::latency_report(be, reps, &mut emit);
     }
     if !wanted("layers") {
         return;

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use crate::backend_choice::{run_on_backend, BackendJob};
 use crate::checkpoint::{self, Meta};
+use crate::export::{checkpoint_config, checkpoint_file, ExportFormat};
 use crate::nets::{SharedBnStats, SimilarityChoice};
+use crate::predict::PredictFormat;
 use crate::train::{
     build_network, evaluate, first_non_finite, load_test, normalize_of, train, AugmentChoice, DatasetChoice, Error,
     NetworkChoice, NormalizeChoice, OptimizerChoice, Resume, RunConfig, RunDir, RunOptions, Source,
@@ -53,6 +55,45 @@ pub enum Command {
         /// Where to write the plain-CNN checkpoint.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Write a trained network for deployment: `--format onnx` (default) the whole network as an ONNX model that
+    /// takes raw 0..255 pixels and gives logits; `--format torch-safetensors` the weights of a static or plain
+    /// network in PyTorch's layout and names.
+    #[command(long_about = "Write a trained network for deployment.\n\n\
+--format onnx (default): the whole network as an ONNX model (opset 13, standard operators only). Static similarities \
+are folded into plain convolutions; dynamic similarities, shared predictors, SphereConvs and self-attention are written \
+with Conv/MatMul/Mul/Softmax and friends; batch norms use the running statistics `nsl eval` uses. Input `pixels`: \
+[N, C, H, W] float32 raw 0..255 values at the data set's stored size (Fashion-MNIST: [N, 1, 28, 28], zero-padded to \
+32x32 inside the graph); the run's normalisation is inside the graph; N is free. Output `logits`: [N, classes]. \
+metadata_props name the network, similarity, data set, class names and the nsl version and commit.\n\n\
+--format torch-safetensors: the weights of a plain or static (folded) network as a safetensors file in PyTorch's \
+layout ((O, C, kh, kw) kernels, BatchNorm2d names) with the layer list in its metadata; README.md shows the Python \
+that loads it into torch.nn.")]
+    Export {
+        /// A checkpoint.safetensors written by `nsl train` or `nsl fold`, or the run folder that holds it.
+        checkpoint: PathBuf,
+        /// onnx or torch-safetensors.
+        #[arg(long, default_value = "onnx")]
+        format: ExportFormat,
+        /// Where to write the model (written atomically).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Classify PNG or JPEG images with a trained network: the top-5 classes with their probabilities, and the
+    /// latency of each image's forward pass. Images are converted as the run's data set stores its images
+    /// (Fashion-MNIST: grayscale, resized to 28x28, light object on a dark background; CIFAR: RGB 32x32).
+    Predict {
+        /// A checkpoint.safetensors written by `nsl train` or `nsl fold`, or the run folder that holds it.
+        checkpoint: PathBuf,
+        /// PNG or JPEG files.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// text (a table per image) or json (one array, machine-readable).
+        #[arg(long, default_value = "text")]
+        format: PredictFormat,
+        /// How many of the most probable classes to show.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
     },
     /// Train the baseline CNN-9 and the dynamic-DNS NSN on the embedded Fashion-MNIST subset with the smoke
     /// recipe of `cargo xtask repro` (width ×0.25, batch 32, SGD 0.01, zero-init predictor γ) and print a table.
@@ -326,6 +367,21 @@ fn run<B: Backend>(be: &B, command: Command) -> Result<(), String> {
             );
             Ok(())
         }
+        Command::Export { checkpoint, format, out } => {
+            if same_file(&checkpoint_file(&checkpoint)?, &out) {
+                return Err(format!("--out {} is the checkpoint being exported; choose another --out", out.display()));
+            }
+            let summary = crate::export::export(be, &checkpoint, format, &out).map_err(|e| e.to_string())?;
+            println!("{summary}");
+            Ok(())
+        }
+        Command::Predict { checkpoint, images, format, top } => {
+            let (cfg, mut net) = crate::export::load_for_inference(be, &checkpoint).map_err(|e| e.to_string())?;
+            let geometry = crate::export::data_geometry(&cfg)?;
+            let predictions = crate::predict::predict(be, &mut net, &cfg, &geometry, &images, top)?;
+            print!("{}", crate::predict::render(&predictions, format));
+            Ok(())
+        }
         Command::Quickstart { iterations, out } => quickstart(be, iterations, &out),
     }
 }
@@ -341,22 +397,6 @@ fn same_file(a: &Path, b: &Path) -> bool {
     matches!((canon(a), canon(b)), (Some(x), Some(y)) if x == y)
 }
 
-/// The checkpoint file `path` names: itself, or the `checkpoint.safetensors` of a run folder.
-fn checkpoint_file(path: &Path) -> Result<PathBuf, String> {
-    if !path.is_dir() {
-        return Ok(path.to_path_buf());
-    }
-    let inside = RunDir::new(path).checkpoint();
-    if inside.exists() {
-        Ok(inside)
-    } else {
-        Err(format!(
-            "{} is a folder without a checkpoint.safetensors: give a run folder written by `nsl train` or the checkpoint file",
-            path.display()
-        ))
-    }
-}
-
 type Restored<B> = (RunConfig, crate::nets::Network<B>, Source, Meta);
 
 /// Rebuild a run's network from the config inside its checkpoint (or the checkpoint in the run
@@ -364,18 +404,10 @@ type Restored<B> = (RunConfig, crate::nets::Network<B>, Source, Meta);
 /// split is read.
 fn restore<B: Backend>(be: &B, path: &Path, data_dir: Option<String>) -> Result<Restored<B>, String> {
     let path = &checkpoint_file(path)?;
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("checkpoint {}: {}", path.display(), crate::files::io_hint(&e)))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| format!("checkpoint {} is truncated or not a safetensors file ({e})", path.display()))?;
-    let text = header.metadata().as_ref().and_then(|m| m.get("config").cloned()).ok_or_else(|| {
-        format!("checkpoint {} has no run config in its metadata (not written by nsl)", path.display())
-    })?;
-    let mut cfg = RunConfig::from_toml(&text).map_err(|e| format!("{}: config in metadata: {e}", path.display()))?;
+    let mut cfg = checkpoint_config(path)?;
     if let Some(d) = data_dir {
         cfg.data_dir = d;
     }
-    cfg.validate().map_err(|e| format!("{}: config in metadata: {e}", path.display()))?;
     let test = load_test(&cfg).map_err(|e| e.to_string())?;
     let mut net =
         build_network(be, &cfg, test.classes(), test.shape(), &mut Rng::new(cfg.seed)).map_err(|e| e.to_string())?;

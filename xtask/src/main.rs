@@ -97,7 +97,8 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         backend: String,
         /// Only these rows (comma-separated): plain, static-dns, static-dns-folded, static-uns,
-        /// dynamic-dns, dynamic-uns, layers. With `NSL_CUDA_PROFILE=1` the CUDA backend prints
+        /// dynamic-dns, dynamic-uns, layers, latency (batch-1 ms of plain, folded static DNS and
+        /// dynamic DNS CNN-9 in nsl and as ONNX exports in tract). With `NSL_CUDA_PROFILE=1` the CUDA backend prints
         /// its kernel-time table at exit: pick one row to profile one network.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,

@@ -1,4 +1,4 @@
-use super::{Cache, Layer, Mode, Stats};
+use super::{BatchNormOp, Cache, InferenceOp, Layer, Mode, Stats};
 use crate::{Backend, BatchNormDims, Gemm, Param, Role, Tensor};
 
 /// Batch norm over the channel (last) axis, as the reference code (spec §1):
@@ -223,5 +223,16 @@ impl<B: Backend> Layer<B> for BatchNorm<B> {
     }
     fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm<B>)) {
         f(self)
+    }
+    fn inference_graph(&mut self, be: &B) -> Result<Vec<InferenceOp>, String> {
+        Ok(vec![InferenceOp::BatchNorm(BatchNormOp {
+            name: self.name.clone(),
+            eps: self.eps,
+            relu: self.relu,
+            gamma: self.gamma.value.to_vec(be),
+            beta: self.beta.value.to_vec(be),
+            mean: self.running_mean.value.to_vec(be),
+            var: self.running_var.value.to_vec(be),
+        })])
     }
 }

@@ -1,4 +1,4 @@
-use super::{BatchNorm, Cache, Layer, Mode};
+use super::{BatchNorm, Cache, ConvOp, InferenceOp, Layer, Mode};
 use crate::similarity::Similarity;
 use crate::{Backend, Param, Rng, Role, Tensor, Window};
 
@@ -67,6 +67,22 @@ impl<B: Backend> NslConv<B> {
     pub fn fold(&self, be: &B) -> Option<Tensor<B>> {
         self.similarity.fold(be, &self.weight.value)
     }
+
+    /// What this layer computes at inference: its similarity's description of the convolution
+    /// with this layer's geometry and kernel ([`Similarity::inference_op`]).
+    pub fn inference_op(&mut self, be: &B) -> Result<InferenceOp, String> {
+        let conv = ConvOp {
+            name: self.name.clone(),
+            k: self.k,
+            stride: self.stride,
+            padding: self.padding,
+            c_in: self.c_in,
+            c_out: self.c_out,
+            weight: self.weight.value.to_vec(be),
+            input_norm: None,
+        };
+        self.similarity.inference_op(be, conv).map_err(|e| format!("{}: {e}", self.name))
+    }
 }
 
 impl<B: Backend> Layer<B> for NslConv<B> {
@@ -100,5 +116,8 @@ impl<B: Backend> Layer<B> for NslConv<B> {
         self.weight.value = folded;
         self.similarity = crate::similarity::InnerProduct::boxed();
         Ok(())
+    }
+    fn inference_graph(&mut self, be: &B) -> Result<Vec<InferenceOp>, String> {
+        Ok(vec![self.inference_op(be)?])
     }
 }

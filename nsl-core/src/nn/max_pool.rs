@@ -1,4 +1,4 @@
-use super::{Cache, Layer, Mode, Padding};
+use super::{Cache, InferenceOp, Layer, Mode, Padding};
 use crate::{Backend, Tensor, Window};
 
 /// k×k max-pool with a stride and TF `SAME` (padding never wins) or `VALID` (floor, as PyTorch) padding.
@@ -42,5 +42,8 @@ impl<B: Backend> Layer<B> for MaxPool<B> {
         let mut dx = x.empty_like(be);
         be.max_pool_backward(&g, x.buf(), y.buf(), dy.buf(), dx.buf_mut());
         dx
+    }
+    fn inference_graph(&mut self, _be: &B) -> Result<Vec<InferenceOp>, String> {
+        Ok(vec![InferenceOp::MaxPool { k: self.k, stride: self.stride, padding: self.padding }])
     }
 }

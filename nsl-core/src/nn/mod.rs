@@ -3,6 +3,7 @@
 
 mod batch_norm;
 mod conv;
+mod inference_graph;
 mod init;
 mod loss;
 mod max_pool;
@@ -11,6 +12,7 @@ mod sequential;
 
 pub use batch_norm::BatchNorm;
 pub use conv::{NslConv, Padding};
+pub use inference_graph::{BatchNormOp, ConvOp, InferenceOp};
 pub use init::he_normal;
 pub use loss::cross_entropy;
 pub use max_pool::MaxPool;
@@ -68,6 +70,11 @@ pub trait Layer<B: Backend>: Send {
     fn fold(&mut self, _be: &B) -> Result<(), String> {
         Ok(())
     }
+    /// What this layer computes at inference ([`Mode::EVAL`]), as host data for exporters.
+    /// Errs naming the layer if it cannot describe itself.
+    fn inference_graph(&mut self, _be: &B) -> Result<Vec<InferenceOp>, String> {
+        Err(format!("{}: no inference description (cannot be exported)", self.name()))
+    }
 }
 
 impl<B: Backend> Layer<B> for Box<dyn Layer<B>> {
@@ -88,6 +95,9 @@ impl<B: Backend> Layer<B> for Box<dyn Layer<B>> {
     }
     fn fold(&mut self, be: &B) -> Result<(), String> {
         (**self).fold(be)
+    }
+    fn inference_graph(&mut self, be: &B) -> Result<Vec<InferenceOp>, String> {
+        (**self).inference_graph(be)
     }
 }
 

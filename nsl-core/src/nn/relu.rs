@@ -1,4 +1,4 @@
-use super::{Cache, Layer, Mode};
+use super::{Cache, InferenceOp, Layer, Mode};
 use crate::{Backend, Tensor};
 
 /// `y = max(x, 0)`; backward `dx = dy·1[y > 0]`.
@@ -30,5 +30,8 @@ impl<B: Backend> Layer<B> for Relu<B> {
         let mut dx = dy.empty_like(be);
         be.relu_backward(y.buf(), dy.buf(), dx.buf_mut());
         dx
+    }
+    fn inference_graph(&mut self, _be: &B) -> Result<Vec<InferenceOp>, String> {
+        Ok(vec![InferenceOp::Relu])
     }
 }

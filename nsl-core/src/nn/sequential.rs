@@ -1,4 +1,4 @@
-use super::{BatchNorm, Layer, Mode};
+use super::{BatchNorm, InferenceOp, Layer, Mode};
 use crate::{Backend, Param, Tensor};
 
 /// Layers applied in order; backward runs them in reverse.
@@ -59,5 +59,12 @@ impl<B: Backend> Layer<B> for Sequential<B> {
     }
     fn fold(&mut self, be: &B) -> Result<(), String> {
         self.layers.iter_mut().try_for_each(|layer| layer.fold(be))
+    }
+    fn inference_graph(&mut self, be: &B) -> Result<Vec<InferenceOp>, String> {
+        let mut ops = Vec::new();
+        for layer in &mut self.layers {
+            ops.extend(layer.inference_graph(be)?);
+        }
+        Ok(ops)
     }
 }

@@ -3,7 +3,7 @@ use super::{
     Similarity,
 };
 use crate::backend::Patch;
-use crate::nn::{BatchNorm, Cache, Layer, Mode};
+use crate::nn::{BatchNorm, Cache, ConvOp, InferenceOp, Layer, Mode};
 use crate::{Backend, Map, Param, Tensor, Window};
 
 /// Which structure the predicted similarity has.
@@ -143,5 +143,12 @@ impl<B: Backend> Similarity<B> for Dynamic<B> {
     }
     fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm<B>)) {
         self.predictor.visit_batch_norms(f);
+    }
+    fn inference_op(&mut self, be: &B, conv: ConvOp) -> Result<InferenceOp, String> {
+        if conv.stride != 1 || conv.padding != crate::nn::Padding::Same {
+            return Err("a dynamic similarity needs a stride-1 SAME convolution".into());
+        }
+        let predictor = self.predictor.inference_graph(be)?;
+        Ok(InferenceOp::Dynamic { conv, kind: self.kind, identity_residual: self.identity_residual, predictor })
     }
 }

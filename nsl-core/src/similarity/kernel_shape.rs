@@ -1,5 +1,5 @@
 use super::Similarity;
-use crate::nn::{BatchNorm, Cache, Mode};
+use crate::nn::{BatchNorm, Cache, ConvOp, InferenceOp, Mode};
 use crate::{Backend, Param, Role, Tensor, Window};
 
 /// Joint kernel shape and similarity (paper Eq. 4): `M_s = D·R` with a static binary
@@ -85,5 +85,13 @@ impl<B: Backend> Similarity<B> for KernelShape<B> {
     fn fold(&self, be: &B, w: &Tensor<B>) -> Option<Tensor<B>> {
         let d = Tensor::from_vec(be, &[self.taps], &self.mask(be));
         self.inner.fold(be, &self.masked_kernel(be, &d, w))
+    }
+    /// The inner similarity's description with the masked kernel `d_t·w[t, :]`.
+    fn inference_op(&mut self, be: &B, mut conv: ConvOp) -> Result<InferenceOp, String> {
+        let rest = conv.weight.len() / self.taps;
+        for (rows, d) in conv.weight.chunks_mut(rest).zip(self.mask(be)) {
+            rows.iter_mut().for_each(|v| *v *= d);
+        }
+        self.inner.inference_op(be, conv)
     }
 }

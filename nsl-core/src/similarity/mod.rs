@@ -32,7 +32,7 @@ pub use static_matrix::{SimilarityMatrix, Static};
 pub use unconstrained::Unconstrained;
 
 use crate::backend::ConvScale;
-use crate::nn::{BatchNorm, Mode};
+use crate::nn::{BatchNorm, ConvOp, InferenceOp, Mode};
 use crate::{Backend, Gemm, Param, Tensor, Window};
 
 /// A learnable similarity inside a convolution.
@@ -58,6 +58,15 @@ pub trait Similarity<B: Backend>: Send {
     fn fold(&self, _be: &B, _w: &Tensor<B>) -> Option<Tensor<B>> {
         None
     }
+    /// What the convolution `conv` (geometry and kernel `w`) computes with this similarity at
+    /// inference. The default describes a static similarity by its folded kernel, and errs for
+    /// any other.
+    fn inference_op(&mut self, be: &B, conv: ConvOp) -> Result<InferenceOp, String> {
+        let w = Tensor::from_vec(be, &[conv.k * conv.k * conv.c_in, conv.c_out], &conv.weight);
+        let folded =
+            self.fold(be, &w).ok_or_else(|| format!("a {} similarity has no inference description", self.name()))?;
+        Ok(InferenceOp::Conv(ConvOp { weight: folded.to_vec(be), ..conv }))
+    }
 }
 
 impl<B: Backend> Similarity<B> for Box<dyn Similarity<B>> {
@@ -78,6 +87,9 @@ impl<B: Backend> Similarity<B> for Box<dyn Similarity<B>> {
     }
     fn fold(&self, be: &B, w: &Tensor<B>) -> Option<Tensor<B>> {
         (**self).fold(be, w)
+    }
+    fn inference_op(&mut self, be: &B, conv: ConvOp) -> Result<InferenceOp, String> {
+        (**self).inference_op(be, conv)
     }
 }
 

@@ -1,5 +1,5 @@
 use super::{InnerProduct, Similarity, Sphere};
-use crate::nn::{BatchNorm, Cache, Layer, Mode, NslConv, Padding, Relu};
+use crate::nn::{BatchNorm, Cache, ConvOp, InferenceOp, Layer, Mode, NslConv, Padding, Relu};
 use crate::{Backend, Gemm, Param, Rng, Role, Tensor, Window};
 
 /// Self-attention as dynamic global neural similarity (paper Eq. 11, spec §7).
@@ -127,5 +127,17 @@ impl<B: Backend> Similarity<B> for SelfAttention<B> {
     fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm<B>)) {
         self.g1.visit_batch_norms(f);
         self.g2.visit_batch_norms(f);
+    }
+    fn inference_op(&mut self, be: &B, conv: ConvOp) -> Result<InferenceOp, String> {
+        let as_conv = |op: InferenceOp| match op {
+            InferenceOp::Conv(c) => Ok(c),
+            other => Err(format!("self-attention projection is not a convolution: {other:?}")),
+        };
+        Ok(InferenceOp::SelfAttention {
+            g1: as_conv(self.g1.inference_op(be)?)?,
+            g2: as_conv(self.g2.inference_op(be)?)?,
+            v: as_conv(self.v.inference_op(be, conv)?)?,
+            gamma: self.gamma.value.to_vec(be)[0],
+        })
     }
 }

@@ -1,5 +1,5 @@
 use super::{conv_rows_scaled, conv_rows_scaled_backward, Similarity};
-use crate::nn::{Cache, Mode};
+use crate::nn::{Cache, ConvOp, InferenceOp, Mode};
 use crate::{Backend, Map, Tensor, Window};
 
 /// SphereConv as a similarity (paper §3.1: `M = diag(1/(‖w‖‖x‖))`, spec §4 `cosine`):
@@ -65,6 +65,17 @@ impl<B: Backend> Similarity<B> for Sphere<B> {
             self.cache.push(SphereCache { g: *g, x: x.clone(), w: w.clone(), out: out.clone(), nx, inv_nx, inv_nw });
         }
         out
+    }
+    /// A convolution divided by `‖x_p‖`, with `w_o/‖w_o‖` as its kernel when `normalize_w`.
+    fn inference_op(&mut self, _be: &B, mut conv: ConvOp) -> Result<InferenceOp, String> {
+        if self.normalize_w {
+            let o = conv.c_out;
+            for col in 0..o {
+                let norm = (conv.weight.iter().skip(col).step_by(o).map(|v| v * v).sum::<f32>() + self.eps).sqrt();
+                conv.weight.iter_mut().skip(col).step_by(o).for_each(|v| *v /= norm);
+            }
+        }
+        Ok(InferenceOp::Conv(ConvOp { input_norm: Some(self.eps), ..conv }))
     }
     fn backward(&mut self, be: &B, dout: &Tensor<B>, dw: &mut Tensor<B>) -> Tensor<B> {
         let SphereCache { g, x, w, out, nx, inv_nx, inv_nw } = self.cache.pop("sphere conv");

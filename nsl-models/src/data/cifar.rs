@@ -11,6 +11,9 @@ use super::{DataError, Dataset};
 
 /// Side of a CIFAR image.
 pub const SIDE: usize = 32;
+/// The CIFAR-10 class names, by label (`batches.meta.txt`).
+pub const CIFAR10_CLASS_NAMES: [&str; 10] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 /// Image bytes per record, `32·32·3`.
 pub const IMAGE_BYTES: usize = SIDE * SIDE * 3;
 

@@ -14,7 +14,7 @@ pub use cnn9::{cnn9, cnn9_plus_plus, cnn9_plus_plus_of, Cnn9Config};
 pub use shared::{shared_trunk, SharedBnStats, SharedPredictor, SharedTrunk};
 pub use spherenet9::{spherenet9, SphereNetConfig};
 
-use nsl_core::nn::{BatchNorm, Layer, Mode, Sequential};
+use nsl_core::nn::{BatchNorm, InferenceOp, Layer, Mode, Sequential};
 use nsl_core::{Backend, Param, Rng, Role, Tensor};
 
 /// The random stream a network's similarity parameters and predictors are drawn from, forked
@@ -115,5 +115,9 @@ impl<B: Backend> Layer<B> for Network<B> {
     }
     fn fold(&mut self, be: &B) -> Result<(), String> {
         self.body.fold(be)
+    }
+    /// The body's description; shared predictor trunks appear inside every layer that uses them.
+    fn inference_graph(&mut self, be: &B) -> Result<Vec<InferenceOp>, String> {
+        self.body.inference_graph(be)
     }
 }

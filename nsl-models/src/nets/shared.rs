@@ -15,7 +15,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use nsl_core::nn::{BatchNorm, Layer, Mode, NslConv, Padding, Sequential};
+use nsl_core::nn::{BatchNorm, InferenceOp, Layer, Mode, NslConv, Padding, Sequential};
 use nsl_core::similarity::{InnerProduct, Sphere};
 use nsl_core::{Backend, Param, Rng, Role, Tensor};
 use serde::{Deserialize, Serialize};
@@ -159,5 +159,11 @@ impl<B: Backend> Layer<B> for SharedPredictor<B> {
         if !self.stats.is_empty() {
             self.with_own_stats(|trunk| trunk.visit_batch_norms(f));
         }
+    }
+    /// The adapter, then the trunk with this layer's running statistics.
+    fn inference_graph(&mut self, be: &B) -> Result<Vec<InferenceOp>, String> {
+        let mut ops = self.adapter.inference_graph(be)?;
+        ops.extend(self.with_own_stats(|trunk| trunk.inference_graph(be))?);
+        Ok(ops)
     }
 }
