@@ -246,6 +246,9 @@ pub trait Backend: Clone + Send + Sync + std::fmt::Debug + 'static {
 
 const OK: Checked = Checked(());
 
+// Check-then-forward boilerplate: each method below runs its op's checks (the `check_*`
+// helpers at the end of this file hold that logic) and calls the `Kernels` method of the same
+// name with the `Checked` proof. The signatures are `Backend`'s, so they repeat the trait's.
 impl<K: Kernels> Backend for K {
     type Buf = K::Buf;
 

@@ -19,6 +19,8 @@ pub struct Checked(pub(super) ());
 /// where [`Backend`](super::Backend) says so).
 ///
 /// Implementations: `nsl_cpu::Cpu`, `nsl_cuda::Cuda` (feature `cuda`).
+// Signature boilerplate: every method repeats `Backend`'s signature with a `Checked` proof in
+// front; the formulas are written once, on `Backend`.
 #[allow(clippy::too_many_arguments)]
 pub trait Kernels: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// A device buffer of `f32`.

@@ -78,6 +78,9 @@ pub fn conv2d_backward_unfused<B: Backend>(
     be.col2im(g, &dcols, dx);
 }
 
+// Signature boilerplate: the three batch norm + ReLU compositions below take their op's
+// arguments (the same lists as `Backend`'s), run the plain op with one temporary and the ReLU.
+
 /// [`Backend::batch_norm_train`] with `d.relu`, composed: the batch norm, then [`Backend::relu`].
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_relu_train_unfused<B: Backend>(

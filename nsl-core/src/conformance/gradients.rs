@@ -46,48 +46,50 @@ pub fn im2col_adjoint<B: Backend>(be: &B, g: &Window, seed: u64) {
     assert!((lhs - rhs).abs() <= 1e-6 * scale, "<im2col x, y> = {lhs}, <x, col2im y> = {rhs}");
 }
 
-/// Both patch transforms' backwards by finite differences.
+/// Both patch transforms' backwards by finite differences: [`Backend::patch_scale`] (`m` is
+/// `rows×taps`) and [`Backend::patch_matmul`] (`M` is `rows×taps×taps`).
 pub fn patch_grads<B: Backend>(be: &B, p: &Patch, seed: u64) {
-    let Patch { rows, taps, c } = *p;
-    let mut rng = Rng::new(seed);
-    let n = rows * taps * c;
-    let (cols, m, r) = (rand_vec(&mut rng, n), rand_vec(&mut rng, rows * taps), rand_vec(&mut rng, n));
-    let fwd = |cols: &[f32], m: &[f32]| {
-        let mut out = be.zeros(n);
-        be.patch_scale(&Patch { rows, taps, c }, &be.upload(cols), &be.upload(m), &mut out);
-        weighted(&be.download(&out), &r)
-    };
-    let (mut dcols, mut dm) = (be.zeros(n), be.zeros(rows * taps));
-    be.patch_scale_backward(
-        &Patch { rows, taps, c },
-        &be.upload(&cols),
-        &be.upload(&m),
-        &be.upload(&r),
-        &mut dcols,
-        &mut dm,
-    );
-    fd_check("patch_scale dcols", &cols, &be.download(&dcols), 1e-2, 1e-3, 1e-4, |x| fwd(x, &m));
-    fd_check("patch_scale dm", &m, &be.download(&dm), 1e-2, 1e-3, 1e-4, |x| fwd(&cols, x));
+    let taps = p.taps;
+    patch_op_grads(be, p, taps, seed, "patch_scale", B::patch_scale, B::patch_scale_backward);
+    patch_op_grads(be, p, taps * taps, seed ^ 1, "patch_matmul", B::patch_matmul, B::patch_matmul_backward);
+}
 
-    let mut rng = Rng::new(seed ^ 1);
-    let n = rows * taps * c;
-    let (cols, m, r) = (rand_vec(&mut rng, n), rand_vec(&mut rng, rows * taps * taps), rand_vec(&mut rng, n));
+/// Forward of a patch transform: `(backend, patch, cols, m, out)`.
+type PatchForward<B> = fn(&B, &Patch, &<B as Backend>::Buf, &<B as Backend>::Buf, &mut <B as Backend>::Buf);
+/// Backward of a patch transform: `(backend, patch, cols, m, dout, dcols, dm)`.
+type PatchBackward<B> = fn(
+    &B,
+    &Patch,
+    &<B as Backend>::Buf,
+    &<B as Backend>::Buf,
+    &<B as Backend>::Buf,
+    &mut <B as Backend>::Buf,
+    &mut <B as Backend>::Buf,
+);
+
+/// One patch transform's `dcols` and `dm` (with `m` of `m_per_row` entries a row) against
+/// finite differences of `<forward(cols, m), r>`.
+fn patch_op_grads<B: Backend>(
+    be: &B,
+    p: &Patch,
+    m_per_row: usize,
+    seed: u64,
+    op: &str,
+    forward: PatchForward<B>,
+    backward: PatchBackward<B>,
+) {
+    let mut rng = Rng::new(seed);
+    let n = p.rows * p.taps * p.c;
+    let (cols, m, r) = (rand_vec(&mut rng, n), rand_vec(&mut rng, p.rows * m_per_row), rand_vec(&mut rng, n));
     let fwd = |cols: &[f32], m: &[f32]| {
         let mut out = be.zeros(n);
-        be.patch_matmul(&Patch { rows, taps, c }, &be.upload(cols), &be.upload(m), &mut out);
+        forward(be, p, &be.upload(cols), &be.upload(m), &mut out);
         weighted(&be.download(&out), &r)
     };
-    let (mut dcols, mut dm) = (be.zeros(n), be.zeros(rows * taps * taps));
-    be.patch_matmul_backward(
-        &Patch { rows, taps, c },
-        &be.upload(&cols),
-        &be.upload(&m),
-        &be.upload(&r),
-        &mut dcols,
-        &mut dm,
-    );
-    fd_check("patch_matmul dcols", &cols, &be.download(&dcols), 1e-2, 1e-3, 1e-4, |x| fwd(x, &m));
-    fd_check("patch_matmul dM", &m, &be.download(&dm), 1e-2, 1e-3, 1e-4, |x| fwd(&cols, x));
+    let (mut dcols, mut dm) = (be.zeros(n), be.zeros(m.len()));
+    backward(be, p, &be.upload(&cols), &be.upload(&m), &be.upload(&r), &mut dcols, &mut dm);
+    fd_check(&format!("{op} dcols"), &cols, &be.download(&dcols), 1e-2, 1e-3, 1e-4, |x| fwd(x, &m));
+    fd_check(&format!("{op} dm"), &m, &be.download(&dm), 1e-2, 1e-3, 1e-4, |x| fwd(&cols, x));
 }
 
 /// `window_norm_backward` by finite differences (it accumulates into `dx`).

@@ -57,100 +57,75 @@ pub fn dot(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
 }
 
-pub fn mul_rows(x: &[f32], s: &[f32], rows: usize, cols: usize) -> Vec<f64> {
+/// `out[r,c] = x[r,c]·s[pick(r,c)]`: [`mul_rows`] picks the row's scale, [`mul_cols`] the column's.
+fn mul_broadcast(x: &[f32], s: &[f32], rows: usize, cols: usize, pick: fn(usize, usize) -> usize) -> Vec<f64> {
     let mut out = vec![0f64; rows * cols];
     for r in 0..rows {
         for c in 0..cols {
-            out[r * cols + c] = x[r * cols + c] as f64 * s[r] as f64;
+            out[r * cols + c] = x[r * cols + c] as f64 * s[pick(r, c)] as f64;
         }
     }
     out
 }
 
+pub fn mul_rows(x: &[f32], s: &[f32], rows: usize, cols: usize) -> Vec<f64> {
+    mul_broadcast(x, s, rows, cols, |r, _| r)
+}
+
 pub fn mul_cols(x: &[f32], s: &[f32], rows: usize, cols: usize) -> Vec<f64> {
-    let mut out = vec![0f64; rows * cols];
+    mul_broadcast(x, s, rows, cols, |_, c| c)
+}
+
+/// `out[pick(r,c)] += a[r,c]·b[r,c]` into `len` sums: [`dot_rows`] sums each row, [`dot_cols`]
+/// each column.
+fn dot_reduce(a: &[f32], b: &[f32], rows: usize, cols: usize, len: usize, pick: fn(usize, usize) -> usize) -> Vec<f64> {
+    let mut out = vec![0f64; len];
     for r in 0..rows {
         for c in 0..cols {
-            out[r * cols + c] = x[r * cols + c] as f64 * s[c] as f64;
+            out[pick(r, c)] += a[r * cols + c] as f64 * b[r * cols + c] as f64;
         }
     }
     out
 }
 
 pub fn dot_rows(a: &[f32], b: &[f32], rows: usize, cols: usize) -> Vec<f64> {
-    let mut out = vec![0f64; rows];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[r] += a[r * cols + c] as f64 * b[r * cols + c] as f64;
-        }
-    }
-    out
+    dot_reduce(a, b, rows, cols, rows, |r, _| r)
 }
 
 pub fn dot_cols(a: &[f32], b: &[f32], rows: usize, cols: usize) -> Vec<f64> {
-    let mut out = vec![0f64; cols];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c] += a[r * cols + c] as f64 * b[r * cols + c] as f64;
-        }
-    }
-    out
+    dot_reduce(a, b, rows, cols, cols, |_, c| c)
 }
 
-/// Index into an NHWC input, or `None` in the padding.
-fn src(g: &Window, b: usize, oy: usize, ox: usize, t: usize, ch: usize) -> Option<usize> {
-    g.source(oy, ox, t).map(|(y, x)| ((b * g.h + y) * g.w + x) * g.c + ch)
+/// Every read of the k×k windows of `g` that lies inside the input (padding skipped), as
+/// `(row, tap, channel, input index)`, rows ascending, then taps, then channels.
+fn window_reads(g: &Window) -> impl Iterator<Item = (usize, usize, usize, usize)> + '_ {
+    (0..g.rows()).flat_map(move |r| {
+        let (b, oy, ox) = (r / (g.ho * g.wo), r / g.wo % g.ho, r % g.wo);
+        (0..g.taps())
+            .filter_map(move |t| g.source(oy, ox, t).map(|(y, x)| (t, (b * g.h + y) * g.w + x)))
+            .flat_map(move |(t, pixel)| (0..g.c).map(move |ch| (r, t, ch, pixel * g.c + ch)))
+    })
 }
 
 pub fn im2col(g: &Window, x: &[f32]) -> Vec<f64> {
     let mut cols = vec![0f64; g.rows() * g.patch_len()];
-    for b in 0..g.batch {
-        for oy in 0..g.ho {
-            for ox in 0..g.wo {
-                let r = (b * g.ho + oy) * g.wo + ox;
-                for t in 0..g.taps() {
-                    for ch in 0..g.c {
-                        if let Some(i) = src(g, b, oy, ox, t, ch) {
-                            cols[r * g.patch_len() + t * g.c + ch] = x[i] as f64;
-                        }
-                    }
-                }
-            }
-        }
+    for (r, t, ch, i) in window_reads(g) {
+        cols[r * g.patch_len() + t * g.c + ch] = x[i] as f64;
     }
     cols
 }
 
 pub fn col2im(g: &Window, dcols: &[f32]) -> Vec<f64> {
     let mut dx = vec![0f64; g.input_len()];
-    for b in 0..g.batch {
-        for oy in 0..g.ho {
-            for ox in 0..g.wo {
-                let r = (b * g.ho + oy) * g.wo + ox;
-                for t in 0..g.taps() {
-                    for ch in 0..g.c {
-                        if let Some(i) = src(g, b, oy, ox, t, ch) {
-                            dx[i] += dcols[r * g.patch_len() + t * g.c + ch] as f64;
-                        }
-                    }
-                }
-            }
-        }
+    for (r, t, ch, i) in window_reads(g) {
+        dx[i] += dcols[r * g.patch_len() + t * g.c + ch] as f64;
     }
     dx
 }
 
+/// `out[r,t,c] = m[r,t]·cols[r,t,c]`; the flat index `i` of `(r,t,c)` has `(r,t)` at `i / c`.
 pub fn patch_scale(rows: usize, taps: usize, c: usize, cols: &[f32], m: &[f32]) -> Vec<f64> {
-    let mut out = vec![0f64; rows * taps * c];
-    for r in 0..rows {
-        for t in 0..taps {
-            for ch in 0..c {
-                let i = (r * taps + t) * c + ch;
-                out[i] = m[r * taps + t] as f64 * cols[i] as f64;
-            }
-        }
-    }
-    out
+    (0..rows * taps * c).map(|i| m[i / c] as f64 * cols[i] as f64).collect()
 }
 
 /// `(dcols, dm)`
@@ -162,16 +137,10 @@ pub fn patch_scale_backward(
     m: &[f32],
     dout: &[f32],
 ) -> (Vec<f64>, Vec<f64>) {
-    let mut dcols = vec![0f64; rows * taps * c];
+    let dcols = (0..rows * taps * c).map(|i| m[i / c] as f64 * dout[i] as f64).collect();
     let mut dm = vec![0f64; rows * taps];
-    for r in 0..rows {
-        for t in 0..taps {
-            for ch in 0..c {
-                let i = (r * taps + t) * c + ch;
-                dcols[i] = m[r * taps + t] as f64 * dout[i] as f64;
-                dm[r * taps + t] += cols[i] as f64 * dout[i] as f64;
-            }
-        }
+    for i in 0..rows * taps * c {
+        dm[i / c] += cols[i] as f64 * dout[i] as f64;
     }
     (dcols, dm)
 }
@@ -218,41 +187,18 @@ pub fn patch_matmul_backward(
 }
 
 pub fn window_norm(g: &Window, x: &[f32], eps: f32) -> Vec<f64> {
-    let mut n = vec![0f64; g.rows()];
-    for b in 0..g.batch {
-        for oy in 0..g.ho {
-            for ox in 0..g.wo {
-                let mut s = 0f64;
-                for t in 0..g.taps() {
-                    for ch in 0..g.c {
-                        if let Some(i) = src(g, b, oy, ox, t, ch) {
-                            s += x[i] as f64 * x[i] as f64;
-                        }
-                    }
-                }
-                n[(b * g.ho + oy) * g.wo + ox] = (s + eps as f64).sqrt();
-            }
-        }
+    let mut sq = vec![0f64; g.rows()];
+    for (r, _, _, i) in window_reads(g) {
+        sq[r] += x[i] as f64 * x[i] as f64;
     }
-    n
+    sq.iter().map(|s| (s + eps as f64).sqrt()).collect()
 }
 
 /// `dx_in + Σ_{r reading i} dn[r]·x[i]/n[r]`
 pub fn window_norm_backward(g: &Window, x: &[f32], n: &[f32], dn: &[f32], dx_in: &[f32]) -> Vec<f64> {
     let mut dx = to64(dx_in);
-    for b in 0..g.batch {
-        for oy in 0..g.ho {
-            for ox in 0..g.wo {
-                let r = (b * g.ho + oy) * g.wo + ox;
-                for t in 0..g.taps() {
-                    for ch in 0..g.c {
-                        if let Some(i) = src(g, b, oy, ox, t, ch) {
-                            dx[i] += dn[r] as f64 * x[i] as f64 / n[r] as f64;
-                        }
-                    }
-                }
-            }
-        }
+    for (r, _, _, i) in window_reads(g) {
+        dx[i] += dn[r] as f64 * x[i] as f64 / n[r] as f64;
     }
     dx
 }
@@ -351,40 +297,21 @@ pub fn relu_backward(y: &[f32], dy: &[f32]) -> Vec<f64> {
 
 pub fn max_pool(g: &Window, x: &[f32]) -> Vec<f64> {
     let mut y = vec![f64::NEG_INFINITY; g.rows() * g.c];
-    for b in 0..g.batch {
-        for oy in 0..g.ho {
-            for ox in 0..g.wo {
-                let r = (b * g.ho + oy) * g.wo + ox;
-                for t in 0..g.taps() {
-                    for ch in 0..g.c {
-                        if let Some(i) = src(g, b, oy, ox, t, ch) {
-                            y[r * g.c + ch] = y[r * g.c + ch].max(x[i] as f64);
-                        }
-                    }
-                }
-            }
-        }
+    for (r, _, ch, i) in window_reads(g) {
+        y[r * g.c + ch] = y[r * g.c + ch].max(x[i] as f64);
     }
     y
 }
 
+/// Each `dy` goes to the first read of its window (in tap order) that equals the max.
 pub fn max_pool_backward(g: &Window, x: &[f32], y: &[f32], dy: &[f32]) -> Vec<f64> {
     let mut dx = vec![0f64; g.input_len()];
-    for b in 0..g.batch {
-        for oy in 0..g.ho {
-            for ox in 0..g.wo {
-                let r = (b * g.ho + oy) * g.wo + ox;
-                for ch in 0..g.c {
-                    for t in 0..g.taps() {
-                        if let Some(i) = src(g, b, oy, ox, t, ch) {
-                            if x[i] == y[r * g.c + ch] {
-                                dx[i] += dy[r * g.c + ch] as f64;
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
+    let mut routed = vec![false; g.rows() * g.c];
+    for (r, _, ch, i) in window_reads(g) {
+        let o = r * g.c + ch;
+        if !routed[o] && x[i] == y[o] {
+            dx[i] += dy[o] as f64;
+            routed[o] = true;
         }
     }
     dx
