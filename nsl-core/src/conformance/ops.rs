@@ -153,22 +153,22 @@ pub fn check_patch_ops<B: Backend>(be: &B, p: &Patch, seed: u64) {
     let what = format!("rows {rows} taps {taps} c {c}");
 
     let mut out = be.upload(&vec![f32::NAN; rows * taps * c]);
-    be.patch_scale(&Patch { rows, taps, c }, &bc, &be.upload(&ms), &mut out);
-    close(&format!("patch_scale {what}"), &be.download(&out), &reference::patch_scale(rows, taps, c, &cols, &ms));
+    be.patch_scale(p, &bc, &be.upload(&ms), &mut out);
+    close(&format!("patch_scale {what}"), &be.download(&out), &reference::patch_scale(p, &cols, &ms));
 
     let mut dcols = be.upload(&vec![f32::NAN; rows * taps * c]);
     let mut dm = be.upload(&vec![f32::NAN; rows * taps]);
-    be.patch_scale_backward(&Patch { rows, taps, c }, &bc, &be.upload(&ms), &bdo, &mut dcols, &mut dm);
-    let (edc, edm) = reference::patch_scale_backward(rows, taps, c, &cols, &ms, &dout);
+    be.patch_scale_backward(p, &bc, &be.upload(&ms), &bdo, &mut dcols, &mut dm);
+    let (edc, edm) = reference::patch_scale_backward(p, &cols, &ms, &dout);
     close(&format!("patch_scale_backward dcols {what}"), &be.download(&dcols), &edc);
     close(&format!("patch_scale_backward dm {what}"), &be.download(&dm), &edm);
 
-    be.patch_matmul(&Patch { rows, taps, c }, &bc, &be.upload(&mm), &mut out);
-    close(&format!("patch_matmul {what}"), &be.download(&out), &reference::patch_matmul(rows, taps, c, &cols, &mm));
+    be.patch_matmul(p, &bc, &be.upload(&mm), &mut out);
+    close(&format!("patch_matmul {what}"), &be.download(&out), &reference::patch_matmul(p, &cols, &mm));
 
     let mut dm = be.upload(&vec![f32::NAN; rows * taps * taps]);
-    be.patch_matmul_backward(&Patch { rows, taps, c }, &bc, &be.upload(&mm), &bdo, &mut dcols, &mut dm);
-    let (edc, edm) = reference::patch_matmul_backward(rows, taps, c, &cols, &mm, &dout);
+    be.patch_matmul_backward(p, &bc, &be.upload(&mm), &bdo, &mut dcols, &mut dm);
+    let (edc, edm) = reference::patch_matmul_backward(p, &cols, &mm, &dout);
     close(&format!("patch_matmul_backward dcols {what}"), &be.download(&dcols), &edc);
     close(&format!("patch_matmul_backward dm {what}"), &be.download(&dm), &edm);
 }

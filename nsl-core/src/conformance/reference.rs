@@ -2,7 +2,7 @@
 //! [`crate::Backend`], written for clarity, not speed. Inputs are the `f32` values a backend
 //! sees; outputs are `f64`, so a backend's result is compared against exact-ish arithmetic.
 
-use crate::{AdamStep, BatchNormDims, CrossEntropy, Gemm, Map, SgdStep, Window};
+use crate::{AdamStep, BatchNormDims, CrossEntropy, Gemm, Map, Patch, SgdStep, Window};
 
 /// `x` widened to `f64`.
 pub fn to64(x: &[f32]) -> Vec<f64> {
@@ -124,19 +124,14 @@ pub fn col2im(g: &Window, dcols: &[f32]) -> Vec<f64> {
 }
 
 /// `out[r,t,c] = m[r,t]·cols[r,t,c]`; the flat index `i` of `(r,t,c)` has `(r,t)` at `i / c`.
-pub fn patch_scale(rows: usize, taps: usize, c: usize, cols: &[f32], m: &[f32]) -> Vec<f64> {
+pub fn patch_scale(p: &Patch, cols: &[f32], m: &[f32]) -> Vec<f64> {
+    let Patch { rows, taps, c } = *p;
     (0..rows * taps * c).map(|i| m[i / c] as f64 * cols[i] as f64).collect()
 }
 
 /// `(dcols, dm)`
-pub fn patch_scale_backward(
-    rows: usize,
-    taps: usize,
-    c: usize,
-    cols: &[f32],
-    m: &[f32],
-    dout: &[f32],
-) -> (Vec<f64>, Vec<f64>) {
+pub fn patch_scale_backward(p: &Patch, cols: &[f32], m: &[f32], dout: &[f32]) -> (Vec<f64>, Vec<f64>) {
+    let Patch { rows, taps, c } = *p;
     let dcols = (0..rows * taps * c).map(|i| m[i / c] as f64 * dout[i] as f64).collect();
     let mut dm = vec![0f64; rows * taps];
     for i in 0..rows * taps * c {
@@ -145,7 +140,8 @@ pub fn patch_scale_backward(
     (dcols, dm)
 }
 
-pub fn patch_matmul(rows: usize, taps: usize, c: usize, cols: &[f32], m: &[f32]) -> Vec<f64> {
+pub fn patch_matmul(p: &Patch, cols: &[f32], m: &[f32]) -> Vec<f64> {
+    let Patch { rows, taps, c } = *p;
     let mut out = vec![0f64; rows * taps * c];
     for r in 0..rows {
         for a in 0..taps {
@@ -162,14 +158,8 @@ pub fn patch_matmul(rows: usize, taps: usize, c: usize, cols: &[f32], m: &[f32])
 }
 
 /// `(dcols, dM)`
-pub fn patch_matmul_backward(
-    rows: usize,
-    taps: usize,
-    c: usize,
-    cols: &[f32],
-    m: &[f32],
-    dout: &[f32],
-) -> (Vec<f64>, Vec<f64>) {
+pub fn patch_matmul_backward(p: &Patch, cols: &[f32], m: &[f32], dout: &[f32]) -> (Vec<f64>, Vec<f64>) {
+    let Patch { rows, taps, c } = *p;
     let mut dcols = vec![0f64; rows * taps * c];
     let mut dm = vec![0f64; rows * taps * taps];
     for r in 0..rows {
