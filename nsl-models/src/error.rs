@@ -52,6 +52,14 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A few-shot job cannot run as asked (classes, episode sizes, a head of the wrong size).
+    FewShot(String),
+    /// A checkpoint of a resumable job (pretraining, MAML) that belongs to another job or lacks
+    /// what resuming needs.
+    StaleCheckpoint {
+        path: PathBuf,
+        problem: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -96,6 +104,10 @@ impl fmt::Display for Error {
                 }
             }
             Error::Io { path, source } => write!(f, "{}: {}", path.display(), crate::files::io_hint(source)),
+            Error::FewShot(msg) => f.write_str(msg),
+            Error::StaleCheckpoint { path, problem } => {
+                write!(f, "{}: {problem}; delete it to start this job afresh", path.display())
+            }
         }
     }
 }

@@ -68,7 +68,7 @@ fn episodes_are_disjoint_balanced_and_pure_functions_of_seed_and_index() {
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), classes);
     // class 3 has 21 images: 5 + 17 do not fit; too many ways do not either
     let err = EpisodeSampler::new(&data, &[3]).unwrap().sample(EpisodeSpec { way: 1, shot: 5, queries: 17 }, 0, 0);
-    assert!(err.unwrap_err().contains("class 3 has 21 images"));
+    assert!(err.unwrap_err().to_string().contains("class 3 has 21 images"));
     assert!(sampler.sample(EpisodeSpec { way: 8, shot: 1, queries: 1 }, 0, 0).is_err());
     assert!(EpisodeSampler::new(&data, &[1, 1]).is_err());
     assert!(EpisodeSampler::new(&data, &[10]).is_err());
@@ -375,7 +375,7 @@ fn maml_honours_its_step_count_and_resumes_from_a_checkpoint_exactly() {
     // a checkpoint of another job (or another schedule) is refused, not silently resumed
     let other = MetaTrainOptions { key: "job-b".into(), ..opts.clone() };
     let err = meta_train_with(&be, &mut fresh(), (&data, &base, &norm), &cfg, 7, &other).unwrap_err();
-    assert!(err.contains("another MAML job"), "{err}");
+    assert!(err.to_string().contains("written by another MAML job; delete it"), "{err}");
     let longer = MetaTrain { iterations: 6, ..cfg };
     assert!(meta_train_with(&be, &mut fresh(), (&data, &base, &norm), &longer, 7, &opts).is_err());
     let _ = std::fs::remove_dir_all(&dir);

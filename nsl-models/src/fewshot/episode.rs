@@ -4,6 +4,7 @@ use nsl_core::Rng;
 
 use crate::data::augment::Normalize;
 use crate::data::Dataset;
+use crate::Error;
 
 /// The shape of an episode: `way` classes, `shot` labelled support images and `queries` query
 /// images per class. The paper's protocol is 5-way 5-shot with 15 queries.
@@ -82,17 +83,20 @@ impl EpisodeSampler {
     ///
     /// # Errors
     /// If `classes` is empty, repeats a class or names a class `≥ data.classes`.
-    pub fn new(data: &Dataset, classes: &[usize]) -> Result<Self, String> {
+    pub fn new(data: &Dataset, classes: &[usize]) -> Result<Self, Error> {
         if classes.is_empty() {
-            return Err("an episode sampler needs at least one class".into());
+            return Err(Error::FewShot("an episode sampler needs at least one class".into()));
         }
         let mut position = vec![usize::MAX; data.classes];
         for (i, &c) in classes.iter().enumerate() {
             if c >= data.classes {
-                return Err(format!("class {c} is out of range for {} ({} classes)", data.name, data.classes));
+                return Err(Error::FewShot(format!(
+                    "class {c} is out of range for {} ({} classes)",
+                    data.name, data.classes
+                )));
             }
             if position[c] != usize::MAX {
-                return Err(format!("class {c} is listed twice"));
+                return Err(Error::FewShot(format!("class {c} is listed twice")));
             }
             position[c] = i;
         }
@@ -117,10 +121,13 @@ impl EpisodeSampler {
     ///
     /// # Errors
     /// If there are fewer than `way` classes or a picked class has fewer than `shot + queries` images.
-    pub fn sample(&self, spec: EpisodeSpec, seed: u64, index: u64) -> Result<Episode, String> {
+    pub fn sample(&self, spec: EpisodeSpec, seed: u64, index: u64) -> Result<Episode, Error> {
         let EpisodeSpec { way, shot, queries } = spec;
         if way > self.classes.len() {
-            return Err(format!("a {way}-way episode needs {way} classes; the sampler has {}", self.classes.len()));
+            return Err(Error::FewShot(format!(
+                "a {way}-way episode needs {way} classes; the sampler has {}",
+                self.classes.len()
+            )));
         }
         let mut rng = Rng::new(seed).fork(index);
         let picked = partial_shuffle(&mut rng, (0..self.classes.len()).collect(), way);
@@ -134,12 +141,12 @@ impl EpisodeSampler {
         for (label, &i) in picked.iter().enumerate() {
             let pool = &self.members[i];
             if pool.len() < shot + queries {
-                return Err(format!(
+                return Err(Error::FewShot(format!(
                     "class {} has {} images; a {shot}-shot episode with {queries} queries needs {}",
                     self.classes[i],
                     pool.len(),
                     shot + queries
-                ));
+                )));
             }
             let images = partial_shuffle(&mut rng, pool.clone(), shot + queries);
             episode.support.extend_from_slice(&images[..shot]);

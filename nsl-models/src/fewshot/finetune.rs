@@ -61,28 +61,13 @@ pub fn finetune_head<B: Backend>(
     let fs = features(be, net, &Tensor::from_vec(be, &support.shape, &support.images));
     let fq = features(be, net, &Tensor::from_vec(be, &query.shape, &query.images));
     let mut head = new_head(be, rng, fs.shape(), way, cfg.weight_decay);
-    let mut opt = cfg.optimizer::<B>();
-    let mut first = None;
-    let mut last = (0.0, 0.0);
-    for _ in 0..cfg.steps {
-        let g = loss_and_gradients(be, &mut head, (&fs, &support.labels), Loss::PLAIN, Mode::TRAIN);
-        last = (g.loss, accuracy(&g.logits.to_vec(be), &support.labels, way));
-        first.get_or_insert(last);
-        apply_update(be, &mut head, &mut opt, cfg.lr);
-    }
+    let steps = support_steps(be, &mut head, &fs, &support.labels, way, cfg, Mode::TRAIN);
     let eval = |head: &mut nsl_core::nn::NslConv<B>, x: &Tensor<B>, n: usize| {
         head.forward(be, x, Mode::EVAL).reshape(&[n, way]).to_vec(be)
     };
     let after = accuracy(&eval(&mut head, &fs, support.labels.len()), &support.labels, way);
     let query_acc = accuracy(&eval(&mut head, &fq, query.labels.len()), &query.labels, way);
-    let first = first.unwrap_or(last);
-    FineTuneResult {
-        support_acc_before: first.1,
-        support_acc_after: after,
-        support_loss_before: first.0,
-        support_loss_after: last.0,
-        query_acc,
-    }
+    steps.result(after, query_acc)
 }
 
 /// Fine-tune every static similarity parameter ([`nsl_core::Role::Similarity`], the DNS
@@ -125,25 +110,51 @@ fn run_finetune<B: Backend>(
     way: usize,
     cfg: &FineTune,
 ) -> FineTuneResult {
-    let mut opt = cfg.optimizer::<B>();
     let xs = Tensor::from_vec(be, &support.shape, &support.images);
-    let mut first = None;
-    let mut last = (0.0, 0.0);
-    for _ in 0..cfg.steps {
-        let g = loss_and_gradients(be, net, (&xs, &support.labels), Loss::PLAIN, Mode::ADAPT);
-        last = (g.loss, accuracy(&g.logits.to_vec(be), &support.labels, way));
-        first.get_or_insert(last);
-        apply_update(be, net, &mut opt, cfg.lr);
-    }
+    let steps = support_steps(be, net, &xs, &support.labels, way, cfg, Mode::ADAPT);
     let after = accuracy(&net.forward(be, &xs, Mode::EVAL).to_vec(be), &support.labels, way);
     let xq = Tensor::from_vec(be, &query.shape, &query.images);
     let query_acc = accuracy(&net.forward(be, &xq, Mode::EVAL).to_vec(be), &query.labels, way);
-    let first = first.unwrap_or(last);
-    FineTuneResult {
-        support_acc_before: first.1,
-        support_acc_after: after,
-        support_loss_before: first.0,
-        support_loss_after: last.0,
-        query_acc,
+    steps.result(after, query_acc)
+}
+
+/// Support `(loss, accuracy)` at the first and the last fine-tuning step.
+struct SupportSteps {
+    first: (f32, f64),
+    last: (f32, f64),
+}
+
+impl SupportSteps {
+    fn result(&self, support_acc_after: f64, query_acc: f64) -> FineTuneResult {
+        FineTuneResult {
+            support_acc_before: self.first.1,
+            support_acc_after,
+            support_loss_before: self.first.0,
+            support_loss_after: self.last.0,
+            query_acc,
+        }
     }
+}
+
+/// `cfg.steps` SGD steps of `model` on the whole support set `(x, labels)` as one batch, in
+/// `mode`; each step's loss and accuracy are those of the forward pass before its update.
+fn support_steps<B: Backend>(
+    be: &B,
+    model: &mut dyn Layer<B>,
+    x: &Tensor<B>,
+    labels: &[usize],
+    way: usize,
+    cfg: &FineTune,
+    mode: Mode,
+) -> SupportSteps {
+    let mut opt = cfg.optimizer::<B>();
+    let mut first = None;
+    let mut last = (0.0, 0.0);
+    for _ in 0..cfg.steps {
+        let g = loss_and_gradients(be, model, (x, labels), Loss::PLAIN, mode);
+        last = (g.loss, accuracy(&g.logits.to_vec(be), labels, way));
+        first.get_or_insert(last);
+        apply_update(be, model, &mut opt, cfg.lr);
+    }
+    SupportSteps { first: first.unwrap_or(last), last }
 }

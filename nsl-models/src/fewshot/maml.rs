@@ -38,6 +38,7 @@ use crate::checkpoint::{self, Meta};
 use crate::data::augment::Normalize;
 use crate::data::Dataset;
 use crate::nets::Network;
+use crate::Error;
 
 /// Which outer gradient MAML uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,7 +237,7 @@ pub fn meta_train<B: Backend>(
     (data, classes, normalize): (&Dataset, &[usize], &Normalize),
     cfg: &MetaTrain,
     seed: u64,
-) -> Result<MetaTrainReport, String> {
+) -> Result<MetaTrainReport, Error> {
     meta_train_with(be, net, (data, classes, normalize), cfg, seed, &MetaTrainOptions::default())
 }
 
@@ -252,7 +253,7 @@ pub fn meta_train_with<B: Backend>(
     cfg: &MetaTrain,
     seed: u64,
     opts: &MetaTrainOptions,
-) -> Result<MetaTrainReport, String> {
+) -> Result<MetaTrainReport, Error> {
     let sampler = EpisodeSampler::new(data, classes)?;
     debias_bn_statistics(be, net);
     let mut rng = Rng::new(seed).fork(super::HEAD_STREAM);
@@ -271,26 +272,28 @@ fn run_meta_train<B: Backend>(
     cfg: &MetaTrain,
     seed: u64,
     opts: &MetaTrainOptions,
-) -> Result<MetaTrainReport, String> {
+) -> Result<MetaTrainReport, Error> {
     let mut opt = Optimizer::<B>::new(OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 });
     let mut report =
         MetaTrainReport { order: cfg.maml.order, query_loss: Vec::with_capacity(cfg.iterations), resumed_from: None };
     let fingerprint = format!("{cfg:?} seed {seed} {}", opts.key);
     if let Some(path) = opts.checkpoint.as_ref().filter(|p| p.exists()) {
-        let meta = checkpoint::load(be, path, net, Some(&mut opt)).map_err(|e| e.to_string())?;
+        let meta = checkpoint::load(be, path, net, Some(&mut opt))?;
         if meta.extra.get("maml") != Some(&fingerprint) {
-            return Err(format!(
-                "{} was written by another MAML job; delete it to start this one afresh",
-                path.display()
-            ));
+            let problem = "written by another MAML job".into();
+            return Err(Error::StaleCheckpoint { path: path.clone(), problem });
         }
         report.query_loss = meta
             .extra
             .get("query_loss")
             .and_then(|t| t.split_whitespace().map(|v| v.parse().ok()).collect::<Option<Vec<f32>>>())
-            .ok_or_else(|| format!("{}: no loss history in the metadata", path.display()))?;
+            .ok_or_else(|| Error::StaleCheckpoint {
+                path: path.clone(),
+                problem: "no loss history in the metadata".into(),
+            })?;
         if report.query_loss.len() as u64 != meta.step {
-            return Err(format!("{}: the loss history does not match step {}", path.display(), meta.step));
+            let problem = format!("the loss history does not match step {}", meta.step);
+            return Err(Error::StaleCheckpoint { path: path.clone(), problem });
         }
         report.resumed_from = Some(meta.step as usize);
     }
@@ -312,12 +315,12 @@ fn run_meta_train<B: Backend>(
         // space-separated shortest round-trip decimals (NaN included, which JSON cannot hold)
         let history: Vec<String> = report.query_loss.iter().map(f32::to_string).collect();
         meta.extra.insert("query_loss".into(), history.join(" "));
-        checkpoint::save(be, path, net, Some(opt), &meta).map_err(|e| e.to_string())?;
+        checkpoint::save(be, path, net, Some(opt), &meta)?;
         if opts.progress && bar.is_hidden() {
             let loss = report.query_loss.last().copied().unwrap_or(f32::NAN);
             eprintln!("MAML outer step {}/{}: query loss {loss:.4}", report.query_loss.len(), cfg.iterations);
         }
-        Ok::<(), String>(())
+        Ok::<(), Error>(())
     };
     for it in start..stop {
         let theta0 = params.get(be, net);
@@ -330,7 +333,7 @@ fn run_meta_train<B: Backend>(
             meta_grad.iter_mut().zip(&g.grad).for_each(|(m, g)| *m += g / cfg.meta_batch as f32);
             loss += g.query_loss / cfg.meta_batch as f32;
         }
-        be.status().map_err(|e| e.to_string())?;
+        be.status()?;
         params.set(be, net, &theta0);
         zero_grads(be, net);
         params.set_grad(be, net, &meta_grad);
@@ -358,12 +361,12 @@ pub fn maml_evaluate<B: Backend>(
     (support, query): (&HostBatch, &HostBatch),
     way: usize,
     cfg: &Maml,
-) -> Result<f64, String> {
+) -> Result<f64, Error> {
     if net.classes != way {
-        return Err(format!(
+        return Err(Error::FewShot(format!(
             "{} has a {}-way head; MAML evaluation needs the {way}-way head of `meta_train`",
             net.name, net.classes
-        ));
+        )));
     }
     let params = FlatParams::similarity_and_head(net);
     let frozen = params.freeze(net, true);

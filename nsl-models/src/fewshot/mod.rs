@@ -39,6 +39,7 @@ use crate::data::loader::epoch_permutation;
 use crate::data::Dataset;
 use crate::nets::Network;
 use crate::train::step::{apply_update, loss_and_gradients, Loss};
+use crate::Error;
 
 /// `Rng::fork` label of the stream that initialises new heads (episode streams use the episode index).
 const HEAD_STREAM: u64 = u64::MAX;
@@ -91,19 +92,19 @@ pub fn pretrain<B: Backend>(
     normalize: &Normalize,
     (iterations, batch, lr): (usize, usize, f32),
     seed: u64,
-) -> Result<PretrainReport, String> {
+) -> Result<PretrainReport, Error> {
     if net.classes != classes.len() {
-        return Err(format!("{} has {} outputs for {} classes", net.name, net.classes, classes.len()));
+        return Err(Error::FewShot(format!("{} has {} outputs for {} classes", net.name, net.classes, classes.len())));
     }
     let mut remap = vec![usize::MAX; data.classes];
     for (i, &c) in classes.iter().enumerate() {
-        *remap.get_mut(c).ok_or_else(|| format!("class {c} is out of range for {}", data.name))? = i;
+        *remap.get_mut(c).ok_or_else(|| Error::FewShot(format!("class {c} is out of range for {}", data.name)))? = i;
     }
     let pool: Vec<usize> = (0..data.len()).filter(|&i| remap[data.label(i)] != usize::MAX).collect();
     let mut counts = vec![0usize; classes.len()];
     pool.iter().for_each(|&i| counts[remap[data.label(i)]] += 1);
     if let Some(i) = counts.iter().position(|&n| n == 0) {
-        return Err(format!("class {} has no image in {}", classes[i], data.name));
+        return Err(Error::FewShot(format!("class {} has no image in {}", classes[i], data.name)));
     }
     let batch = batch.min(pool.len()).max(1);
     let per_epoch = pool.len() / batch;
@@ -124,11 +125,12 @@ pub fn pretrain<B: Backend>(
         let g = loss_and_gradients(be, net, (&x, &labels), Loss::PLAIN, Mode::TRAIN);
         if let Err(e) = be.status() {
             restore_frozen(net, &frozen);
-            return Err(e.to_string());
+            return Err(e.into());
         }
         if !g.is_finite() {
             restore_frozen(net, &frozen);
-            return Err(format!("{}: pretraining loss became {} at iteration {it}", net.name, g.loss));
+            let culprit = format!("{}: the pretraining loss became {}", net.name, g.loss);
+            return Err(Error::NonFinite { step: it as u64, culprit, last_checkpoint: None });
         }
         if it + recent >= iterations {
             report.recent_train_acc += accuracy(&g.logits.to_vec(be), &labels, net.classes) / recent as f64;
@@ -168,7 +170,7 @@ pub fn evaluate_episodes<B: Backend>(
     episodes: usize,
     method: &Method,
     seed: u64,
-) -> Result<EpisodeStats, String> {
+) -> Result<EpisodeStats, Error> {
     let sampler = EpisodeSampler::new(data, classes)?;
     debias_bn_statistics(be, net);
     let mut accuracies = Vec::with_capacity(episodes);
@@ -183,7 +185,7 @@ pub fn evaluate_episodes<B: Backend>(
             }
             Method::MamlAdapted(cfg) => maml_evaluate(be, net, (&support, &query), spec.way, cfg)?,
         };
-        be.status().map_err(|e| e.to_string())?;
+        be.status()?;
         accuracies.push(acc);
     }
     let (mean, ci95) = mean_ci95(&accuracies);

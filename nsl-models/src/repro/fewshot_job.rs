@@ -29,6 +29,7 @@ use crate::fewshot::{
 };
 use crate::nets::Network;
 use crate::train::{build_network, normalize_of, DatasetChoice, NormalizeChoice, RunConfig, RunSummary};
+use crate::Error;
 
 /// Base (pretraining) and novel (episode) classes of the smoke few-shot set: 30 + 10 synthetic
 /// classes of 60 images, the shape of mini-ImageNet's 64 (+16) / 20 split at small scale.
@@ -50,7 +51,7 @@ struct FewShotData {
     novel: Vec<usize>,
 }
 
-fn few_shot_data(cfg: &RunConfig) -> Result<FewShotData, String> {
+fn few_shot_data(cfg: &RunConfig) -> Result<FewShotData, Error> {
     match cfg.dataset {
         DatasetChoice::SyntheticFewshot => Ok(FewShotData {
             data: synthetic_many(SMOKE_BASE + SMOKE_NOVEL, SMOKE_PER_CLASS, 0),
@@ -59,7 +60,7 @@ fn few_shot_data(cfg: &RunConfig) -> Result<FewShotData, String> {
             novel: (SMOKE_BASE..SMOKE_BASE + SMOKE_NOVEL).collect(),
         }),
         DatasetChoice::MiniImagenet => {
-            let m = load_mini_imagenet(Path::new(&cfg.data_dir).join("mini-imagenet")).map_err(|e| e.to_string())?;
+            let m = load_mini_imagenet(Path::new(&cfg.data_dir).join("mini-imagenet"))?;
             Ok(FewShotData {
                 pretrain: (m.train.start..m.val.end).collect(),
                 meta: m.train.collect(),
@@ -67,26 +68,28 @@ fn few_shot_data(cfg: &RunConfig) -> Result<FewShotData, String> {
                 data: m.data,
             })
         }
-        other => Err(format!("{other} is not a few-shot data set; expected mini-imagenet or synthetic-fewshot")),
+        other => Err(Error::FewShot(format!(
+            "{other} is not a few-shot data set; expected mini-imagenet or synthetic-fewshot"
+        ))),
     }
 }
 
 /// Run one Table 6 row for `seed` into `dir`; returns the summary (accuracy as a fraction) and
 /// the 95% interval half-width in percent.
-pub fn run_fewshot_row<B: Backend>(be: &B, row: &Row, seed: u64, dir: &Path) -> Result<(RunSummary, f64), String> {
+pub fn run_fewshot_row<B: Backend>(be: &B, row: &Row, seed: u64, dir: &Path) -> Result<(RunSummary, f64), Error> {
     let Job::FewShot { pretrain: cfg, method, way, shot, queries, episodes, meta_steps, meta_batch } = &row.job else {
-        return Err(format!("{} is not a few-shot row", row.label));
+        return Err(Error::FewShot(format!("{} is not a few-shot row", row.label)));
     };
-    cfg.validate().map_err(|e| format!("{}: invalid pretraining config: {e}", row.label))?;
+    cfg.validate()?;
     let started = Instant::now();
     let FewShotData { data, pretrain: base, meta: meta_classes, novel } = few_shot_data(cfg)?;
     // the MAML model meta-trains on the train split and is pretrained on it alone (the paper's
     // appendix); the other rows pretrain on train + val (spec §5.6)
     let base = if *method == FewShotMethod::MetaLearnedStaticNsn { meta_classes.clone() } else { base };
     let normalize = few_shot_normalize(cfg.normalize, &data, &meta_classes)?;
-    let mut net = build_network(be, cfg, base.len(), data.shape, &mut Rng::new(seed)).map_err(|e| e.to_string())?;
+    let mut net = build_network(be, cfg, base.len(), data.shape, &mut Rng::new(seed))?;
     let (params, weights) = (net.param_count(), net.weight_count());
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
     let key = row.run_id(seed);
     let final_loss = pretrained(be, &mut net, &dir.join("pretrained.safetensors"), &key, |net| {
         let schedule = (cfg.iterations as usize, cfg.batch_size, cfg.lr);
@@ -134,7 +137,7 @@ pub fn run_fewshot_row<B: Backend>(be: &B, row: &Row, seed: u64, dir: &Path) -> 
     let ci = 100.0 * stats.ci95;
     let write = |name: &str, text: String| {
         crate::files::write_atomic(&dir.join(name), text.as_bytes())
-            .map_err(|e| format!("{}: {}", dir.join(name).display(), crate::files::io_hint(&e)))
+            .map_err(|source| Error::Io { path: dir.join(name), source })
     };
     write("ci95.txt", format!("{ci}\n"))?;
     write("episodes.json", serde_json::to_string(&stats.accuracies).expect("json"))?;
@@ -144,13 +147,13 @@ pub fn run_fewshot_row<B: Backend>(be: &B, row: &Row, seed: u64, dir: &Path) -> 
 
 /// The input normalisation of a few-shot row: `mean-std` is computed from the pixels of the
 /// training split (`train_classes`), anything else as [`parse_normalize`] reads it.
-fn few_shot_normalize(choice: NormalizeChoice, data: &Dataset, train_classes: &[usize]) -> Result<Normalize, String> {
+fn few_shot_normalize(choice: NormalizeChoice, data: &Dataset, train_classes: &[usize]) -> Result<Normalize, Error> {
     if choice == NormalizeChoice::MeanStd {
         let mut in_split = vec![false; data.classes];
         train_classes.iter().for_each(|&c| in_split[c] = true);
         return Ok(Normalize::mean_std_of_images(data, (0..data.len()).filter(|&i| in_split[data.label(i)])));
     }
-    normalize_of(choice).map_err(|e| e.to_string())
+    normalize_of(choice)
 }
 
 /// Load the pretrained `net` from `path` if a run of the same `key` saved it there; otherwise run
@@ -160,23 +163,23 @@ fn pretrained<B: Backend>(
     net: &mut Network<B>,
     path: &Path,
     key: &str,
-    train: impl FnOnce(&mut Network<B>) -> Result<f32, String>,
-) -> Result<f32, String> {
+    train: impl FnOnce(&mut Network<B>) -> Result<f32, Error>,
+) -> Result<f32, Error> {
     if path.exists() {
-        let meta = checkpoint::load(be, path, net, None).map_err(|e| e.to_string())?;
+        let meta = checkpoint::load(be, path, net, None)?;
         if meta.extra.get("job").map(String::as_str) != Some(key) {
-            return Err(format!("{} was pretrained for another job; delete it to pretrain afresh", path.display()));
+            let problem = "pretrained for another job".into();
+            return Err(Error::StaleCheckpoint { path: path.to_path_buf(), problem });
         }
-        return meta
-            .extra
-            .get("final_loss")
-            .and_then(|l| l.parse().ok())
-            .ok_or_else(|| format!("{}: no final_loss in the metadata", path.display()));
+        return meta.extra.get("final_loss").and_then(|l| l.parse().ok()).ok_or_else(|| Error::StaleCheckpoint {
+            path: path.to_path_buf(),
+            problem: "no final_loss in the metadata".into(),
+        });
     }
     let loss = train(net)?;
     let mut meta = Meta::default();
     meta.extra.insert("job".into(), key.to_string());
     meta.extra.insert("final_loss".into(), loss.to_string());
-    checkpoint::save(be, path, net, None, &meta).map_err(|e| e.to_string())?;
+    checkpoint::save(be, path, net, None, &meta)?;
     Ok(loss)
 }

@@ -16,21 +16,17 @@ const SIZE: (u32, u32) = (1120, 560);
 /// Width of the legend column right of the data.
 const LEGEND: u32 = 360;
 
-/// Colours of the rows, in order (Tableau 10, then cyan and black): each distinct.
-pub const PALETTE: [RGBColor; 12] = [
-    RGBColor(0x4e, 0x79, 0xa7),
-    RGBColor(0xf2, 0x8e, 0x2b),
-    RGBColor(0xe1, 0x57, 0x59),
-    RGBColor(0x76, 0xb7, 0xb2),
-    RGBColor(0x59, 0xa1, 0x4f),
-    RGBColor(0xed, 0xc9, 0x48),
-    RGBColor(0xb0, 0x7a, 0xa1),
-    RGBColor(0xff, 0x9d, 0xa7),
-    RGBColor(0x9c, 0x75, 0x5f),
-    RGBColor(0x79, 0x70, 0x6e),
-    RGBColor(0x17, 0xbe, 0xcf),
-    RGBColor(0x00, 0x00, 0x00),
+/// Colours of the rows, in order, as `0xRRGGBB` (Tableau 10, then cyan and black): each distinct.
+const PALETTE: [u32; 12] = [
+    0x4e79a7, 0xf28e2b, 0xe15759, 0x76b7b2, 0x59a14f, 0xedc948, 0xb07aa1, 0xff9da7, 0x9c755f, 0x79706e, 0x17becf,
+    0x000000,
 ];
+
+/// The colour of row `i` (the palette repeats past its 12 colours).
+fn colour(i: usize) -> RGBColor {
+    let c = PALETTE[i % PALETTE.len()];
+    RGBColor((c >> 16) as u8, (c >> 8) as u8, c as u8)
+}
 
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
@@ -47,7 +43,7 @@ fn register_font() {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Curve {
     pub label: String,
-    /// Index into [`PALETTE`]: a row keeps its colour across a table's plots.
+    /// Row index for [`colour`]: a row keeps its colour across a table's plots.
     pub colour: usize,
     pub points: Vec<(f64, f64, f64, f64)>,
 }
@@ -56,7 +52,7 @@ pub struct Curve {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Difference {
     pub label: String,
-    /// Index into [`PALETTE`].
+    /// Row index for [`colour`].
     pub colour: usize,
     pub mean: f64,
     pub interval: Option<(f64, f64)>,
@@ -179,7 +175,7 @@ fn draw_curves<DB: DrawingBackend>(
         .draw()
         .map_err(err)?;
     for c in curves {
-        let colour = PALETTE[c.colour % PALETTE.len()];
+        let colour = colour(c.colour);
         if c.points.iter().any(|p| p.3 > p.2) {
             let band: Vec<(f64, f64)> =
                 c.points.iter().map(|p| (p.0, p.3)).chain(c.points.iter().rev().map(|p| (p.0, p.2))).collect();
@@ -191,7 +187,7 @@ fn draw_curves<DB: DrawingBackend>(
         }
     }
     let entries: Vec<(String, RGBColor, Swatch)> =
-        curves.iter().map(|c| (c.label.clone(), PALETTE[c.colour % PALETTE.len()], Swatch::Line)).collect();
+        curves.iter().map(|c| (c.label.clone(), colour(c.colour), Swatch::Line)).collect();
     legend(&side, &entries)?;
     root.present().map_err(err)
 }
@@ -234,7 +230,7 @@ fn draw_differences<DB: DrawingBackend>(
     let paper_colour = RGBColor(0x99, 0x99, 0x99);
     for (i, r) in rows.iter().enumerate() {
         let y = n - 1.0 - i as f64;
-        let colour = PALETTE[r.colour % PALETTE.len()];
+        let colour = colour(r.colour);
         if let Some((a, b)) = r.interval {
             chart
                 .draw_series(std::iter::once(PathElement::new(vec![(a, y), (b, y)], colour.stroke_width(3))))
@@ -256,7 +252,7 @@ fn draw_differences<DB: DrawingBackend>(
         }
     }
     let mut entries: Vec<(String, RGBColor, Swatch)> =
-        rows.iter().map(|r| (r.label.clone(), PALETTE[r.colour % PALETTE.len()], Swatch::Dot)).collect();
+        rows.iter().map(|r| (r.label.clone(), colour(r.colour), Swatch::Dot)).collect();
     entries.push(("the paper's difference".into(), paper_colour, Swatch::Triangle));
     entries.push(("our 95% CI over seed pairs".into(), BLACK, Swatch::Interval));
     legend(&side, &entries)?;

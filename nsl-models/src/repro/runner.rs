@@ -7,6 +7,7 @@ use nsl_core::{Backend, Rng};
 
 use super::registry::{Job, Metric, Row};
 use crate::train::{build_network, load_test, train, Resume, RunConfig, RunDir, RunOptions, RunSummary};
+use crate::Error;
 
 /// Where runs go and how many seeds.
 #[derive(Clone, Debug)]
@@ -66,7 +67,7 @@ pub fn run_all<B: Backend>(
     be: &B,
     rows: &[Row],
     opts: &RunnerOptions,
-    mut fewshot: impl FnMut(&Row, u64, &Path) -> Result<(RunSummary, f64), String>,
+    mut fewshot: impl FnMut(&Row, u64, &Path) -> Result<(RunSummary, f64), Error>,
 ) -> Vec<RowResult> {
     let total = rows.len();
     let mut results = Vec::new();
@@ -109,7 +110,7 @@ pub fn run_all<B: Backend>(
                         progress: opts.progress,
                         stop_at: None,
                     };
-                    train(be, &cfg, &run).map(|s| (s, None)).map_err(|e| e.to_string())
+                    train(be, &cfg, &run).map(|s| (s, None))
                 }
                 (Job::FewShot { .. }, None) => {
                     eprintln!("[{}/{total}] {} {} (seed {seed}) → {}", i + 1, row.table, row.label, dir.display());
@@ -139,7 +140,7 @@ pub fn run_all<B: Backend>(
                 }
                 Err(e) => {
                     eprintln!("  not run: {e}");
-                    result.note = Some(e);
+                    result.note = Some(e.to_string());
                     break;
                 }
             }
