@@ -82,12 +82,8 @@ fn sphere_on_the_winograd_path() {
 
 fn test_predictor(be: &Cpu, norm: PredictorNorm, kind: DynamicKind) -> Box<dyn Similarity<Cpu>> {
     let mut rng = Rng::new(11);
-    let base = match kind {
-        DynamicKind::Diagonal => PredictorConfig::dns(9),
-        DynamicKind::Unconstrained => PredictorConfig::uns(9),
-    };
     // init ×1 (not ×0.1/×0.001) so the predictor's contribution is visible to the check
-    let cfg = PredictorConfig { hidden: 5, norm, init_scales: (1.0, 1.0), ..base };
+    let cfg = PredictorConfig { hidden: 5, norm, init_scales: (1.0, 1.0), ..PredictorConfig::reference(kind, 9) };
     Box::new(Dynamic::new(kind, Box::new(predictor::build(be, &mut rng, "pred", CH.0, &cfg))))
 }
 

@@ -15,7 +15,7 @@
 
 use std::io::Write;
 
-use nsl_core::conformance::{gemm_case, rand_range, rand_vec};
+use nsl_core::conformance::{gemm_case, gemm_operands, rand_range, rand_vec};
 use nsl_core::gradcheck::{check_similarity, GradCheck};
 use nsl_core::nn::{Layer, Mode, NslConv, Padding};
 use nsl_core::similarity::predictor::{self, PredictorConfig, PredictorNorm};
@@ -203,15 +203,7 @@ fn a_device_failure_is_a_status_not_a_panic() {
 // ---- GEMM ---------------------------------------------------------------------------------------
 
 fn check_gemm(gpu: &Cuda, cpu: &Cpu, g: &Gemm, seed: u64) -> Result<(), TestCaseError> {
-    let mut rng = Rng::new(seed);
-    let len = |stride: usize, one: usize| if one == 0 { 0 } else { (g.batch - 1) * stride + one };
-    let a = rand_vec(&mut rng, len(g.stride_a, g.m * g.k));
-    let b = rand_vec(&mut rng, len(g.stride_b, g.k * g.n));
-    let c0 = if g.beta == 0.0 {
-        vec![f32::NAN; len(g.stride_c, g.m * g.n)] // garbage must be ignored
-    } else {
-        rand_vec(&mut rng, len(g.stride_c, g.m * g.n))
-    };
+    let [a, b, c0] = gemm_operands(g, seed);
     let mut c = pair(gpu, cpu, &c0);
     gpu.gemm(g, &gpu.upload(&a), &gpu.upload(&b), &mut c.g);
     cpu.gemm(g, &cpu.upload(&a), &cpu.upload(&b), &mut c.c);
@@ -833,11 +825,7 @@ fn perturbed<B: Backend, P: SimilarityMatrix + 'static>(be: &B, matrix: P, seed:
 
 fn test_predictor<B: Backend>(be: &B, norm: PredictorNorm, kind: DynamicKind) -> Box<dyn Similarity<B>> {
     let mut rng = Rng::new(11);
-    let base = match kind {
-        DynamicKind::Diagonal => PredictorConfig::dns(9),
-        DynamicKind::Unconstrained => PredictorConfig::uns(9),
-    };
-    let cfg = PredictorConfig { hidden: 5, norm, init_scales: (1.0, 1.0), ..base };
+    let cfg = PredictorConfig { hidden: 5, norm, init_scales: (1.0, 1.0), ..PredictorConfig::reference(kind, 9) };
     Box::new(Dynamic::new(kind, Box::new(predictor::build(be, &mut rng, "pred", CH.0, &cfg))))
 }
 

@@ -31,7 +31,7 @@ pub use gradients::{
 };
 pub use ops::{
     check_activations, check_batch_norm, check_cross_entropy, check_elementwise, check_gemm, check_optim,
-    check_patch_ops, check_rows_cols, check_window_ops,
+    check_patch_ops, check_rows_cols, check_window_ops, gemm_operands,
 };
 
 use crate::{Gemm, Rng, Window};

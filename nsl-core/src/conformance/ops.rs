@@ -4,16 +4,23 @@
 use super::{assert_close, close, distinct_vec, rand_range, rand_vec, reference};
 use crate::{AdamStep, Backend, BatchNormDims, CrossEntropy, Gemm, Map, Patch, Rng, SgdStep, Window};
 
-pub fn check_gemm<B: Backend>(be: &B, g: &Gemm, seed: u64) {
+/// Random `A`, `B` and starting `C` of a GEMM test, each as long as its strided batch needs;
+/// with `β = 0`, `C` is NaN: garbage the op must ignore.
+pub fn gemm_operands(g: &Gemm, seed: u64) -> [Vec<f32>; 3] {
     let mut rng = Rng::new(seed);
-    let len = |stride: usize, one: usize| (g.batch - 1) * stride + one;
+    let len = |stride: usize, one: usize| if one == 0 { 0 } else { (g.batch - 1) * stride + one };
     let a = rand_vec(&mut rng, len(g.stride_a, g.m * g.k));
     let b = rand_vec(&mut rng, len(g.stride_b, g.k * g.n));
-    let c0 = if g.beta == 0.0 {
-        vec![f32::NAN; len(g.stride_c, g.m * g.n)] // garbage must be ignored
+    let c = if g.beta == 0.0 {
+        vec![f32::NAN; len(g.stride_c, g.m * g.n)]
     } else {
         rand_vec(&mut rng, len(g.stride_c, g.m * g.n))
     };
+    [a, b, c]
+}
+
+pub fn check_gemm<B: Backend>(be: &B, g: &Gemm, seed: u64) {
+    let [a, b, c0] = gemm_operands(g, seed);
     let mut c = be.upload(&c0);
     be.gemm(g, &be.upload(&a), &be.upload(&b), &mut c);
     let expected = reference::gemm(g, &a, &b, &c0);

@@ -3,7 +3,7 @@
 //! Two stacked 3×3 SAME convolutions on the layer's own input: `m1` (C_in → hidden) then
 //! `m2` (hidden → k² or k⁴), each optionally followed by batch norm; ReLU after `m1` only.
 
-use super::{InnerProduct, Similarity, Sphere};
+use super::{DynamicKind, InnerProduct, Similarity, Sphere};
 use crate::nn::{BatchNorm, NslConv, Padding, Relu, Sequential};
 use crate::{Backend, Rng};
 
@@ -48,6 +48,13 @@ impl PredictorConfig {
     /// The reference UNS predictor: 128 hidden, x-normalised m1, no BN, k⁴ outputs.
     pub fn uns(taps: usize) -> Self {
         PredictorConfig { hidden: 128, outputs: taps * taps, batch_norm: false, ..Self::dns(taps) }
+    }
+    /// The reference predictor of a dynamic similarity of `kind`: [`Self::dns`] or [`Self::uns`].
+    pub fn reference(kind: DynamicKind, taps: usize) -> Self {
+        match kind {
+            DynamicKind::Diagonal => Self::dns(taps),
+            DynamicKind::Unconstrained => Self::uns(taps),
+        }
     }
 }
 
