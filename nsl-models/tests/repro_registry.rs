@@ -203,6 +203,14 @@ fn report_shows_paired_differences_verdicts_and_readable_plots() {
     }
     let table = summary_table(&results);
     assert!(table.contains("holds") && table.contains("not shown"), "{table}");
+
+    // a row with no finished run has no curve, so no legend entry
+    let mut unrun = results.clone();
+    let cnn_row = &mut unrun[1];
+    (cnn_row.values, cnn_row.seeds, cnn_row.runs) = (vec![], vec![], vec![]);
+    write_report(&out, &header, &unrun).unwrap();
+    let svg = std::fs::read_to_string(out.join("plots/table1-cifar10-acc.svg")).unwrap();
+    assert!(svg.contains("Dynamic NSN (SN)") && !svg.contains("Dynamic NSN (CNN)"), "legend of rows without runs");
 }
 
 #[test]

@@ -186,8 +186,12 @@ fn draw_curves<DB: DrawingBackend>(
             chart.draw_series(c.points.iter().map(|p| Circle::new((p.0, p.1), 3, colour.filled()))).map_err(err)?;
         }
     }
-    let entries: Vec<(String, RGBColor, Swatch)> =
-        curves.iter().map(|c| (c.label.clone(), colour(c.colour), Swatch::Line)).collect();
+    // a row with no finished run draws nothing, so it has no legend entry either
+    let entries: Vec<(String, RGBColor, Swatch)> = curves
+        .iter()
+        .filter(|c| !c.points.is_empty())
+        .map(|c| (c.label.clone(), colour(c.colour), Swatch::Line))
+        .collect();
     legend(&side, &entries)?;
     root.present().map_err(err)
 }
