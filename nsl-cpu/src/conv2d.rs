@@ -207,6 +207,9 @@ fn chunks_or_none(v: Option<&mut [f32]>, len: usize, n: usize) -> Vec<Option<&mu
     }
 }
 
+// Boilerplate: `conv2d` and `conv2d_backward` take their `Kernels` methods' parameters (less
+// `Checked`, the scale split into taps and rows), so the backward's list starts as the forward's.
+
 /// See [`nsl_core::Backend::conv2d_backward`], and with a row scale `q` of `dy`,
 /// [`nsl_core::ConvScale::Rows`] (applied as Winograd reads `dy`, else to
 /// a copy).
