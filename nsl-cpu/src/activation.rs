@@ -2,7 +2,7 @@
 
 use nsl_core::Window;
 
-use crate::conv::{src_row, tap_range};
+use crate::conv::window_rows;
 use crate::par::{self, dot_f64};
 use crate::Cpu;
 
@@ -37,19 +37,15 @@ pub(crate) fn max_pool(cpu: &Cpu, g: &Window, x: &[f32], y: &mut [f32]) {
         for (i, yr) in out.chunks_exact_mut(c).enumerate() {
             let r = r0 + i;
             let (b, oy, ox) = (r / hw, (r % hw) / g.wo, r % g.wo);
-            let (lo, hi) = tap_range(g, ox);
             yr.fill(f32::NEG_INFINITY);
-            for ky in 0..g.k {
-                let Some(yy) = src_row(g, oy, ky) else {
-                    continue;
-                };
-                for kx in lo..hi {
-                    let s = ((b * g.h + yy) * g.w + ox * g.stride + kx - g.pad_left) * c;
+            window_rows(g, oy, ox, |yy, xs| {
+                for xx in xs {
+                    let s = ((b * g.h + yy) * g.w + xx) * c;
                     for (o, v) in yr.iter_mut().zip(&x[s..s + c]) {
                         *o = o.max(*v);
                     }
                 }
-            }
+            });
         }
     });
 }
@@ -74,14 +70,10 @@ pub(crate) fn max_pool_backward(cpu: &Cpu, g: &Window, x: &[f32], y: &[f32], dy:
                 for ox in 0..g.wo {
                     let r = (b * g.ho + oy) * g.wo + ox;
                     let (yr, dyr) = (&y[r * c..(r + 1) * c], &dy[r * c..(r + 1) * c]);
-                    let (lo, hi) = tap_range(g, ox);
                     pending.fill(u32::MAX);
-                    for ky in 0..g.k {
-                        let Some(yy) = src_row(g, oy, ky) else {
-                            continue;
-                        };
-                        for kx in lo..hi {
-                            let s = (yy * g.w + ox * g.stride + kx - g.pad_left) * c;
+                    window_rows(g, oy, ox, |yy, cols| {
+                        for xx in cols {
+                            let s = (yy * g.w + xx) * c;
                             let (xs, ds) = (&xi[s..s + c], &mut dxi[s..s + c]);
                             for ((((d, &xv), &yv), &g), p) in
                                 ds.iter_mut().zip(xs).zip(yr).zip(dyr).zip(pending.iter_mut())
@@ -91,7 +83,7 @@ pub(crate) fn max_pool_backward(cpu: &Cpu, g: &Window, x: &[f32], y: &[f32], dy:
                                 *p &= !hit;
                             }
                         }
-                    }
+                    });
                 }
             }
         }

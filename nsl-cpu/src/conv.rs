@@ -25,6 +25,23 @@ pub(crate) fn src_row(g: &Window, oy: usize, ky: usize) -> Option<usize> {
     (y >= 0 && (y as usize) < g.h).then_some(y as usize)
 }
 
+/// The part of output `(oy, ox)`'s window inside the map, row by row: `f(y, xs)` for each
+/// window row (`ky` ascending) on input row `y`, whose taps inside the map read input columns
+/// `xs` (one range for all rows, given by [`tap_range`]; no call when it is empty).
+#[inline(always)]
+pub(crate) fn window_rows(g: &Window, oy: usize, ox: usize, mut f: impl FnMut(usize, std::ops::Range<usize>)) {
+    let (lo, hi) = tap_range(g, ox);
+    if hi <= lo {
+        return;
+    }
+    let x0 = ox * g.stride + lo - g.pad_left;
+    for ky in 0..g.k {
+        if let Some(y) = src_row(g, oy, ky) {
+            f(y, x0..x0 + (hi - lo));
+        }
+    }
+}
+
 /// Output index `o < n_out` whose window tap `kk` reads input coordinate `i`, if any.
 #[inline]
 pub(crate) fn reader(i: usize, pad: usize, kk: usize, stride: usize, n_out: usize) -> Option<usize> {

@@ -94,22 +94,25 @@ pub(crate) fn forward_in_place(g: &Window, scaled: bool) -> bool {
     g.wo >= if scaled { SCALED_PADDED_MIN_WO } else { PADDED_MIN_WO }
 }
 
-/// Runs `f(first_row, block)` over `y` (`rows × n`) in blocks of `block_rows` rows, in parallel
-/// when the convolution is large enough.
+/// Runs `f(first_row, block)` over `y` (`rows × n`, the output of window `g`) in blocks of
+/// `block_rows` rows, in parallel when the convolution is large enough (`rows·k²c·n` flops).
 fn for_row_blocks(
     cpu: &Cpu,
+    g: &Window,
     y: &mut [f32],
     n: usize,
     block_rows: usize,
-    flops: usize,
     f: impl Fn(usize, &mut [f32]) + Sync,
 ) {
-    if flops < PAR_MIN_FLOPS {
+    if g.rows() * g.patch_len() * n < PAR_MIN_FLOPS {
         y.chunks_mut(block_rows * n).enumerate().for_each(|(i, yt)| f(i * block_rows, yt));
     } else {
         cpu.install(|| y.par_chunks_mut(block_rows * n).enumerate().for_each(|(i, yt)| f(i * block_rows, yt)));
     }
 }
+
+// Boilerplate: `forward_gathered` and `forward_padded` are the two ways `conv2d` runs its
+// forward, picked by `forward_in_place`; they take the same parameters.
 
 /// Forward through gathered patches: each tile's (scaled) patches are copied into scratch.
 #[allow(clippy::too_many_arguments)]
@@ -124,8 +127,7 @@ fn forward_gathered(
     y: &mut [f32],
 ) {
     let pl = g.patch_len();
-    let flops = g.rows() * pl * n;
-    for_row_blocks(cpu, y, n, tile_rows(pl), flops, |r0, yt| {
+    for_row_blocks(cpu, g, y, n, tile_rows(pl), |r0, yt| {
         let tr = yt.len() / n;
         with_scratch(tr * pl, |p| {
             im2col_rows(g, x, r0, p, s);
@@ -155,9 +157,8 @@ fn forward_padded(
     let mut xp = CpuBuf::recycled(g.batch * hp * wpx * c);
     pad_map(cpu, g, x, &mut xp);
     let xp = &xp[..];
-    let flops = g.rows() * g.patch_len() * n;
     let block = (tile_rows(g.patch_len()) / g.wo).max(1) * g.wo; // whole output rows
-    for_row_blocks(cpu, y, n, block, flops, |r0, yt| {
+    for_row_blocks(cpu, g, y, n, block, |r0, yt| {
         let mut stretches = Vec::with_capacity(k);
         let mut scaled_taps = Vec::with_capacity(taps);
         for (j, yrow) in yt.chunks_mut(g.wo * n).enumerate() {
@@ -205,6 +206,9 @@ fn chunks_or_none(v: Option<&mut [f32]>, len: usize, n: usize) -> Vec<Option<&mu
         None => std::iter::repeat_with(|| None).take(n).collect(),
     }
 }
+
+// Boilerplate: `conv2d` and `conv2d_backward` take their `Kernels` methods' parameters (less
+// `Checked`, the scale split into taps and rows), so the backward's list starts as the forward's.
 
 /// See [`nsl_core::Backend::conv2d_backward`], and with a row scale `q` of `dy`,
 /// [`nsl_core::ConvScale::Rows`] (applied as Winograd reads `dy`, else to

@@ -169,6 +169,8 @@ fn simd_features() -> String {
     }
 }
 
+// Dispatch boilerplate: one forwarding line per `Kernels` op; the signatures are the trait's,
+// so every backend (and every op with the same buffers) repeats this shape.
 impl Kernels for Cpu {
     type Buf = CpuBuf;
 

@@ -5,7 +5,7 @@
 
 use nsl_core::{BatchNormDims, Window};
 
-use crate::conv::{reader, src_row, tap_range};
+use crate::conv::{reader, window_rows};
 use crate::par::{self, sum_sq_f32};
 use crate::{Cpu, CpuBuf};
 
@@ -28,16 +28,11 @@ pub(crate) fn window_norm(cpu: &Cpu, g: &Window, x: &[f32], eps: f32, n: &mut [f
         for (i, o) in out.iter_mut().enumerate() {
             let r = r0 + i;
             let (b, oy, ox) = (r / hw, (r % hw) / g.wo, r % g.wo);
-            let (lo, hi) = tap_range(g, ox);
             let mut s = 0f32;
-            if hi > lo {
-                for ky in 0..g.k {
-                    if let Some(y) = src_row(g, oy, ky) {
-                        let src = (b * g.h + y) * g.w + ox * g.stride + lo - g.pad_left;
-                        s += q[src..src + (hi - lo)].iter().sum::<f32>();
-                    }
-                }
-            }
+            window_rows(g, oy, ox, |y, xs| {
+                let row = (b * g.h + y) * g.w;
+                s += q[row + xs.start..row + xs.end].iter().sum::<f32>();
+            });
             *o = (s + eps).sqrt();
         }
     });
@@ -170,6 +165,9 @@ fn scale(gamma: &[f32], inv: &[f64]) -> Vec<f32> {
     gamma.iter().zip(inv).map(|(&g, &i)| (g as f64 * i) as f32).collect()
 }
 
+// Boilerplate: the three batch-norm ops take their `Kernels` methods' parameters (less
+// `Checked`), so their parameter lists repeat each other's.
+
 /// See [`nsl_core::Backend::batch_norm_train`] (with `d.relu`, the ReLU fused into the write of
 /// `y`). One-pass `f64` statistics of the values shifted by the first row; the biased variance
 /// is written to `var`.
@@ -277,22 +275,22 @@ pub(crate) fn batch_norm_backward(
         dgamma[ch] += sdyx[ch] as f32;
     }
     let n = rows as f64;
-    let coef: Vec<f32> = (0..c).map(|ch| (gamma[ch] as f64 * inv[ch]) as f32).collect();
     let mdy: Vec<f32> = sdy.iter().map(|s| (s / n) as f32).collect();
     let mdyx: Vec<f32> = sdyx.iter().map(|s| (s / n) as f32).collect();
     let inv32: Vec<f32> = inv.iter().map(|&v| v as f32).collect();
     par::rows_mut(cpu, &mut dx[..rows * c], c, rows * c, |r0, out| {
         let rows_in = x[r0 * c..].chunks_exact(c).zip(dy[r0 * c..].chunks_exact(c));
         for (dxr, (xr, dyr)) in out.chunks_exact_mut(c).zip(rows_in) {
-            for ((((dx, &xv), &g), ((&m, &i), (&s, &t))), ((&k, &a), &b)) in dxr
+            // dx = (γ/σ)·(dy − mean(dy) − x̂·mean(dy·x̂)), γ/σ being `scale`.
+            for ((((dx, &xv), &g), ((&m, &i), (&s, &t))), (&a, &b)) in dxr
                 .iter_mut()
                 .zip(xr)
                 .zip(dyr)
                 .zip(mean.iter().zip(&inv32).zip(scale.iter().zip(beta)))
-                .zip(coef.iter().zip(&mdy).zip(&mdyx))
+                .zip(mdy.iter().zip(&mdyx))
             {
                 let xh = (xv - m) * i;
-                *dx = k * (masked(g, xv, m, s, t) - a - xh * b);
+                *dx = s * (masked(g, xv, m, s, t) - a - xh * b);
             }
         }
     });

@@ -1,6 +1,7 @@
 //! Parallel helpers with a fixed, size-only chunking (never dependent on the thread count).
 
 use std::cell::RefCell;
+use std::ops::{Add, AddAssign, Mul};
 
 use rayon::prelude::*;
 
@@ -151,43 +152,40 @@ where
     }
 }
 
-/// Dot product of two equal-length slices accumulated in `f64` over 8 independent lanes
-/// (vectorisable and deterministic).
-#[inline]
-pub(crate) fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
-    let mut acc = [0f64; 8];
+/// Dot product of two equal-length slices accumulated in `T` (`f32`, or `f64` from widened
+/// products) over 8 independent lanes, vectorisable and deterministic: the lanes are added as
+/// `((a₀ + a₄) + (a₁ + a₅)) + ((a₂ + a₆) + (a₃ + a₇))`, then the tail of `len mod 8` products.
+#[inline(always)]
+fn dot_lanes<T>(a: &[f32], b: &[f32]) -> T
+where
+    T: From<f32> + Copy + Default + Add<Output = T> + AddAssign + Mul<Output = T>,
+{
+    let mut acc = [T::default(); 8];
     let ca = a.chunks_exact(8);
     let cb = b.chunks_exact(8);
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
         for l in 0..8 {
-            acc[l] += x[l] as f64 * y[l] as f64;
+            acc[l] += T::from(x[l]) * T::from(y[l]);
         }
     }
-    let mut tail = 0f64;
-    for (x, y) in ra.iter().zip(rb) {
-        tail += *x as f64 * *y as f64;
+    let mut tail = T::default();
+    for (&x, &y) in ra.iter().zip(rb) {
+        tail += T::from(x) * T::from(y);
     }
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
-/// Dot product in `f32` over 8 independent lanes (fast inner loops of short length).
+/// Dot product in `f64` over 8 lanes (see [`dot_lanes`]).
+#[inline]
+pub(crate) fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
+    dot_lanes(a, b)
+}
+
+/// Dot product in `f32` over 8 lanes (fast inner loops of short length).
 #[inline]
 pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let ca = a.chunks_exact(8);
-    let cb = b.chunks_exact(8);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut tail = 0f32;
-    for (x, y) in ra.iter().zip(rb) {
-        tail += x * y;
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    dot_lanes(a, b)
 }
 
 /// Sum of squares in `f32` over 8 lanes.

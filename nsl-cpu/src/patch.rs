@@ -5,6 +5,9 @@
 use crate::par::{self, axpy_slice, dot_f32};
 use crate::Cpu;
 
+// Boilerplate: each op below takes its `Kernels` method's parameters (less `Checked`, the
+// `Patch` fields spelled out), so the forwards' and the backwards' parameter lists repeat.
+
 /// See [`nsl_core::Backend::patch_scale`].
 pub(crate) fn patch_scale(cpu: &Cpu, rows: usize, taps: usize, c: usize, cols: &[f32], m: &[f32], out: &mut [f32]) {
     let pl = taps * c;

@@ -66,6 +66,9 @@ fn winograd_grad() {
     });
 }
 
+// Boilerplate: the shape tests below are each a table of `(window, outputs)` cases run through
+// `ConvCase`; the tables and loops have the same shape, the cases and checks differ.
+
 /// The Winograd path at CNN-9's shapes (32², 16², 8² maps, tiles across images, more images
 /// than backward tasks) and the DNS predictor's 64 → 9 (too few outputs: stays direct).
 #[test]

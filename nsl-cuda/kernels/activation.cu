@@ -21,30 +21,22 @@ extern "C" __global__ void nsl_max_pool(Win g, const float* __restrict__ x, floa
     int ox = r % g.wo, rest = r / g.wo;
     int oy = rest % g.ho, b = rest / g.ho;
     float m = -INFINITY;
-    for (int ky = 0; ky < g.k; ky++) {
-        int yy = oy * g.stride + ky - g.pad_top;
-        if (yy < 0 || yy >= g.h) continue;
-        for (int kx = 0; kx < g.k; kx++) {
-            int xx = ox * g.stride + kx - g.pad_left;
-            if (xx < 0 || xx >= g.w) continue;
-            m = fmaxf(m, x[((size_t)(b * g.h + yy) * g.w + xx) * g.c + ch]);
-        }
-    }
+    for_window_taps(g, oy, ox, [&](int yy, int xx) {
+        m = fmaxf(m, x[((size_t)(b * g.h + yy) * g.w + xx) * g.c + ch]);
+        return false;
+    });
     y[i] = m;
 }
 
 // Whether input (yy, xx) is the first (row-major) tap of output (oy, ox)'s window equal to `ym`.
 __device__ __forceinline__ bool first_max(const Win& g, const float* __restrict__ xb, int ch, int oy, int ox, int yy, int xx, float ym) {
-    for (int ky = 0; ky < g.k; ky++) {
-        int sy = oy * g.stride + ky - g.pad_top;
-        if (sy < 0 || sy >= g.h) continue;
-        for (int kx = 0; kx < g.k; kx++) {
-            int sx = ox * g.stride + kx - g.pad_left;
-            if (sx < 0 || sx >= g.w) continue;
-            if (xb[((size_t)sy * g.w + sx) * g.c + ch] == ym) return sy == yy && sx == xx;
-        }
-    }
-    return false;
+    bool first = false;
+    for_window_taps(g, oy, ox, [&](int sy, int sx) {
+        if (xb[((size_t)sy * g.w + sx) * g.c + ch] != ym) return false;
+        first = sy == yy && sx == xx;
+        return true;
+    });
+    return first;
 }
 
 // Gather form of the max-pool scatter: one thread per input element adds dy of every window
@@ -52,26 +44,18 @@ __device__ __forceinline__ bool first_max(const Win& g, const float* __restrict_
 // sums match it bitwise. Overwrites dx.
 extern "C" __global__ void nsl_max_pool_backward(Win g, const float* __restrict__ x, const float* __restrict__ y,
                                                  const float* __restrict__ dy, float* __restrict__ dx) {
-    const int n = g.batch * g.h * g.w * g.c;
-    int i = gid();
-    if (i >= n) return;
+    const int i = gid();
+    if (i >= input_len(g)) return;
     const Pixel px = pixel_of(g, i);
-    const int ch = px.ch, xx = px.x, yy = px.y, b = px.b;
     const float v = x[i];
-    const float* xb = x + (size_t)b * g.h * g.w * g.c;
+    const float* xb = x + (size_t)px.b * g.h * g.w * g.c;
     float s = 0.0f;
-    // oy = (yy + pad − ky)/stride grows as ky shrinks: walk ky (and kx) downwards.
-    for (int ky = g.k - 1; ky >= 0; ky--) {
-        int oy = reader(yy, g.pad_top, ky, g.stride, g.ho);
-        if (oy < 0) continue;
-        for (int kx = g.k - 1; kx >= 0; kx--) {
-            int ox = reader(xx, g.pad_left, kx, g.stride, g.wo);
-            if (ox < 0) continue;
-            size_t o = ((size_t)(b * g.ho + oy) * g.wo + ox) * g.c + ch;
-            float ym = y[o];
-            if (v == ym && first_max(g, xb, ch, oy, ox, yy, xx, ym)) s += dy[o];
-        }
-    }
+    // oy = (yy + pad − ky)/stride grows as ky shrinks: taps downwards.
+    for_readers<true>(g, px.y, px.x, [&](int oy, int ox, int, int) {
+        const size_t o = ((size_t)(px.b * g.ho + oy) * g.wo + ox) * g.c + px.ch;
+        const float ym = y[o];
+        if (v == ym && first_max(g, xb, px.ch, oy, ox, px.y, px.x, ym)) s += dy[o];
+    });
     dx[i] = s;
 }
 

@@ -35,6 +35,9 @@ __device__ __forceinline__ float4 ld4(const float* p) {
 // Global thread index for one-thread-per-element kernels.
 __device__ __forceinline__ int gid() { return blockIdx.x * blockDim.x + threadIdx.x; }
 
+// Elements of the input map, batch·h·w·c (nsl_core::Window::input_len).
+__device__ __forceinline__ int input_len(const Win& g) { return g.batch * g.h * g.w * g.c; }
+
 // The coordinates of flat index i = ((b·h + y)·w + x)·c + ch of an NHWC map.
 struct Pixel {
     int b, y, x, ch;
@@ -56,6 +59,40 @@ __device__ __forceinline__ int reader(int i, int pad, int kk, int stride, int n_
     if (v < 0 || v % stride != 0) return -1;
     int o = v / stride;
     return o < n_out ? o : -1;
+}
+
+// Gathers (the adjoint of a window read, one thread per input element): f(oy, ox, ky, kx) for
+// every output (oy, ox) whose window tap (ky, kx) reads input pixel (y, x). Taps run in the
+// order (ky, kx), or with DOWN from (k−1, k−1) down, which visits the outputs in increasing
+// (oy, ox) order.
+template <bool DOWN = false, class F>
+__device__ __forceinline__ void for_readers(const Win& g, int y, int x, F f) {
+    for (int i = 0; i < g.k; i++) {
+        const int ky = DOWN ? g.k - 1 - i : i;
+        const int oy = reader(y, g.pad_top, ky, g.stride, g.ho);
+        if (oy < 0) continue;
+        for (int j = 0; j < g.k; j++) {
+            const int kx = DOWN ? g.k - 1 - j : j;
+            const int ox = reader(x, g.pad_left, kx, g.stride, g.wo);
+            if (ox < 0) continue;
+            f(oy, ox, ky, kx);
+        }
+    }
+}
+
+// The taps of output (oy, ox)'s window that lie inside the map, row-major: f(y, x) with their
+// input pixel, until f returns true.
+template <class F>
+__device__ __forceinline__ void for_window_taps(const Win& g, int oy, int ox, F f) {
+    for (int ky = 0; ky < g.k; ky++) {
+        const int y = oy * g.stride + ky - g.pad_top;
+        if (y < 0 || y >= g.h) continue;
+        for (int kx = 0; kx < g.k; kx++) {
+            const int x = ox * g.stride + kx - g.pad_left;
+            if (x < 0 || x >= g.w) continue;
+            if (f(y, x)) return;
+        }
+    }
 }
 
 // Warp all-reduce by xor butterfly: every lane ends with the same (bitwise) value, and the

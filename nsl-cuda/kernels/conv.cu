@@ -23,22 +23,13 @@ extern "C" __global__ void nsl_im2col(Win g, const float* __restrict__ x, float*
 // (ky, kx) — the CPU backend's order — every cols entry that read it. No atomics; overwrites dx.
 extern "C" __global__ void nsl_col2im(Win g, const float* __restrict__ dcols, float* __restrict__ dx) {
     const int pl = g.k * g.k * g.c;
-    const int n = g.batch * g.h * g.w * g.c;
-    int i = gid();
-    if (i >= n) return;
+    const int i = gid();
+    if (i >= input_len(g)) return;
     const Pixel px = pixel_of(g, i);
-    const int ch = px.ch, xx = px.x, y = px.y, b = px.b;
     float s = 0.0f;
-    for (int ky = 0; ky < g.k; ky++) {
-        int oy = reader(y, g.pad_top, ky, g.stride, g.ho);
-        if (oy < 0) continue;
-        const size_t orow = (size_t)(b * g.ho + oy) * g.wo;
-        for (int kx = 0; kx < g.k; kx++) {
-            int ox = reader(xx, g.pad_left, kx, g.stride, g.wo);
-            if (ox < 0) continue;
-            s += dcols[(orow + ox) * pl + (ky * g.k + kx) * g.c + ch];
-        }
-    }
+    for_readers(g, px.y, px.x, [&](int oy, int ox, int ky, int kx) {
+        s += dcols[((size_t)(px.b * g.ho + oy) * g.wo + ox) * pl + (ky * g.k + kx) * g.c + px.ch];
+    });
     dx[i] = s;
 }
 

@@ -104,6 +104,8 @@ struct MatB {
     }
 };
 
+// Boilerplate: ConvAT, like ConvA and every op(A) loader, declares its operands, its `Row` and
+// `row` (the interface gemm_tile reads), so the declarations repeat; the index logic differs.
 // The patch matrix transposed, (s ⊙ P)ᵀ[i][r] = ConvA(r, i): the weight gradient's op(A). The
 // row is a patch column i = t·c + ch; the output pixel r varies along k.
 struct ConvAT {
@@ -333,6 +335,15 @@ extern "C" __global__ void __launch_bounds__(NSL_THREADS, 2) nsl_gemm_tt(NSL_GEM
 // and it writes out + z·(its output size) with beta. One slice writes the result itself; with
 // several, out is the partials buffer and nsl_split_k_sum adds them up (see gemm.rs).
 
+// One split-k slice of an m×n convolution product over a reduction of `depth`: slice
+// z = blockIdx.z sums l ∈ [z·slice, min(depth, (z+1)·slice)) and writes out + z·m·n with beta.
+template <bool TA, bool TB, int BN_, class ALoad, class BLoad>
+__device__ __forceinline__ void conv_slice(int m, int n, int depth, ALoad a_at, BLoad b_at, float* __restrict__ out,
+                                           int slice, float beta) {
+    const int z = blockIdx.z, l0 = z * slice, l1 = min(depth, l0 + slice);
+    gemm_tile<TA, TB, BN_>(m, n, l0, l1, 1.0f, beta, a_at, b_at, out + (size_t)z * m * n);
+}
+
 // Fused convolution y = (s ⊙ im2col(x)) · w (nsl_core::Backend::conv2d): the patch matrix is
 // read from x (and scaled) while staging it in shared memory. `s` may be null. y is rows × n,
 // w is k²c × n. blockIdx.x tiles rows, blockIdx.y tiles n.
@@ -340,9 +351,7 @@ template <int BN_>
 __device__ __forceinline__ void conv2d(Win g, int n, const float* __restrict__ x, const float* __restrict__ w,
                                        const float* __restrict__ s, float* __restrict__ out, int slice, float beta) {
     const int rows = g.batch * g.ho * g.wo, pl = g.k * g.k * g.c;
-    const int z = blockIdx.z, l0 = z * slice, l1 = min(pl, l0 + slice);
-    gemm_tile<false, false, BN_>(rows, n, l0, l1, 1.0f, beta, ConvA{g, x, s}, MatB<false>{w, pl, n},
-                                 out + (size_t)z * rows * n);
+    conv_slice<false, false, BN_>(rows, n, pl, ConvA{g, x, s}, MatB<false>{w, pl, n}, out, slice, beta);
 }
 
 // Backward of nsl_conv2d, weight gradient: dw += (s ⊙ P)ᵀ·dy (k²c × n), summing over the
@@ -351,9 +360,7 @@ template <int BN_>
 __device__ __forceinline__ void conv2d_dw(Win g, int n, const float* __restrict__ x, const float* __restrict__ s,
                                           const float* __restrict__ dy, float* __restrict__ out, int slice, float beta) {
     const int rows = g.batch * g.ho * g.wo, pl = g.k * g.k * g.c;
-    const int z = blockIdx.z, r0 = z * slice, r1 = min(rows, r0 + slice);
-    gemm_tile<true, false, BN_>(pl, n, r0, r1, 1.0f, beta, ConvAT{g, x, s}, MatB<false>{dy, rows, n},
-                                out + (size_t)z * pl * n);
+    conv_slice<true, false, BN_>(pl, n, rows, ConvAT{g, x, s}, MatB<false>{dy, rows, n}, out, slice, beta);
 }
 
 // Backward of nsl_conv2d, input gradient: dx = col2im(s ⊙ (dy·wᵀ)) as one product over
@@ -362,10 +369,8 @@ __device__ __forceinline__ void conv2d_dw(Win g, int n, const float* __restrict_
 template <int BN_>
 __device__ __forceinline__ void conv2d_dx(Win g, int n, const float* __restrict__ w, const float* __restrict__ s,
                                           const float* __restrict__ dy, float* __restrict__ out, int slice, float beta) {
-    const int pixels = g.batch * g.h * g.w, depth = g.k * g.k * n;
-    const int z = blockIdx.z, l0 = z * slice, l1 = min(depth, l0 + slice);
-    gemm_tile<false, true, BN_>(pixels, g.c, l0, l1, 1.0f, beta, ConvDyA{g, n, dy, s}, ConvWT{w, g.c, n},
-                                out + (size_t)z * pixels * g.c);
+    const int pixels = g.batch * g.h * g.w;
+    conv_slice<false, true, BN_>(pixels, g.c, g.k * g.k * n, ConvDyA{g, n, dy, s}, ConvWT{w, g.c, n}, out, slice, beta);
 }
 
 #define NSL_CONV_PARAMS                                                                                       \

@@ -33,22 +33,14 @@ extern "C" __global__ void nsl_window_norm(Win g, float eps, const float* __rest
 // fixed order (ky, kx) (gather, no atomics). Accumulates.
 extern "C" __global__ void nsl_window_norm_backward(Win g, const float* __restrict__ x, const float* __restrict__ n,
                                                     const float* __restrict__ dn, float* __restrict__ dx) {
-    const int total = g.batch * g.h * g.w * g.c;
-    int i = gid();
-    if (i >= total) return;
+    const int i = gid();
+    if (i >= input_len(g)) return;
     const Pixel px = pixel_of(g, i);
-    const int xx = px.x, y = px.y, b = px.b;
     float s = 0.0f;
-    for (int ky = 0; ky < g.k; ky++) {
-        int oy = reader(y, g.pad_top, ky, g.stride, g.ho);
-        if (oy < 0) continue;
-        for (int kx = 0; kx < g.k; kx++) {
-            int ox = reader(xx, g.pad_left, kx, g.stride, g.wo);
-            if (ox < 0) continue;
-            int r = (b * g.ho + oy) * g.wo + ox;
-            s += dn[r] / n[r];
-        }
-    }
+    for_readers(g, px.y, px.x, [&](int oy, int ox, int, int) {
+        const int r = (px.b * g.ho + oy) * g.wo + ox;
+        s += dn[r] / n[r];
+    });
     if (s != 0.0f) dx[i] = __fadd_rn(dx[i], __fmul_rn(s, x[i]));
 }
 

@@ -31,7 +31,7 @@ use cust::stream::{Stream, StreamFlags};
 use cust::sys;
 
 use crate::error::code;
-use crate::launch::{Arg, Elem, MAX_ELEMS};
+use crate::launch::{Arg, Dim3, Elem, MAX_ELEMS};
 use crate::profile::Profile;
 use crate::{CudaBuf, CudaError, DriverError};
 
@@ -470,19 +470,9 @@ impl Cuda {
         check(unsafe { sys::cuMemcpyDtoDAsync_v2(dst.ptr(), src.ptr(), n * 4, self.stream_raw()) })
     }
 
-    /// Launch `kernel` on the stream; a zero grid dimension, or a recorded failure, launches
-    /// nothing; a failed launch is recorded (see `Cuda::fail`).
-    pub(crate) fn launch(
-        &self,
-        kernel: &'static str,
-        grid: (u32, u32, u32),
-        block: (u32, u32, u32),
-        shmem: u32,
-        args: &[Arg],
-    ) {
-        if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 || self.failed() {
-            return;
-        }
+    /// Launch `kernel` on the stream (for [`Cuda::launch`], which skips empty grids); a failed
+    /// launch is recorded (see `Cuda::fail`).
+    pub(crate) fn run_kernel(&self, kernel: &'static str, grid: Dim3, block: Dim3, shmem: u32, args: &[Arg]) {
         let f = match self.inner.funcs.get(kernel) {
             Some(f) => f,
             None => panic!("nsl-cuda: kernel {kernel} is not in kernels/*.cu (a bug in nsl-cuda)"),

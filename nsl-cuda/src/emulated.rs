@@ -13,7 +13,7 @@ use std::ffi::{c_char, c_void, CString};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use crate::launch::{Arg, Elem, MAX_ELEMS};
+use crate::launch::{Arg, Dim3, Elem, MAX_ELEMS};
 use crate::{CudaBuf, CudaError, DriverError};
 
 /// The architecture string reported for the emulator.
@@ -148,18 +148,8 @@ impl Cuda {
         Ok(())
     }
 
-    /// Run `kernel` on the emulator; a zero grid dimension launches nothing.
-    pub(crate) fn launch(
-        &self,
-        kernel: &'static str,
-        grid: (u32, u32, u32),
-        block: (u32, u32, u32),
-        shmem: u32,
-        args: &[Arg],
-    ) {
-        if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 || self.failed() {
-            return;
-        }
+    /// Run `kernel` on the emulator (for [`Cuda::launch`], which skips empty grids).
+    pub(crate) fn run_kernel(&self, kernel: &'static str, grid: Dim3, block: Dim3, shmem: u32, args: &[Arg]) {
         assert!(block.0 * block.1 * block.2 <= 1024, "nsl-cuda: {kernel}: block {block:?} has more than 1024 threads");
         assert!(grid.1 <= 65_535 && grid.2 <= 65_535, "nsl-cuda: {kernel}: grid {grid:?} exceeds CUDA's y/z limits");
         assert!(

@@ -134,6 +134,9 @@ pub(crate) fn pm<T: Elem>(m: &DevMem<T>) -> Arg {
     Arg::Ptr(m.ptr())
 }
 
+/// A grid or block shape, CUDA's `dim3` `(x, y, z)`.
+pub(crate) type Dim3 = (u32, u32, u32);
+
 /// `ceil(n / per)` as a grid dimension.
 pub(crate) fn blocks(n: usize, per: usize) -> u32 {
     let b = n.div_ceil(per);
@@ -141,6 +144,15 @@ pub(crate) fn blocks(n: usize, per: usize) -> u32 {
 }
 
 impl Cuda {
+    /// Launch `kernel` on a `grid` of `block`s with `shmem` bytes of dynamic shared memory; a
+    /// zero grid dimension, or a recorded failure (see [`Cuda::fail`]), launches nothing.
+    pub(crate) fn launch(&self, kernel: &'static str, grid: Dim3, block: Dim3, shmem: u32, args: &[Arg]) {
+        if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 || self.failed() {
+            return;
+        }
+        self.run_kernel(kernel, grid, block, shmem, args)
+    }
+
     /// One thread per element: `ceil(n / THREADS)` blocks of `THREADS`.
     pub(crate) fn launch_1d(&self, kernel: &'static str, n: usize, args: &[Arg]) {
         self.launch(kernel, (blocks(n, THREADS as usize), 1, 1), (THREADS, 1, 1), 0, args);

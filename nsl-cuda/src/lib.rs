@@ -130,6 +130,8 @@ mod backend_impl {
 
     use crate::{activation, conv, elementwise, gemm, loss, norm, optim, patch, Cuda, CudaBuf, CudaError, DevMem};
 
+    // Dispatch boilerplate: one forwarding line per `Kernels` op; the signatures are the trait's,
+    // so every backend (and every op with the same buffers) repeats this shape.
     /// Kernel dispatch only: nsl-core's `Backend` checked every argument. Batch norm + ReLU and
     /// row-scaled convolutions run as their composed references (two kernels each).
     impl Kernels for Cuda {

@@ -23,6 +23,9 @@ pub(crate) fn window_norm_backward(be: &Cuda, g: &Window, x: &CudaBuf, n: &CudaB
     be.launch_1d("nsl_window_norm_backward", g.input_len(), &[Arg::Win(Win::new(g)), p(x), p(n), p(dn), p(dx)]);
 }
 
+// Boilerplate: the three batch-norm ops take their `Kernels` methods' parameters (less
+// `Checked`), so their parameter lists repeat each other's and `lib.rs`'s.
+
 /// See [`nsl_core::Backend::batch_norm_train`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn batch_norm_train(

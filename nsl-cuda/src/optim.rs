@@ -6,6 +6,9 @@ use nsl_core::{AdamStep, SgdStep};
 use crate::launch::{int, p, Arg};
 use crate::{Cuda, CudaBuf};
 
+// Boilerplate: each optimiser is one elementwise launch whose arguments are its step's fields
+// in the kernel's order, so the two argument lists have the same shape.
+
 /// See [`nsl_core::Backend::sgd_step`].
 pub(crate) fn sgd_step(be: &Cuda, s: &SgdStep, w: &mut CudaBuf, g: &CudaBuf, v: &mut CudaBuf) {
     let n = w.len();

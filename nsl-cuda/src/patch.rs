@@ -12,6 +12,9 @@ use crate::{Cuda, CudaBuf};
 /// Largest per-row matrix staged in shared memory (floats; 40 KiB of the 48 KiB default).
 const SHARED_MAX_FLOATS: usize = 10 * 1024;
 
+// Boilerplate: each op below takes its `Kernels` method's parameters (less `Checked`, the
+// `Patch` fields spelled out), so the forwards' and the backwards' parameter lists repeat.
+
 /// See [`nsl_core::Backend::patch_scale`].
 pub(crate) fn patch_scale(
     be: &Cuda,
@@ -51,14 +54,15 @@ pub(crate) fn patch_scale_backward(
     }
 }
 
-/// Whether a row's `taps²` matrix goes to shared memory, and the dynamic shared bytes.
-fn staging(taps: usize) -> (i32, u32) {
+/// One block per row (`patch_matmul` and its backward): launches `kernel` with the arguments
+/// `(rows, taps, c, staged, bufs…)`, `staged` saying whether the row's `taps²` matrix goes to
+/// shared memory (it fits in [`SHARED_MAX_FLOATS`]), with that many dynamic shared bytes.
+fn launch_rows(be: &Cuda, kernel: &'static str, rows: usize, taps: usize, c: usize, bufs: &[Arg]) {
     let tt = taps * taps;
-    if tt <= SHARED_MAX_FLOATS {
-        (1, (tt * 4) as u32)
-    } else {
-        (0, 0)
-    }
+    let (staged, bytes) = if tt <= SHARED_MAX_FLOATS { (1, (tt * 4) as u32) } else { (0, 0) };
+    let mut args = vec![int(rows), int(taps), int(c), Arg::I32(staged)];
+    args.extend_from_slice(bufs);
+    be.launch(kernel, (blocks(rows, 1), 1, 1), (THREADS, 1, 1), bytes, &args);
 }
 
 /// See [`nsl_core::Backend::patch_matmul`].
@@ -71,18 +75,10 @@ pub(crate) fn patch_matmul(
     m: &CudaBuf,
     out: &mut CudaBuf,
 ) {
-    let pl = taps * c;
-    if pl == 0 {
+    if taps * c == 0 {
         return;
     }
-    let (shared, bytes) = staging(taps);
-    be.launch(
-        "nsl_patch_matmul",
-        (blocks(rows, 1), 1, 1),
-        (THREADS, 1, 1),
-        bytes,
-        &[int(rows), int(taps), int(c), Arg::I32(shared), p(cols), p(m), p(out)],
-    );
+    launch_rows(be, "nsl_patch_matmul", rows, taps, c, &[p(cols), p(m), p(out)]);
 }
 
 /// See [`nsl_core::Backend::patch_matmul_backward`] (overwrites `dcols` and `dm`).
@@ -101,12 +97,5 @@ pub(crate) fn patch_matmul_backward(
     if taps == 0 {
         return;
     }
-    let (shared, bytes) = staging(taps);
-    be.launch(
-        "nsl_patch_matmul_backward",
-        (blocks(rows, 1), 1, 1),
-        (THREADS, 1, 1),
-        bytes,
-        &[int(rows), int(taps), int(c), Arg::I32(shared), p(cols), p(m), p(dout), p(dcols), p(dm)],
-    );
+    launch_rows(be, "nsl_patch_matmul_backward", rows, taps, c, &[p(cols), p(m), p(dout), p(dcols), p(dm)]);
 }

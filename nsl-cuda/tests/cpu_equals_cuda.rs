@@ -13,8 +13,6 @@
 #![cfg(any(feature = "cuda", feature = "emulate"))]
 #![allow(clippy::too_many_arguments)]
 
-use std::io::Write;
-
 use nsl_core::conformance::{gemm_case, gemm_operands, rand_range, rand_vec};
 use nsl_core::gradcheck::{check_similarity, GradCheck};
 use nsl_core::nn::{Layer, Mode, NslConv, Padding};
@@ -24,24 +22,14 @@ use nsl_core::{
     AdamStep, Backend, BatchNormDims, ConvScale, CrossEntropy, Gemm, Map, Patch, Rng, SgdStep, Tensor, Window,
 };
 use nsl_cpu::Cpu;
-use nsl_cuda::{Cuda, CudaError};
+use nsl_cuda::Cuda;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
-// ---- harness ------------------------------------------------------------------------------------
+mod common;
+use common::device;
 
-/// The device, or `None` after printing the skip line when there is no GPU.
-fn device(test: &str) -> Option<Cuda> {
-    match Cuda::new() {
-        Ok(be) => Some(be),
-        Err(e @ CudaError::NoDevice { .. }) => {
-            // Written to the stderr handle (not eprintln!) so libtest's capture does not hide it.
-            let _ = writeln!(std::io::stderr(), "skipped: no CUDA device ({e}) [{test}]");
-            None
-        }
-        Err(e) => panic!("{test}: the CUDA backend failed to start: {e}"),
-    }
-}
+// ---- harness ------------------------------------------------------------------------------------
 
 fn cases(default: u32) -> u32 {
     std::env::var("NSL_CUDA_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -91,6 +79,10 @@ fn close(what: &str, gpu: &[f32], cpu: &[f32], rtol: f64, atol: f64) -> Result<(
 fn close_n(what: &str, gpu: &[f32], cpu: &[f32], n: usize) -> Result<(), TestCaseError> {
     close(what, gpu, cpu, 1e-4, 1e-5 * (n.max(1) as f64).sqrt().max(1.0))
 }
+
+// Boilerplate: the tests below make each call twice, on the GPU (`.g`) and CPU (`.c`) halves
+// of their `Pair`s, then compare; tests of related ops (the convolutions) set up and check the
+// same buffers, so that call-and-compare shape repeats while the ops and cases differ.
 
 /// The same data on both backends.
 struct Pair {

@@ -146,6 +146,9 @@ macro_rules! wide {
 /// The block transforms compiled with wider vector extensions (see [`wide!`]).
 #[cfg(target_arch = "x86_64")]
 mod isa {
+    // Boilerplate: `#[target_feature]` needs a non-generic function per instruction set, so each
+    // block step of `tiles.rs` is wrapped here with its parameter list repeated; the logic is
+    // the generic step's.
     macro_rules! variants {
         ($name:ident, $feat:literal, $s:ty, $h:ty) => {
             pub(super) mod $name {
@@ -210,6 +213,9 @@ mod isa {
 }
 
 // ---- forward and backward ---------------------------------------------------------------------
+
+// Boilerplate: `forward` and `backward` are `conv2d.rs`'s `conv2d` and `conv2d_backward` on this
+// path and take their parameters (less the tap scale), so the parameter lists repeat.
 
 /// `y = conv(x, w)` (see [`nsl_core::Backend::conv2d`], no patch scale) by F(4×4, 3×3), rows
 /// times `q` if given ([`nsl_core::ConvScale::Rows`]).

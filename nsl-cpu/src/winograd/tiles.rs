@@ -112,6 +112,10 @@ pub(super) unsafe fn points_to_window<S: Simd, const N: usize>(
     }
 }
 
+// Boilerplate: the four tile steps below are one call each of `window_to_points` or
+// `points_to_window` (the transforms' logic) with their own load, 1-D transform and store, so
+// their parameter lists and closures have the same shape.
+
 /// `v[ξ] = (Bᵀ d B)[ξ]` for channels `ch..ch + L`: `d` is the 6×6 window `p` of `x` (zero where
 /// absent), `v[ξ]` at `v + ξ·xs`. `full` (a literal, see [`by_chunks_full!`]): `p.full(6)`.
 ///
