@@ -202,7 +202,8 @@ fn a_short_run_on_the_real_data_learns() {
         return;
     }
     // CNN-9 at width ×0.25, 200 iterations of SGD 0.1 (20 warm-up, ÷10 at 150), no augmentation,
-    // a fast BN EMA (0.9) so the short run's running statistics catch up: 87% here, chance 10%
+    // a fast BN EMA (0.9) so the short run's running statistics catch up: 87% here, chance 10%.
+    // Config boilerplate: a `RunConfig` literal, one field a line, like every test's.
     let cfg = RunConfig {
         dataset: "fashion-mnist".parse().unwrap(),
         data_dir: "no-such-folder".into(), // falls back to Debian's folder

@@ -22,7 +22,8 @@ use nsl_core::{Backend, BatchNormDims, ConvScale, Gemm, Rng, Window};
 use nsl_cpu::Cpu;
 use nsl_models::nets::{PredictorKind, SimilarityChoice};
 
-/// (label, rows = batch·H·W, K = 9·C_in, N = C_out)
+/// (label, rows = batch·H·W, K = 9·C_in, N = C_out). Data tables, here and in `conv` below:
+/// one shape per line, so `duplicates` pairs them by shape.
 const SHAPES: &[(&str, usize, usize, usize)] = &[
     ("root 32x32 c3->32", 131072, 27, 32),
     ("s1 32x32 32->32", 131072, 288, 32),

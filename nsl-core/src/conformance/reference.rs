@@ -1,6 +1,8 @@
 //! Naive `f64` references of every backend op: plain loops over the formulas on
 //! [`crate::Backend`], written for clarity, not speed. Inputs are the `f32` values a backend
 //! sees; outputs are `f64`, so a backend's result is compared against exact-ish arithmetic.
+//! Signature boilerplate: each function takes its op's arguments, so its parameter list
+//! repeats the backends' kernels of the same name.
 
 use crate::{AdamStep, BatchNormDims, CrossEntropy, Gemm, Map, Patch, SgdStep, Window};
 

@@ -46,6 +46,9 @@ pub struct FineTuneResult {
     pub query_acc: f64,
 }
 
+// Signature boilerplate: `finetune_head` and `finetune_similarity_and_head` are the two
+// adaptation methods of one episode, so they take the same arguments.
+
 /// Fine-tune a new head only, on fixed features (the dynamic NSN, spec §5.6): the backbone runs
 /// once in inference mode; the head `U(±1/√fan_in)` then takes `cfg.steps` SGD steps. `net` is
 /// not changed.
