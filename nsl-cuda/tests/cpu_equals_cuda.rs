@@ -9,11 +9,13 @@
 //!
 //! Tolerances: `|cuda − cpu| ≤ atol + rtol·|cpu|` with rtol 1e-4 and atol 1e-5 scaled by the
 //! length of the longest reduction behind the value (both backends sum in different orders;
-//! nvcc contracts `a·b + c` into FMAs). `NSL_CUDA_CASES` sets the number of random cases.
+//! nvcc contracts `a·b + c` into FMAs). `NSL_CUDA_CASES` sets the number of random cases; the
+//! cases are fixed by the test name and `NSL_CONFORMANCE_SEED` (default 0), so a failure
+//! reproduces.
 #![cfg(any(feature = "cuda", feature = "emulate"))]
 #![allow(clippy::too_many_arguments)]
 
-use nsl_core::conformance::{gemm_case, gemm_operands, rand_range, rand_vec};
+use nsl_core::conformance::{gemm_case, gemm_operands, rand_range, rand_vec, seeded_runner};
 use nsl_core::gradcheck::{check_similarity, GradCheck};
 use nsl_core::nn::{Layer, Mode, NslConv, Padding};
 use nsl_core::similarity::predictor::{self, PredictorConfig, PredictorNorm};
@@ -24,7 +26,7 @@ use nsl_core::{
 use nsl_cpu::Cpu;
 use nsl_cuda::Cuda;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 
 mod common;
 use common::device;
@@ -42,8 +44,7 @@ where
 {
     let Some(gpu) = device(test) else { return };
     let cpu = Cpu::with_threads(2);
-    let config = Config { cases: cases(n), failure_persistence: None, ..Config::default() };
-    let mut runner = TestRunner::new(config);
+    let mut runner = seeded_runner(test, cases(n));
     if let Err(e) = runner.run(&strategy, |v| f(&gpu, &cpu, v)) {
         panic!("{test}: {e}");
     }

@@ -44,19 +44,24 @@ where
     S::Value: std::fmt::Debug,
 {
     let scale: f64 = std::env::var("NSL_CONFORMANCE_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0);
-    let seed: u64 = std::env::var("NSL_CONFORMANCE_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-    let mut key = [0u8; 32];
-    key[..8].copy_from_slice(&seed.to_le_bytes());
-    key[8..8 + name.len().min(24)].copy_from_slice(&name.as_bytes()[..name.len().min(24)]);
-    let config =
-        Config { cases: ((cases as f64 * scale).ceil() as u32).max(1), failure_persistence: None, ..Config::default() };
-    let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &key));
+    let mut runner = seeded_runner(name, ((cases as f64 * scale).ceil() as u32).max(1));
     if let Err(e) = runner.run(&(strategy, any::<u64>()), |v| {
         test(v);
         Ok(())
     }) {
         panic!("{name}: {e}");
     }
+}
+
+/// A proptest runner of `cases` cases whose random stream is fixed by the test's `name` and
+/// `NSL_CONFORMANCE_SEED` (default 0), so a failure reproduces run to run and on CI.
+pub fn seeded_runner(name: &str, cases: u32) -> TestRunner {
+    let seed: u64 = std::env::var("NSL_CONFORMANCE_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..8 + name.len().min(24)].copy_from_slice(&name.as_bytes()[..name.len().min(24)]);
+    let config = Config { cases, failure_persistence: None, ..Config::default() };
+    TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &key))
 }
 
 /// `n` values uniform in `[-1, 1)`.
