@@ -192,10 +192,9 @@ unsafe impl Send for Inner {}
 unsafe impl Sync for Inner {}
 
 impl Inner {
-    fn bind(&self) {
-        if let Err(e) = CurrentContext::set_current(&self.ctx) {
-            panic!("nsl-cuda: could not make the CUDA context current on this thread: {e}");
-        }
+    /// Make the context current on this thread (a thread may not have it yet).
+    fn bind(&self) -> Result<(), DriverError> {
+        CurrentContext::set_current(&self.ctx).map_err(driver_error)
     }
 }
 
@@ -352,7 +351,7 @@ impl Cuda {
 
     /// Wait for all queued work; reports a kernel fault or other asynchronous error.
     pub fn synchronize(&self) -> Result<(), CudaError> {
-        self.inner.bind();
+        self.bind()?;
         self.inner.stream.synchronize().map_err(|e| driver("synchronising the stream")(driver_error(e)))
     }
 
@@ -361,8 +360,9 @@ impl Cuda {
         &self.inner.failure
     }
 
-    pub(crate) fn bind(&self) {
-        self.inner.bind();
+    /// [`Inner::bind`], as the error of the op that needed it.
+    pub(crate) fn bind(&self) -> Result<(), CudaError> {
+        self.inner.bind().map_err(driver("making the CUDA context current on this thread"))
     }
 
     fn stream_raw(&self) -> sys::CUstream {
@@ -374,7 +374,7 @@ impl Cuda {
         if len > MAX_ELEMS {
             return Err(CudaError::TooLarge { elems: len });
         }
-        self.bind();
+        self.bind()?;
         let bytes = len * std::mem::size_of::<T>();
         // SAFETY: the memory is uninitialised; every user writes before reading (or documents
         // stale contents, as Backend::alloc does). Zero lengths allocate nothing.
@@ -423,7 +423,10 @@ impl Cuda {
         assert!(n <= mem.len(), "nsl-cuda: {op}: reading {n} elements of a buffer of {}", mem.len());
         let mut out = vec![T::default(); n];
         if n > 0 && !self.failed() {
-            self.bind();
+            if let Err(e) = self.bind() {
+                self.fail(op, e);
+                return out;
+            }
             // SAFETY: `out` has room for n elements; the stream is synchronised before `out`
             // is read or dropped.
             let r = unsafe {
@@ -455,7 +458,7 @@ impl Cuda {
         if words == 0 || self.failed() {
             return Ok(());
         }
-        self.bind();
+        self.inner.bind()?;
         // SAFETY: `dst` holds `words` 32-bit words.
         check(unsafe { sys::cuMemsetD32Async(dst.ptr(), bits, words, self.stream_raw()) })
     }
@@ -465,7 +468,7 @@ impl Cuda {
         if n == 0 || self.failed() {
             return Ok(());
         }
-        self.bind();
+        self.inner.bind()?;
         // SAFETY: both buffers hold at least n floats (checked by callers).
         check(unsafe { sys::cuMemcpyDtoDAsync_v2(dst.ptr(), src.ptr(), n * 4, self.stream_raw()) })
     }
@@ -485,7 +488,9 @@ impl Cuda {
             f.1
         );
         let mut params: Vec<*mut c_void> = args.iter().map(Arg::as_param).collect();
-        self.bind();
+        if let Err(e) = self.bind() {
+            return self.fail(kernel, e);
+        }
         let mut profile = self.inner.profile.as_ref().map(|p| p.lock().unwrap_or_else(|e| e.into_inner()));
         let start = profile.as_mut().and_then(|p| p.start(&self.inner.stream));
         // SAFETY: `params` points at one value per kernel parameter, of the kernel's parameter
