@@ -149,9 +149,10 @@ fn git_revision() -> String {
     };
     match run(&["rev-parse", "HEAD"]) {
         Some(rev) => {
-            let dirty = run(&["status", "--porcelain"]).is_some_and(|s| !s.is_empty());
+            // tracked files only: the run folders a tier is still writing are not code changes
+            let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
             if dirty {
-                format!("{rev} (with uncommitted changes)")
+                format!("{rev} (with uncommitted changes to tracked files)")
             } else {
                 rev
             }
