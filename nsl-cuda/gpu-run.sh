@@ -2,7 +2,8 @@
 # The GPU checks of nsl-cuda, run on a machine with an NVIDIA GPU from binaries that
 # nsl-cuda/gpu-bundle.sh built elsewhere (copied here as .gpu/run.sh). From the repository root:
 #
-#   OUT=/tmp/gpu-out bash .gpu/run.sh [smoke|props|compare|cli|bench|profile|cublas|tier]...   (default: all but tier)
+#   OUT=/tmp/gpu-out bash .gpu/run.sh [smoke|props|compare|cli|bench|profile|cublas|tier-profile|tier]...
+#   (default: all but tier-profile and tier)
 #
 # Logs go to $OUT/gpu-<step>.log; the exit status is the number of failed steps. Each step has a
 # time limit (a hung kernel fails its step, the rest still run) and prints as it goes, so a lease
@@ -16,6 +17,8 @@
 # dynamic rows, one the plain and static rows, each seed by seed (seed 0 of every key row before
 # seed 1), then one seed of the other rows; a run cut off by the deadline is dropped. The Debian
 # files are read from /usr/share/datasets/fashion-mnist, or copied there from .fmnist/ if carried.
+# `tier-profile` trains CNN-9 for 300 real-tier iterations with the kernel profiler on, to see
+# where a tier step's time goes beside the bench's (the 2026-12-04 tier ran at ~1/4 of its img/s).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-out}
@@ -34,10 +37,14 @@ tier_stream() {
         eval "timeout -k 5 $left .gpu/xtask repro --scale real --backend cuda --out \"$OUT/tier\" $args"
     done
 }
-run_tier() {
-    : "${TIER_DEADLINE:=$(($(date +%s) + 600))}"
+# Debian's Fashion-MNIST files, copied from .fmnist/ when carried and not installed.
+place_fmnist() {
     local d=/usr/share/datasets/fashion-mnist
     if [ -d .fmnist ] && [ ! -f $d/train-images-idx3-ubyte.gz ]; then mkdir -p $d && cp .fmnist/*.gz $d/; fi
+}
+run_tier() {
+    : "${TIER_DEADLINE:=$(($(date +%s) + 600))}"
+    place_fmnist
     local key_dyn='--rows "Dynamic NSN w/ DNS"' key_plain='--rows "Baseline CNN,Static NSN w/ DNS,Static NSN w/ UNS"'
     local a=() b=()
     for s in 1 2 3 4 5; do a+=("$key_dyn --seeds $s"); b+=("$key_plain --seeds $s"); done
@@ -79,9 +86,14 @@ for s in "${steps[@]}"; do
         profile) for r in plain dynamic-dns; do
                      step "profile-$r" 60 env NSL_CUDA_PROFILE=1 .gpu/xtask bench --backend cuda --only "$r"
                  done ;;
+        tier-profile) place_fmnist
+                      step tier-profile 180 bash -c 'set -e; rm -rf /tmp/nsl-tp; SECONDS=0
+                           NSL_CUDA_PROFILE=1 .gpu/nsl --backend cuda train --dataset fashion-mnist --iterations 300 \
+                               --eval-every 300 --checkpoint-every 300 --quiet --out /tmp/nsl-tp
+                           echo "wall $SECONDS s"; grep -h images_per_second /tmp/nsl-tp/summary.json' ;;
         tier) run_tier ;;
         cublas) step cublas 60 bash -c 'PATH=$PATH:/usr/local/cuda/bin; nvcc -O2 -o /tmp/cublas_sgemm .gpu/cublas_sgemm.cu -lcublas && /tmp/cublas_sgemm' ;;
-        *) echo "unknown step $s (smoke, props, compare, cli, bench, profile, cublas, tier)"; failed=$((failed + 1)) ;;
+        *) echo "unknown step $s (smoke, props, compare, cli, bench, profile, cublas, tier-profile, tier)"; failed=$((failed + 1)) ;;
     esac
 done
 echo "== $failed step(s) failed"

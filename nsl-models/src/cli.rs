@@ -266,16 +266,20 @@ impl TrainArgs {
 /// A warning for runs short relative to the batch-norm EMA's time constant `1/(1 − d)`: their
 /// evaluations read running statistics that still average in early steps (zero-started ones too,
 /// without `--bn-debias`), so the test accuracy can sit far below what the weights score.
-/// `None` when the run is at least `3/(1 − d)` steps long (e⁻³: 95% of the way).
+/// `None` when the run is at least `3/(1 − d)` steps long (e⁻³: 95% of the way). The hint
+/// suggests the largest of a few round decays that settles within the run.
 fn short_run_bn_hint(cfg: &RunConfig) -> Option<String> {
     let decay = cfg.bn_decay;
-    let settle = (3.0 / (1.0 - f64::from(decay))).round() as u64;
-    (cfg.iterations < settle).then(|| {
+    let settle = |d: f64| (3.0 / (1.0 - d)).round() as u64;
+    (cfg.iterations < settle(f64::from(decay))).then(|| {
         let debias = if cfg.bn_debias { "" } else { " and --bn-debias to correct their zero start" };
+        let suggested =
+            [0.995, 0.99, 0.98, 0.95, 0.9, 0.8, 0.5].into_iter().find(|&d| settle(d) <= cfg.iterations).unwrap_or(0.5);
         format!(
-            "warning: {} steps is short for the batch-norm running statistics (EMA decay {decay}, ~{settle} steps \
-             to settle), so the test accuracy may read low. Use a smaller --bn-decay (e.g. 0.99){debias}.",
-            cfg.iterations
+            "warning: {} steps is short for the batch-norm running statistics (EMA decay {decay}, ~{} steps \
+             to settle), so the test accuracy may read low. Use a smaller --bn-decay (e.g. {suggested}){debias}.",
+            cfg.iterations,
+            settle(f64::from(decay))
         )
     })
 }
@@ -509,6 +513,8 @@ mod tests {
         assert!(!debiased.contains("--bn-debias") && debiased.contains("--bn-decay"), "{debiased}");
         assert_eq!(short_run_bn_hint(&run(3000, false, 0.999)), None);
         assert_eq!(short_run_bn_hint(&run(300, true, 0.99)), None);
-        assert!(short_run_bn_hint(&run(299, true, 0.99)).is_some());
+        let hint = short_run_bn_hint(&run(299, true, 0.99)).expect("299 steps is short for 0.99");
+        assert!(hint.contains("(e.g. 0.98)"), "the suggestion settles within the run: {hint}");
+        assert!(short_run_bn_hint(&run(4, true, 0.99)).unwrap().contains("(e.g. 0.5)"));
     }
 }
