@@ -166,17 +166,25 @@ impl Cuda {
     /// Scratch memory for an op; if it cannot be allocated, the failure is recorded (see
     /// [`Cuda::fail`]) and a placeholder without memory comes back.
     pub(crate) fn scratch<T: Elem>(&self, op: &str, len: usize) -> DevMem<T> {
-        self.alloc_mem(len).unwrap_or_else(|e| {
-            self.fail(op, e);
-            DevMem::placeholder(self, len)
-        })
+        self.or_placeholder(op, len, self.alloc_mem(len))
     }
 
     /// A device copy of `data`, or (the failure recorded) a placeholder of its length.
     pub(crate) fn upload_or_fail(&self, op: &str, data: &[f32]) -> CudaBuf {
-        self.try_upload(data).unwrap_or_else(|e| {
+        CudaBuf(self.or_placeholder(op, data.len(), self.try_upload(data).map(|b| b.0)))
+    }
+
+    /// The buffer `made` for `op`; if making it failed, the failure is recorded (see
+    /// [`Cuda::fail`]) and a placeholder of length `len` without memory comes back.
+    pub(crate) fn or_placeholder<T: Elem>(
+        &self,
+        op: &str,
+        len: usize,
+        made: Result<DevMem<T>, crate::CudaError>,
+    ) -> DevMem<T> {
+        made.unwrap_or_else(|e| {
             self.fail(op, e);
-            CudaBuf(DevMem::placeholder(self, data.len()))
+            DevMem::placeholder(self, len)
         })
     }
 

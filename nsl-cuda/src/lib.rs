@@ -128,7 +128,7 @@ mod backend_impl {
     };
     use nsl_core::{AdamStep, BatchNormDims, ConvScale, CrossEntropy, Gemm, Kernels, Map, Patch, SgdStep, Window};
 
-    use crate::{activation, conv, elementwise, gemm, loss, norm, optim, patch, Cuda, CudaBuf, CudaError, DevMem};
+    use crate::{activation, conv, elementwise, gemm, loss, norm, optim, patch, Cuda, CudaBuf, CudaError};
 
     // Dispatch boilerplate: one forwarding line per `Kernels` op; the signatures are the trait's,
     // so every backend (and every op with the same buffers) repeats this shape.
@@ -154,10 +154,7 @@ mod backend_impl {
         }
 
         fn zeros(&self, len: usize) -> CudaBuf {
-            self.try_zeros(len).unwrap_or_else(|e| {
-                self.fail("zeros", e);
-                CudaBuf(DevMem::placeholder(self, len))
-            })
+            CudaBuf(self.or_placeholder("zeros", len, self.try_zeros(len).map(|b| b.0)))
         }
         fn alloc(&self, len: usize) -> CudaBuf {
             CudaBuf(self.scratch("alloc", len))
