@@ -20,7 +20,7 @@ fn same(op: &str, (an, a): (&str, usize), (bn, b): (&str, usize)) {
 }
 
 /// Minimum buffer length for `batch` operands of `len` values at stride `stride`.
-fn strided(batch: usize, stride: usize, len: usize) -> usize {
+pub(crate) fn strided(batch: usize, stride: usize, len: usize) -> usize {
     if len == 0 || batch == 0 {
         0
     } else {

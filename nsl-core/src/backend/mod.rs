@@ -21,7 +21,7 @@
 //! All tensors are `f32`, row-major, feature maps NHWC. An op writes (overwrites) its `out`/`dx`
 //! arguments unless its doc says it accumulates.
 
-mod contract;
+pub(crate) mod contract;
 mod error;
 mod kernels;
 mod unfused;

@@ -2,13 +2,14 @@
 //! function per op family; `seed` draws the data.
 
 use super::{assert_close, close, distinct_vec, rand_range, rand_vec, reference};
+use crate::backend::contract::strided;
 use crate::{AdamStep, Backend, BatchNormDims, CrossEntropy, Gemm, Map, Patch, Rng, SgdStep, Window};
 
 /// Random `A`, `B` and starting `C` of a GEMM test, each as long as its strided batch needs;
 /// with `β = 0`, `C` is NaN: garbage the op must ignore.
 pub fn gemm_operands(g: &Gemm, seed: u64) -> [Vec<f32>; 3] {
     let mut rng = Rng::new(seed);
-    let len = |stride: usize, one: usize| if one == 0 { 0 } else { (g.batch - 1) * stride + one };
+    let len = |stride, one| strided(g.batch, stride, one);
     let a = rand_vec(&mut rng, len(g.stride_a, g.m * g.k));
     let b = rand_vec(&mut rng, len(g.stride_b, g.k * g.n));
     let c = if g.beta == 0.0 {
