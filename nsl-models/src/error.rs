@@ -114,6 +114,8 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+// Conversion boilerplate: one `From` per nested error, so `?` lifts each into `Error`.
+
 impl From<DataError> for Error {
     fn from(e: DataError) -> Self {
         Error::Data(e)

@@ -123,14 +123,17 @@ pub fn pretrain<B: Backend>(
         let host = HostBatch::gather(data, &indices, &labels, normalize);
         let x = Tensor::from_vec(be, &host.shape, &host.images);
         let g = loss_and_gradients(be, net, (&x, &labels), Loss::PLAIN, Mode::TRAIN);
-        if let Err(e) = be.status() {
+        let failure = match be.status() {
+            Err(e) => Some(Error::from(e)),
+            Ok(()) if !g.is_finite() => {
+                let culprit = format!("{}: the pretraining loss became {}", net.name, g.loss);
+                Some(Error::NonFinite { step: it as u64, culprit, last_checkpoint: None })
+            }
+            Ok(()) => None,
+        };
+        if let Some(e) = failure {
             restore_frozen(net, &frozen);
-            return Err(e.into());
-        }
-        if !g.is_finite() {
-            restore_frozen(net, &frozen);
-            let culprit = format!("{}: the pretraining loss became {}", net.name, g.loss);
-            return Err(Error::NonFinite { step: it as u64, culprit, last_checkpoint: None });
+            return Err(e);
         }
         if it + recent >= iterations {
             report.recent_train_acc += accuracy(&g.logits.to_vec(be), &labels, net.classes) / recent as f64;
