@@ -28,7 +28,9 @@ use crate::fewshot::{
     evaluate_episodes, meta_train_with, pretrain, EpisodeSpec, FineTune, Maml, MetaTrain, MetaTrainOptions, Method,
 };
 use crate::nets::Network;
-use crate::train::{build_network, normalize_of, DatasetChoice, NormalizeChoice, RunConfig, RunSummary};
+use crate::train::{
+    build_network, normalize_of, write_file, DatasetChoice, NormalizeChoice, RunConfig, RunDir, RunSummary,
+};
 use crate::Error;
 
 /// Base (pretraining) and novel (episode) classes of the smoke few-shot set: 30 + 10 synthetic
@@ -135,13 +137,9 @@ pub fn run_fewshot_row<B: Backend>(be: &B, row: &Row, seed: u64, dir: &Path) -> 
         resumed_from: None,
     };
     let ci = 100.0 * stats.ci95;
-    let write = |name: &str, text: String| {
-        crate::files::write_atomic(&dir.join(name), text.as_bytes())
-            .map_err(|source| Error::Io { path: dir.join(name), source })
-    };
-    write("ci95.txt", format!("{ci}\n"))?;
-    write("episodes.json", serde_json::to_string(&stats.accuracies).expect("json"))?;
-    write("summary.json", serde_json::to_string_pretty(&summary).expect("json"))?;
+    write_file(&dir.join("ci95.txt"), format!("{ci}\n").as_bytes())?;
+    write_file(&dir.join("episodes.json"), serde_json::to_string(&stats.accuracies).expect("json").as_bytes())?;
+    RunDir::new(dir).write_summary(&summary)?;
     Ok((summary, ci))
 }
 

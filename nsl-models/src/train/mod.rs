@@ -18,4 +18,5 @@ pub use choices::{AugmentChoice, DatasetChoice, NetworkChoice, NormalizeChoice, 
 pub use config::{ConfigError, RunConfig, CODE_BN_DECAY};
 pub use evaluate::{count_top_k, evaluate, Accuracy};
 pub use run::{first_non_finite, train, Resume, RunOptions, RESUME_OVERRIDES};
+pub(crate) use run_dir::write_file;
 pub use run_dir::{MetricsLog, RunDir, RunSummary};

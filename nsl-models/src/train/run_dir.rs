@@ -12,7 +12,7 @@ use super::{Error, RunConfig};
 use crate::files::write_atomic;
 
 /// [`write_atomic`], its error naming the file.
-fn write(path: &Path, data: &[u8]) -> Result<(), Error> {
+pub(crate) fn write_file(path: &Path, data: &[u8]) -> Result<(), Error> {
     write_atomic(path, data).map_err(|source| Error::Io { path: path.into(), source })
 }
 
@@ -97,7 +97,7 @@ impl RunDir {
     }
     /// Write `config.toml` atomically.
     pub fn write_config(&self, cfg: &RunConfig) -> Result<(), Error> {
-        write(&self.config_path(), cfg.to_toml().as_bytes())
+        write_file(&self.config_path(), cfg.to_toml().as_bytes())
     }
 
     /// The summary a finished run wrote, if there is a readable one.
@@ -108,7 +108,7 @@ impl RunDir {
     /// Write `summary.json` atomically.
     pub fn write_summary(&self, summary: &RunSummary) -> Result<(), Error> {
         let json = serde_json::to_string_pretty(summary).expect("a summary serialises");
-        write(&self.summary_path(), json.as_bytes())
+        write_file(&self.summary_path(), json.as_bytes())
     }
     /// Remove `summary.json` (a run that continues is no longer finished).
     pub fn clear_summary(&self) -> Result<(), Error> {
@@ -130,7 +130,7 @@ impl RunDir {
         let path = self.metrics_path();
         std::fs::create_dir_all(&self.dir).map_err(|source| Error::Io { path: self.dir.clone(), source })?;
         let kept = keep_up_to.map(|step| Metrics::text_up_to(&path, step)).unwrap_or_default();
-        write(&path, kept.as_bytes())?;
+        write_file(&path, kept.as_bytes())?;
         let file = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
