@@ -271,15 +271,15 @@ impl TrainArgs {
 fn short_run_bn_hint(cfg: &RunConfig) -> Option<String> {
     let decay = cfg.bn_decay;
     let settle = |d: f64| (3.0 / (1.0 - d)).round() as u64;
-    (cfg.iterations < settle(f64::from(decay))).then(|| {
+    let needed = settle(f64::from(decay));
+    (cfg.iterations < needed).then(|| {
         let debias = if cfg.bn_debias { "" } else { " and --bn-debias to correct their zero start" };
         let suggested =
             [0.995, 0.99, 0.98, 0.95, 0.9, 0.8, 0.5].into_iter().find(|&d| settle(d) <= cfg.iterations).unwrap_or(0.5);
         format!(
-            "warning: {} steps is short for the batch-norm running statistics (EMA decay {decay}, ~{} steps \
+            "warning: {} steps is short for the batch-norm running statistics (EMA decay {decay}, ~{needed} steps \
              to settle), so the test accuracy may read low. Use a smaller --bn-decay (e.g. {suggested}){debias}.",
-            cfg.iterations,
-            settle(f64::from(decay))
+            cfg.iterations
         )
     })
 }
