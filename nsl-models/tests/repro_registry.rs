@@ -191,11 +191,15 @@ fn report_shows_paired_differences_verdicts_and_readable_plots() {
     for name in ["acc", "loss", "diff"] {
         let png = out.join(format!("plots/table1-cifar10-{name}.png"));
         let image = image::open(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display())).to_rgb8();
-        assert_eq!(image.dimensions(), (1120, 560));
+        let size = if name == "diff" { (1120, 560) } else { (1120, 840) };
+        assert_eq!(image.dimensions(), size, "{name}");
         let inked = image.pixels().filter(|p| p.0 != [255, 255, 255]).count();
         assert!(inked > 10_000, "{name}: only {inked} pixels drawn");
         let svg = std::fs::read_to_string(out.join(format!("plots/table1-cifar10-{name}.svg"))).unwrap();
         assert!(svg.contains("Dynamic NSN (SN)") && svg.contains("Fashion-MNIST"), "{name}: legend and data set");
+        if name != "diff" {
+            assert!(svg.contains("the last third (iteration ≥ "), "{name}: the zoomed panel");
+        }
         assert!(md.contains(&format!("plots/table1-cifar10-{name}.png")), "{name} is linked");
         if let Some(keep) = std::env::var_os("NSL_KEEP_PLOTS") {
             std::fs::copy(&png, std::path::Path::new(&keep).join(format!("{name}.png"))).unwrap();

@@ -1,6 +1,8 @@
 //! The report's plots, drawn with `plotters` as SVG and PNG side by side: curves over training
-//! (a mean line per row with a band over seeds) and the paired differences to a baseline with
-//! their 95% intervals. Every row has its own colour; the legend sits right of the data.
+//! (a mean line per row with a band over seeds, and below it the last third of training with the
+//! y-axis zoomed, where the rows' final order is decided) and the paired differences to a
+//! baseline with their 95% intervals. Every row has its own colour; the legend sits right of the
+//! data.
 //!
 //! Text is set in DejaVu Sans, compiled into the crate (`assets/`, Bitstream Vera licence), so
 //! PNGs render the same on machines without fonts.
@@ -11,8 +13,12 @@ use std::sync::Once;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-/// Plot size in pixels.
+/// Size in pixels of a differences plot.
 const SIZE: (u32, u32) = (1120, 560);
+/// Size in pixels of a curves plot: the whole run on top, the zoomed last third below.
+const CURVES_SIZE: (u32, u32) = (1120, 840);
+/// Height of a curves plot's top panel.
+const FULL_PANEL: u32 = 500;
 /// Width of the legend column right of the data.
 const LEGEND: u32 = 360;
 
@@ -61,14 +67,17 @@ pub struct Difference {
 
 type PlotResult = Result<(), String>;
 
-/// Curves of `y` over `x`, one colour per curve with a band over seeds, the legend on the right.
+/// Curves of `y` over `x`, one colour per curve with a band over seeds, the legend on the right;
+/// a second panel below repeats the last third of `x` with the y-axis fitted to it.
 pub fn curves(stem: &Path, title: &str, x_label: &str, y_label: &str, curves: &[Curve]) -> PlotResult {
     register_font();
     let svg = stem.with_extension("svg");
-    draw_curves(&SVGBackend::new(&svg, SIZE).into_drawing_area(), title, x_label, y_label, curves)?;
-    let mut pixels = vec![255u8; (SIZE.0 * SIZE.1 * 3) as usize];
-    draw_curves(&BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area(), title, x_label, y_label, curves)?;
-    save_png(stem, pixels)
+    draw_curves(&SVGBackend::new(&svg, CURVES_SIZE).into_drawing_area(), title, x_label, y_label, curves)?;
+    let mut pixels = vec![255u8; (CURVES_SIZE.0 * CURVES_SIZE.1 * 3) as usize];
+    let area = BitMapBackend::with_buffer(&mut pixels, CURVES_SIZE).into_drawing_area();
+    draw_curves(&area, title, x_label, y_label, curves)?;
+    drop(area); // hands the pixels back
+    save_png(stem, CURVES_SIZE, pixels)
 }
 
 /// Paired differences as points with 95% interval bars, the paper's difference beside each.
@@ -78,12 +87,12 @@ pub fn differences(stem: &Path, title: &str, x_label: &str, rows: &[Difference])
     draw_differences(&SVGBackend::new(&svg, SIZE).into_drawing_area(), title, x_label, rows)?;
     let mut pixels = vec![255u8; (SIZE.0 * SIZE.1 * 3) as usize];
     draw_differences(&BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area(), title, x_label, rows)?;
-    save_png(stem, pixels)
+    save_png(stem, SIZE, pixels)
 }
 
-fn save_png(stem: &Path, pixels: Vec<u8>) -> PlotResult {
+fn save_png(stem: &Path, size: (u32, u32), pixels: Vec<u8>) -> PlotResult {
     let png = stem.with_extension("png");
-    let image = image::RgbImage::from_raw(SIZE.0, SIZE.1, pixels).expect("a buffer of the plot's size");
+    let image = image::RgbImage::from_raw(size.0, size.1, pixels).expect("a buffer of the plot's size");
     image.save(&png).map_err(|e| format!("{}: {e}", png.display()))
 }
 
@@ -151,18 +160,52 @@ fn draw_curves<DB: DrawingBackend>(
     curves: &[Curve],
 ) -> PlotResult {
     root.fill(&WHITE).map_err(err)?;
-    let (plot, side) = root.split_horizontally(SIZE.0 - LEGEND);
-    let all = || curves.iter().flat_map(|c| &c.points);
-    let (x0, x1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
-    let (y0, y1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.2), b.max(p.3)));
+    let (plot, side) = root.split_horizontally(CURVES_SIZE.0 - LEGEND);
+    let (full, zoom) = plot.split_vertically(FULL_PANEL);
+    let (x0, x1) = curves
+        .iter()
+        .flat_map(|c| &c.points)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
     let (x0, x1) = if x0.is_finite() { (x0.min(0.0), x1) } else { (0.0, 1.0) };
+    let x1 = x1.max(x0 + 1.0);
+    panel(&full, (title, 18), x_label, y_label, (x0, x1), curves)?;
+    let cut = x1 - (x1 - x0) / 3.0;
+    let tail: Vec<Curve> = curves
+        .iter()
+        .map(|c| Curve { points: c.points.iter().filter(|p| p.0 >= cut).copied().collect(), ..c.clone() })
+        .collect();
+    let caption = format!("the last third ({x_label} ≥ {}), {y_label} axis zoomed", tick(&cut.round()));
+    panel(&zoom, (&caption, 15), x_label, y_label, (cut, x1), &tail)?;
+    // a row with no finished run draws nothing, so it has no legend entry either
+    let entries: Vec<(String, RGBColor, Swatch)> = curves
+        .iter()
+        .filter(|c| !c.points.is_empty())
+        .map(|c| (c.label.clone(), colour(c.colour), Swatch::Line))
+        .collect();
+    legend(&side, &entries)?;
+    root.present().map_err(err)
+}
+
+/// One panel of curves over `x_range`, its y-axis fitted to the points' bands.
+fn panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    (caption, caption_size): (&str, u32),
+    x_label: &str,
+    y_label: &str,
+    (x0, x1): (f64, f64),
+    curves: &[Curve],
+) -> PlotResult {
+    let (y0, y1) = curves
+        .iter()
+        .flat_map(|c| &c.points)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.2), b.max(p.3)));
     let (y0, y1) = padded(y0, y1);
-    let mut chart = ChartBuilder::on(&plot)
-        .caption(title, ("sans-serif", 18))
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", caption_size))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(x0..x1.max(x0 + 1.0), y0..y1)
+        .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -186,14 +229,7 @@ fn draw_curves<DB: DrawingBackend>(
             chart.draw_series(c.points.iter().map(|p| Circle::new((p.0, p.1), 3, colour.filled()))).map_err(err)?;
         }
     }
-    // a row with no finished run draws nothing, so it has no legend entry either
-    let entries: Vec<(String, RGBColor, Swatch)> = curves
-        .iter()
-        .filter(|c| !c.points.is_empty())
-        .map(|c| (c.label.clone(), colour(c.colour), Swatch::Line))
-        .collect();
-    legend(&side, &entries)?;
-    root.present().map_err(err)
+    Ok(())
 }
 
 fn draw_differences<DB: DrawingBackend>(
