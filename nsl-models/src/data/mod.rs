@@ -281,8 +281,8 @@ fn how_to_get(dataset: &str) -> &'static str {
         "imagenet" => imagenet::HOW_TO_GET,
         "fashion-mnist" => fashion_mnist::HOW_TO_GET,
         _ => {
-            "Download the data with `cargo xtask fetch-data` (or use the embedded synthetic data set, which needs no \
-             files)."
+            "Download the data with `cargo xtask fetch-data` (or train on `--dataset fashion-mnist-embedded`, the \
+             default, which needs no files)."
         }
     }
 }
