@@ -18,11 +18,10 @@ extern "C" __global__ void nsl_max_pool(Win g, const float* __restrict__ x, floa
     int i = gid();
     if (i >= n) return;
     int ch = i % g.c, r = i / g.c;
-    int ox = r % g.wo, rest = r / g.wo;
-    int oy = rest % g.ho, b = rest / g.ho;
+    const OutPixel o = out_pixel_of(g, r);
     float m = -INFINITY;
-    for_window_taps(g, oy, ox, [&](int yy, int xx) {
-        m = fmaxf(m, x[((size_t)(b * g.h + yy) * g.w + xx) * g.c + ch]);
+    for_window_taps(g, o.oy, o.ox, [&](int yy, int xx) {
+        m = fmaxf(m, x[((size_t)(o.b * g.h + yy) * g.w + xx) * g.c + ch]);
         return false;
     });
     y[i] = m;

@@ -53,6 +53,28 @@ __device__ __forceinline__ Pixel pixel_of(const Win& g, int i) {
     return p;
 }
 
+// The coordinates of output row r = (b·ho + oy)·wo + ox of a window.
+struct OutPixel {
+    int b, oy, ox;
+};
+__device__ __forceinline__ OutPixel out_pixel_of(const Win& g, int r) {
+    OutPixel o;
+    o.ox = r % g.wo;
+    const int rest = r / g.wo;
+    o.oy = rest % g.ho;
+    o.b = rest / g.ho;
+    return o;
+}
+
+// Offset in x of channel 0 of the pixel that tap t = ky·k + kx of output o's window reads,
+// or -1 when the tap lies in the zero padding.
+__device__ __forceinline__ long long tap_source(const Win& g, OutPixel o, int t) {
+    const int y = o.oy * g.stride + t / g.k - g.pad_top;
+    const int x = o.ox * g.stride + t % g.k - g.pad_left;
+    if (y < 0 || y >= g.h || x < 0 || x >= g.w) return -1;
+    return ((long long)(o.b * g.h + y) * g.w + x) * g.c;
+}
+
 // Output index o < n_out whose window tap kk reads input coordinate i, or -1.
 __device__ __forceinline__ int reader(int i, int pad, int kk, int stride, int n_out) {
     int v = i + pad - kk;

@@ -10,13 +10,8 @@ extern "C" __global__ void nsl_im2col(Win g, const float* __restrict__ x, float*
     if (e >= rows * pl) return;
     int r = e / pl, j = e - r * pl;
     int t = j / g.c, ch = j - t * g.c;
-    int ox = r % g.wo, rest = r / g.wo;
-    int oy = rest % g.ho, b = rest / g.ho;
-    int y = oy * g.stride + t / g.k - g.pad_top;
-    int xx = ox * g.stride + t % g.k - g.pad_left;
-    float v = 0.0f;
-    if (y >= 0 && y < g.h && xx >= 0 && xx < g.w) v = x[((size_t)(b * g.h + y) * g.w + xx) * g.c + ch];
-    cols[e] = v;
+    const long long src = tap_source(g, out_pixel_of(g, r), t);
+    cols[e] = src < 0 ? 0.0f : x[src + ch];
 }
 
 // Gather form of the scatter-add: one thread per input element sums, in the fixed order
@@ -42,13 +37,10 @@ extern "C" __global__ void nsl_conv2d_ds(Win g, const float* __restrict__ x, con
     int e = gid();
     if (e >= g.batch * g.ho * g.wo * taps) return;
     int r = e / taps, t = e - r * taps;
-    int ox = r % g.wo, rest = r / g.wo;
-    int oy = rest % g.ho, b = rest / g.ho;
-    int y = oy * g.stride + t / g.k - g.pad_top;
-    int xx = ox * g.stride + t % g.k - g.pad_left;
+    const long long src = tap_source(g, out_pixel_of(g, r), t);
     float acc = 0.0f;
-    if (y >= 0 && y < g.h && xx >= 0 && xx < g.w) {
-        const float* xp = x + ((size_t)(b * g.h + y) * g.w + xx) * g.c;
+    if (src >= 0) {
+        const float* xp = x + src;
         const float* dpr = dp + (size_t)e * g.c;  // row r, tap t: (r·taps + t)·c
         for (int ch = 0; ch < g.c; ch++) acc = fmaf(xp[ch], dpr[ch], acc);
     }

@@ -79,10 +79,9 @@ struct ConvA {
         int r, y0, x0, base;
     };
     __device__ __forceinline__ Row row(int r) const {
-        int ox = r % g.wo, rest = r / g.wo;
-        int oy = rest % g.ho, b = rest / g.ho;
-        int y0 = oy * g.stride - g.pad_top, x0 = ox * g.stride - g.pad_left;
-        return Row{r, y0, x0, ((b * g.h + y0) * g.w + x0) * g.c};
+        const OutPixel o = out_pixel_of(g, r);
+        int y0 = o.oy * g.stride - g.pad_top, x0 = o.ox * g.stride - g.pad_left;
+        return Row{r, y0, x0, ((o.b * g.h + y0) * g.w + x0) * g.c};
     }
     __device__ __forceinline__ float at(const Row& q, int l) const {
         int t = l / g.c, ch = l - t * g.c;

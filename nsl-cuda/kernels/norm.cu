@@ -12,16 +12,14 @@ extern "C" __global__ void nsl_window_norm(Win g, float eps, const float* __rest
     int r = blockIdx.x * (NSL_THREADS / 32) + threadIdx.x / 32;
     int lane = threadIdx.x % 32;
     if (r >= rows) return;
-    int ox = r % g.wo, rest = r / g.wo;
-    int oy = rest % g.ho, b = rest / g.ho;
+    const OutPixel o = out_pixel_of(g, r);
     const int pl = g.k * g.k * g.c;
     float s = 0.0f;
     for (int idx = lane; idx < pl; idx += 32) {
         int t = idx / g.c, ch = idx - t * g.c;
-        int y = oy * g.stride + t / g.k - g.pad_top;
-        int xx = ox * g.stride + t % g.k - g.pad_left;
-        if (y >= 0 && y < g.h && xx >= 0 && xx < g.w) {
-            float v = x[((size_t)(b * g.h + y) * g.w + xx) * g.c + ch];
+        const long long src = tap_source(g, o, t);
+        if (src >= 0) {
+            float v = x[src + ch];
             s += v * v;
         }
     }
