@@ -28,7 +28,8 @@ pub struct Cli {
     /// cpu, or cuda when nsl is built with `--features cuda` (needs the CUDA toolkit and a GPU).
     #[arg(long, global = true, default_value = "cpu")]
     pub backend: String,
-    /// Worker threads for the CPU backend (0 = all cores). Results are bit-identical for a fixed count.
+    /// Worker threads for the CPU backend (0 = all cores). Results do not depend on the count:
+    /// work is split by problem size, never by thread, so runs are bit-identical on any number.
     #[arg(long, global = true, default_value_t = 0)]
     pub threads: usize,
     #[command(subcommand)]

@@ -321,6 +321,27 @@ fn identical_runs_write_identical_checkpoint_bytes() {
     assert_eq!(header.metadata().as_ref().unwrap()["step"], "6");
 }
 
+/// The CPU backend chunks work by problem size only, so a whole run — Winograd and direct
+/// convolutions, the dynamic predictor, batch-norm statistics, the optimiser — gives the same
+/// bits on 1 and 3 threads.
+#[test]
+fn runs_are_bitwise_identical_for_any_thread_count() {
+    for similarity in ["conv", "dynamic-dns"] {
+        let run = |threads: usize| {
+            let dir = tempdir(&format!("threads-{similarity}-{threads}"));
+            train(&Cpu::with_threads(threads), &tiny(similarity), &opts(&dir, false, None)).unwrap();
+            (tensors(&dir.join("checkpoint.safetensors")), std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap())
+        };
+        let ((w1, m1), (w3, m3)) = (run(1), run(3));
+        let losses = |m: &str| m.lines().filter(|l| l.contains("\"loss\"")).map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(losses(&m1), losses(&m3), "{similarity}: losses differ between 1 and 3 threads");
+        assert_eq!(w1.len(), w3.len());
+        for ((n1, d1), (_, d3)) in w1.iter().zip(&w3) {
+            assert!(d1 == d3, "{similarity}: tensor {n1} differs between 1 and 3 threads");
+        }
+    }
+}
+
 #[test]
 fn a_failed_write_leaves_no_temp_file() {
     let dir = tempdir("atomic");

@@ -25,8 +25,8 @@ fn yes() -> bool {
 /// options never appear in TOML, so `weight_decay`, `bn_eps` and `predictor_hidden` need no line.
 const LATER_FIELDS: [&str; 5] = ["warmup", "bn_decay", "uns_identity", "shared_bn_stats", "hidden_fc"];
 
-/// Everything that determines a run. With the same config, seed and thread count the CPU
-/// backend reproduces a run bit for bit. A TOML file may give any subset of the fields; the
+/// Everything that determines a run. With the same config and seed the CPU backend reproduces
+/// a run bit for bit, on any number of threads. A TOML file may give any subset of the fields; the
 /// rest take [`RunConfig::default`]'s values (what a bare `nsl train` runs).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
