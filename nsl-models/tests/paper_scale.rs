@@ -152,7 +152,7 @@ fn run_ids_stay_stable() {
                 ("table5 ImageNet Dynamic NSN w/ DNS", "fashion-mnist-embedded-cnn10-dynamic-dns-7eb72504"),
                 ("table6 mini-ImageNet Finetuning Baseline", "fewshot-finetunebaseline-90c49316"),
                 (
-                    "table6 mini-ImageNet Meta-learned static NSN (MAML, second order)",
+                    "table6 mini-ImageNet Meta-learned static NSN (second-order MAML)",
                     "fewshot-metalearnedstaticnsn-21bdfbd4",
                 ),
                 ("table6 mini-ImageNet Dynamic NSN", "fewshot-dynamicnsn-9d03844c"),

@@ -20,6 +20,7 @@ fn every_table_has_rows_at_every_scale_and_ids_are_consistent() {
                 assert_eq!(a.job == b.job, a.run_id(0) == b.run_id(0), "{} / {}", a.label, b.label);
             }
             assert_ne!(a.run_id(0), a.run_id(1), "seeds get their own folders");
+            assert!(!a.label.contains(','), "{}: `--rows` splits its labels at commas", a.label);
         }
     }
 }

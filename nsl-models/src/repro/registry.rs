@@ -310,7 +310,7 @@ pub fn experiments(scale: Scale) -> Vec<Row> {
     );
     // Ablation of the code's DNS init [1,0,0,0,1,0,0,0,1] (3 of 9 taps live at step 0): with all
     // ones the network starts as exactly the baseline CNN of its seed.
-    t(&mut rows, "extensions", "Static NSN w/ DNS, all-ones init", None, c10(NetworkChoice::Cnn9, "static-dns-ones"));
+    t(&mut rows, "extensions", "Static NSN w/ DNS (all-ones init)", None, c10(NetworkChoice::Cnn9, "static-dns-ones"));
     rows
 }
 
@@ -392,7 +392,7 @@ fn imagenet_and_few_shot_rows(scale: Scale) -> Vec<Row> {
         ("Finetuning Baseline", NetworkChoice::Cnn4, FewShotMethod::FineTuneBaseline, "conv", 49.79),
         ("Static NSN", NetworkChoice::Cnn4, FewShotMethod::StaticNsn, "static-dns-ones", 65.74),
         (
-            "Meta-learned static NSN (MAML, second order)",
+            "Meta-learned static NSN (second-order MAML)",
             NetworkChoice::Cnn4,
             FewShotMethod::MetaLearnedStaticNsn,
             "static-dns-ones",
