@@ -77,6 +77,26 @@ fn resume_equals_uninterrupted_run_bitwise() {
 
 /// Running a finished run again (e.g. `nsl quickstart` twice) trains nothing and reports what
 /// the run recorded; without its summary, the final metrics come from its metrics log.
+/// A resumed run's wall time counts the time before the kill, as `time.json` recorded it beside
+/// the checkpoint; a `time.json` of another step (a kill between the two writes) counts nothing.
+#[test]
+fn a_resumed_run_counts_its_earlier_training_time() {
+    let be = Cpu::with_threads(2);
+    let cfg = tiny("conv");
+    for (recorded_step, counted) in [(4, true), (3, false)] {
+        let dir = tempdir(&format!("time-{recorded_step}"));
+        train(&be, &cfg, &opts(&dir, false, Some(4))).unwrap();
+        let time: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("time.json")).unwrap()).unwrap();
+        assert_eq!(time["step"], 4, "time.json is written with the checkpoint");
+        RunDir::new(&*dir).write_time(recorded_step, 1e6).unwrap();
+        let resumed = train(&be, &cfg, &opts(&dir, true, None)).unwrap();
+        assert_eq!(resumed.resumed_from, Some(4));
+        assert_eq!(resumed.wall_seconds >= 1e6, counted, "step {recorded_step}: {}", resumed.wall_seconds);
+        assert_eq!(RunDir::new(&*dir).read_summary().unwrap().wall_seconds, resumed.wall_seconds);
+    }
+}
+
 #[test]
 fn rerunning_a_finished_run_reports_its_results() {
     let be = Cpu::with_threads(2);

@@ -178,7 +178,8 @@ pub fn write_report(out: &Path, header: &ReportHeader, results: &[RowResult]) ->
          paper's side), is **not shown** (our interval contains 0), or is **reversed**; — where there is no \
          interval (one seed) or no paper difference. *Weights* counts convolution and fully connected weights \
          (predictors' included), what the paper's parameter counts count; *all params* adds batch-norm γ/β and \
-         similarity parameters; *train s* is the training wall time of the finished runs, summed over seeds. \
+         similarity parameters; *train s* is the training wall time of the finished runs, summed over seeds \
+         (a run resumed from a checkpoint older than nsl's `time.json` counts from that resume only). \
          Curves show the mean over seeds with the range over seeds as a band.\n"
     );
     for (table, title) in TABLES {

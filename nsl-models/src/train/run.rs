@@ -125,6 +125,8 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
     let mut step = 0;
     let mut best = (0.0f32, 0u64);
     let mut resumed_from = None;
+    // wall time the run spent before this resume, up to its checkpoint
+    let mut earlier_seconds = 0.0;
     if resume {
         // the run's settings first, so a changed one is named rather than a tensor that misfits
         let saved = checkpoint::read_meta(&ckpt_path)?.extra.get("config").map(|t| RunConfig::from_toml(t)).transpose();
@@ -147,6 +149,7 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
         let num = |k: &str| meta.extra.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
         best = (num("best_test_acc") as f32, num("best_step") as u64);
         resumed_from = Some(step);
+        earlier_seconds = dir.read_time_at(step).unwrap_or(0.0);
     }
     let stop = opts.stop_at.unwrap_or(cfg.iterations).min(cfg.iterations);
     if resumed_from.is_some_and(|s| s >= stop) {
@@ -191,7 +194,8 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
         meta.extra.insert("network".into(), net.name.clone());
         meta.extra.insert("best_test_acc".into(), best.0.to_string());
         meta.extra.insert("best_step".into(), best.1.to_string());
-        checkpoint::save(be, &ckpt_path, net, Some(opt), &meta)
+        checkpoint::save(be, &ckpt_path, net, Some(opt), &meta)?;
+        dir.write_time(step, earlier_seconds + started.elapsed().as_secs_f64())
     };
     let diverged = |step, culprit, last_checkpoint: &Option<(PathBuf, u64)>| {
         bar.abandon();
@@ -264,7 +268,7 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
         best_test_acc: best.0,
         best_step: best.1,
         final_train_loss: final_loss,
-        wall_seconds: started.elapsed().as_secs_f64(),
+        wall_seconds: earlier_seconds + started.elapsed().as_secs_f64(),
         train_images_per_second: images as f64 / loop_start.elapsed().as_secs_f64().max(1e-9),
         backend: be.name(),
         resumed_from,

@@ -1,6 +1,7 @@
 //! [`RunDir`]: a run folder, the only reader and writer of its files: `config.toml` (the whole
 //! run), `metrics.jsonl` (its log, [`super::metrics`]), `checkpoint.safetensors` (written
-//! atomically) and `summary.json` ([`RunSummary`], written when the run finishes).
+//! atomically) with `time.json` (the training time up to it), and `summary.json`
+//! ([`RunSummary`], written when the run finishes).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -37,10 +38,20 @@ pub struct RunSummary {
     pub best_test_acc: f32,
     pub best_step: u64,
     pub final_train_loss: f32,
+    /// Wall time of the run over all its resumes (a run resumed from a checkpoint that has no
+    /// `time.json`, from before nsl kept one, counts from that resume).
     pub wall_seconds: f64,
+    /// Training throughput of the last segment (since the run started or resumed).
     pub train_images_per_second: f64,
     pub backend: String,
     pub resumed_from: Option<u64>,
+}
+
+/// `time.json`: wall seconds of training up to the checkpoint at `step`, over every resume.
+#[derive(Serialize, Deserialize)]
+struct CheckpointTime {
+    step: u64,
+    wall_seconds: f64,
 }
 
 /// A run folder.
@@ -71,6 +82,9 @@ impl RunDir {
     }
     fn summary_path(&self) -> PathBuf {
         self.dir.join("summary.json")
+    }
+    fn time_path(&self) -> PathBuf {
+        self.dir.join("time.json")
     }
     /// Whether a checkpoint is there.
     pub fn has_checkpoint(&self) -> bool {
@@ -118,6 +132,20 @@ impl RunDir {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The training wall time up to checkpoint `step`, as `time.json` recorded it beside that
+    /// checkpoint; `None` when it holds another step or is missing (runs from before nsl kept it).
+    pub fn read_time_at(&self, step: u64) -> Option<f64> {
+        let text = std::fs::read_to_string(self.time_path()).ok()?;
+        let time: CheckpointTime = serde_json::from_str(&text).ok()?;
+        (time.step == step && time.wall_seconds.is_finite()).then_some(time.wall_seconds)
+    }
+    /// Write `time.json` atomically: the run's wall time up to its checkpoint at `step`. Kept out
+    /// of the checkpoint, whose bytes depend on the run's config and seed only.
+    pub fn write_time(&self, step: u64, wall_seconds: f64) -> Result<(), Error> {
+        let json = serde_json::to_string(&CheckpointTime { step, wall_seconds }).expect("a time serialises");
+        write_file(&self.time_path(), json.as_bytes())
     }
 
     /// The run's log as far as it goes.
