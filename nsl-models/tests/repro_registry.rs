@@ -64,8 +64,10 @@ fn terminal_summary_lists_every_row_aligned() {
         runs: vec![],
         note: note.map(String::from),
     };
-    let text =
-        summary_table(&[result(0, vec![76.4], None), result(1, vec![70.0, 72.0], None), result(2, vec![], Some("x"))]);
+    let text = summary_table(
+        &[result(0, vec![76.4], None), result(1, vec![70.0, 72.0], None), result(2, vec![], Some("x"))],
+        |_| true,
+    );
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 5, "{text}");
     assert!(lines[0].starts_with("table") && lines[0].ends_with("verdict"), "{text}");
@@ -206,7 +208,9 @@ fn report_shows_paired_differences_verdicts_and_readable_plots() {
             std::fs::copy(&png, std::path::Path::new(&keep).join(format!("{name}.png"))).unwrap();
         }
     }
-    let table = summary_table(&results);
+    let table = summary_table(&results, |_| true);
+    let only_sn = summary_table(&results, |r| r.label == "Dynamic NSN (SN)");
+    assert!(only_sn.contains("holds") && !only_sn.contains("Dynamic NSN (CNN)"), "{only_sn}");
     assert!(table.contains("holds") && table.contains("not shown"), "{table}");
 
     // a row with no finished run has no curve, so no legend entry
@@ -273,4 +277,32 @@ fn reused_old_summaries_get_their_weights_counted_and_their_training_time_shown(
     let mut net = build_network(&be, &cfg, test.classes(), test.shape(), &mut nsl_core::Rng::new(0)).unwrap();
     assert_eq!(results[0].weights, Some(net.weight_count()));
     assert_eq!(results[0].wall_seconds, 7.0);
+}
+
+/// A report gathers every seed that finished, not only the `--seeds` it was asked to run: seeds
+/// 0–2 of a row count when one seed is asked for, and the scan stops at the first gap.
+#[test]
+fn the_report_gathers_every_finished_seed_up_to_the_first_gap() {
+    use nsl_models::repro::{run_all, RunnerOptions};
+
+    let out = common::TestDir::new("more-seeds");
+    let row = experiments(Scale::Smoke).into_iter().find(|r| r.label == "Baseline CNN").unwrap();
+    for (seed, acc) in [(0, 0.5), (1, 0.6), (2, 0.7), (4, 0.9)] {
+        let dir = out.join("runs").join(row.run_id(seed));
+        std::fs::create_dir_all(&dir).unwrap();
+        let summary = format!(
+            r#"{{"network":"cnn9","similarity":"conv","dataset":"fashion-mnist-embedded","params":1,"weights":1,
+            "steps":2,"final_test_acc":{acc},"best_test_acc":{acc},"best_step":2,"final_train_loss":1.0,
+            "wall_seconds":1.0,"train_images_per_second":0.0,"backend":"cpu","resumed_from":null}}"#
+        );
+        std::fs::write(dir.join("summary.json"), summary).unwrap();
+    }
+    let be = nsl_cpu::Cpu::with_threads(1);
+    for train in [false, true] {
+        let opts = RunnerOptions { out: out.to_path_buf(), data: "data".into(), seeds: 1, progress: false, train };
+        let results = run_all(&be, std::slice::from_ref(&row), &opts, |_, _, _| unreachable!());
+        assert_eq!(results[0].seeds, vec![0, 1, 2], "train = {train}");
+        let errors: Vec<i64> = results[0].values.iter().map(|v| v.round() as i64).collect();
+        assert_eq!(errors, vec![50, 40, 30]);
+    }
 }

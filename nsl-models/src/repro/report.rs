@@ -89,11 +89,12 @@ fn fmt_top5(r: &RowResult) -> String {
 
 /// The results as an aligned plain-text table for the terminal: table, method, data, metric,
 /// the paper's number, ours (mean ± std over seeds, or ± the 95% interval for one few-shot
-/// seed), our paired difference to the baseline with its 95% interval, and the verdict.
-pub fn summary_table(results: &[RowResult]) -> String {
+/// seed), our paired difference to the baseline with its 95% interval, and the verdict; only
+/// the rows `shown` picks, each compared with its baseline among all `results`.
+pub fn summary_table(results: &[RowResult], shown: impl Fn(&Row) -> bool) -> String {
     let head = ["table", "method", "data", "metric", "paper", "ours", "Δ vs baseline [95% CI]", "verdict"];
     let mut lines = vec![head.map(String::from).to_vec()];
-    for r in results {
+    for r in results.iter().filter(|r| shown(&r.row)) {
         let paper = r.row.paper.map(|p| format!("{p:.2}")).unwrap_or_else(|| "—".into());
         let ours = if r.note.is_some() { "not run (see report)".into() } else { fmt_value(r) + &fmt_top5(r) };
         let (delta, verdict) = match comparison(r, results) {

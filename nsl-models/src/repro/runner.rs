@@ -16,7 +16,8 @@ pub struct RunnerOptions {
     pub out: PathBuf,
     /// Data root for paper-scale runs (`cifar-10/`, `cifar-100/`, …).
     pub data: PathBuf,
-    /// Seeds per row (0, 1, …); rows report mean ± std over them.
+    /// Seeds per row to run (0, 1, …). Rows report mean ± std over these and over any further
+    /// seeds that finished earlier (`seeds`, `seeds + 1`, … up to the first one that has not).
     pub seeds: u64,
     pub progress: bool,
     /// Train runs that have not finished; `false` only reports the finished ones.
@@ -62,7 +63,8 @@ fn metric_of(metric: Metric, s: &RunSummary) -> f64 {
     }
 }
 
-/// Run (or reuse) every row, `seeds` times each, on backend `be`; `fewshot` runs Table 6 jobs.
+/// Run (or reuse) every row, `seeds` times each, on backend `be`, and gather any further seeds
+/// that finished earlier; `fewshot` runs Table 6 jobs.
 pub fn run_all<B: Backend>(
     be: &B,
     rows: &[Row],
@@ -85,19 +87,23 @@ pub fn run_all<B: Backend>(
             note: None,
         };
         let mut cis = Vec::new();
-        for seed in 0..opts.seeds {
+        let run_dir = |seed: u64| opts.out.join("runs").join(row.run_id(seed));
+        let finished = |seed: u64| RunDir::new(run_dir(seed)).read_summary().is_some();
+        for seed in (0..).take_while(|&seed| seed < opts.seeds || finished(seed)) {
             let id = row.run_id(seed);
-            let dir = opts.out.join("runs").join(&id);
+            let dir = run_dir(seed);
             let reused = RunDir::new(&dir).read_summary();
             let outcome = match (&row.job, reused) {
                 (_, None) if !opts.train => continue,
                 (_, Some(summary)) => {
-                    eprintln!(
-                        "[{}/{total}] {} {} (seed {seed}): finished earlier, reused",
-                        i + 1,
-                        row.table,
-                        row.label
-                    );
+                    if opts.train {
+                        eprintln!(
+                            "[{}/{total}] {} {} (seed {seed}): finished earlier, reused",
+                            i + 1,
+                            row.table,
+                            row.label
+                        );
+                    }
                     let ci = std::fs::read_to_string(dir.join("ci95.txt")).ok().and_then(|t| t.trim().parse().ok());
                     Ok((summary, ci))
                 }
