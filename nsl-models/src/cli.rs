@@ -38,7 +38,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Train a network; writes config.toml, metrics.jsonl, checkpoint.safetensors and summary.json into --out.
+    /// Train a network; writes config.toml, metrics.jsonl, checkpoint.safetensors (with time.json) and summary.json into --out.
     Train(Box<TrainArgs>),
     /// Test accuracy of a checkpoint on its run's test set.
     Eval {
