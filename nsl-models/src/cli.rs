@@ -278,9 +278,10 @@ fn short_run_bn_hint(cfg: &RunConfig) -> Option<String> {
         let suggested =
             [0.995, 0.99, 0.98, 0.95, 0.9, 0.8, 0.5].into_iter().find(|&d| settle(d) <= cfg.iterations).unwrap_or(0.5);
         format!(
-            "warning: {} steps is short for the batch-norm running statistics (EMA decay {decay}, ~{needed} steps \
-             to settle), so the test accuracy may read low. Use a smaller --bn-decay (e.g. {suggested}){debias}.",
-            cfg.iterations
+            "warning: {} step{} is short for the batch-norm running statistics (EMA decay {decay}, ~{needed} \
+             steps to settle), so the test accuracy may read low. Use a smaller --bn-decay (e.g. {suggested}){debias}.",
+            cfg.iterations,
+            if cfg.iterations == 1 { "" } else { "s" }
         )
     })
 }
@@ -517,5 +518,6 @@ mod tests {
         let hint = short_run_bn_hint(&run(299, true, 0.99)).expect("299 steps is short for 0.99");
         assert!(hint.contains("(e.g. 0.98)"), "the suggestion settles within the run: {hint}");
         assert!(short_run_bn_hint(&run(4, true, 0.99)).unwrap().contains("(e.g. 0.5)"));
+        assert!(short_run_bn_hint(&run(1, true, 0.99)).unwrap().starts_with("warning: 1 step is short"));
     }
 }
