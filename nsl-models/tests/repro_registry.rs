@@ -222,6 +222,51 @@ fn report_shows_paired_differences_verdicts_and_readable_plots() {
     assert!(svg.contains("Dynamic NSN (SN)") && !svg.contains("Dynamic NSN (CNN)"), "legend of rows without runs");
 }
 
+/// The extensions are compared with Table 4's CNN-9: their section shows that baseline as its
+/// first row and draws its curve, like every other table.
+#[test]
+fn the_extensions_show_their_baseline() {
+    let out = common::TestDir::new("report-extensions");
+    let rows: Vec<_> = experiments(Scale::Real)
+        .into_iter()
+        .filter(|r| r.table == "extensions" || (r.table == "table4" && r.label == "Baseline CNN"))
+        .collect();
+    let results: Vec<RowResult> = rows
+        .iter()
+        .map(|row| {
+            let run = format!("runs/{}", row.run_id(0));
+            fake_run(&out.join(&run), 0.9);
+            RowResult {
+                row: row.clone(),
+                values: vec![10.0],
+                seeds: vec![0],
+                top5_errors: vec![],
+                ci95: None,
+                params: Some(1),
+                weights: Some(1),
+                wall_seconds: 1.0,
+                runs: vec![run],
+                note: None,
+            }
+        })
+        .collect();
+    let header = ReportHeader {
+        command: "t".into(),
+        git_revision: "r".into(),
+        scale: "real".into(),
+        seeds: 1,
+        backend: "cpu".into(),
+        machine: "m".into(),
+        wall_seconds: 0.0,
+    };
+    let md = std::fs::read_to_string(write_report(&out, &header, &results).unwrap()).unwrap();
+    let extensions = md.split("## Extensions").nth(1).expect("an extensions section");
+    let first = extensions.lines().find(|l| l.starts_with("| ") && !l.starts_with("| method")).unwrap();
+    assert!(first.starts_with("| Baseline CNN |") && first.contains("| baseline |"), "{first}");
+    let svg = std::fs::read_to_string(out.join("plots/extensions-cifar10-acc.svg")).unwrap();
+    assert!(svg.contains("Baseline CNN") && svg.contains("Extensions (CIFAR-10 in the paper)"), "legend and title");
+}
+
 #[test]
 fn overrides_and_the_paper_schedule_reach_every_row() {
     use nsl_models::repro::{apply_overrides, use_paper_schedule};

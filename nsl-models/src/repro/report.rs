@@ -195,8 +195,12 @@ pub fn write_report(out: &Path, header: &ReportHeader, results: &[RowResult]) ->
         }
         let _ = writeln!(md, "## {title}\n");
         for column in columns {
-            let rows: Vec<&RowResult> =
+            let mut rows: Vec<&RowResult> =
                 results.iter().filter(|r| r.row.table == *table && r.row.column == column).collect();
+            // a group compared with another table's baseline (the extensions) shows it first too
+            if let Some(base) = baseline_of(rows[0], results).filter(|b| !rows.iter().any(|r| std::ptr::eq(*r, *b))) {
+                rows.insert(0, base);
+            }
             write_group(&mut md, &plots_dir, table, column, &rows, results)?;
         }
     }
@@ -256,7 +260,11 @@ fn write_group(
         return Ok(());
     }
     let stem = format!("{table}-{}", column.to_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), ""));
-    let title = format!("{} ({column} in the paper)", table.replace("table", "Table "));
+    let name = match table.strip_prefix("table") {
+        Some(number) => format!("Table {number}"),
+        None => table[..1].to_uppercase() + &table[1..],
+    };
+    let title = format!("{name} ({column} in the paper)");
     let (acc, loss) = curves_of(plots_dir.parent().expect("plots/ is in the report folder"), rows);
     let mut links = Vec::new();
     let plot = |name: &str, result: Result<(), String>| -> std::io::Result<String> {
