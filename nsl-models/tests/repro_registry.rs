@@ -208,6 +208,9 @@ fn report_shows_paired_differences_verdicts_and_readable_plots() {
             std::fs::copy(&png, std::path::Path::new(&keep).join(format!("{name}.png"))).unwrap();
         }
     }
+    let diff = std::fs::read_to_string(out.join("plots/table1-cifar10-diff.svg")).unwrap();
+    assert!(diff.contains("the paper&apos;s difference"), "the key of the paper's differences");
+    assert!(diff.contains("our 95% CI over seed pairs"), "interval key");
     let table = summary_table(&results, |_| true);
     let only_sn = summary_table(&results, |r| r.label == "Dynamic NSN (SN)");
     assert!(only_sn.contains("holds") && !only_sn.contains("Dynamic NSN (CNN)"), "{only_sn}");
@@ -265,6 +268,11 @@ fn the_extensions_show_their_baseline() {
     assert!(first.starts_with("| Baseline CNN |") && first.contains("| baseline |"), "{first}");
     let svg = std::fs::read_to_string(out.join("plots/extensions-cifar10-acc.svg")).unwrap();
     assert!(svg.contains("Baseline CNN") && svg.contains("Extensions (CIFAR-10 in the paper)"), "legend and title");
+    // one seed and no paper numbers: the key lists neither intervals nor the paper's differences
+    let diff = std::fs::read_to_string(out.join("plots/extensions-cifar10-diff.svg")).unwrap();
+    assert!(
+        diff.contains("Static NSN w/ PSD") && !diff.contains("the paper&apos;s difference") && !diff.contains("95% CI")
+    );
 }
 
 #[test]

@@ -293,8 +293,13 @@ fn draw_differences<DB: DrawingBackend>(
     }
     let mut entries: Vec<(String, RGBColor, Swatch)> =
         rows.iter().map(|r| (r.label.clone(), colour(r.colour), Swatch::Dot)).collect();
-    entries.push(("the paper's difference".into(), paper_colour, Swatch::Triangle));
-    entries.push(("our 95% CI over seed pairs".into(), BLACK, Swatch::Interval));
+    // the key names only the marks this plot draws
+    if rows.iter().any(|r| r.paper.is_some()) {
+        entries.push(("the paper's difference".into(), paper_colour, Swatch::Triangle));
+    }
+    if rows.iter().any(|r| r.interval.is_some()) {
+        entries.push(("our 95% CI over seed pairs".into(), BLACK, Swatch::Interval));
+    }
     legend(&side, &entries)?;
     root.present().map_err(err)
 }
