@@ -131,6 +131,19 @@ fn t_quantiles_and_verdicts() {
     assert_eq!(Verdict::of(Some(&p), None), Verdict::Undecided, "no paper difference, no verdict");
 }
 
+/// The header of a real-scale test report.
+fn real_header(seeds: u64) -> ReportHeader {
+    ReportHeader {
+        command: "t".into(),
+        git_revision: "r".into(),
+        scale: "real".into(),
+        seeds,
+        backend: "cpu".into(),
+        machine: "m".into(),
+        wall_seconds: 0.0,
+    }
+}
+
 /// A fake finished run: `metrics.jsonl` with 300 steps of loss and 10 evaluations.
 fn fake_run(dir: &std::path::Path, acc: f64) {
     std::fs::create_dir_all(dir).unwrap();
@@ -174,15 +187,7 @@ fn report_shows_paired_differences_verdicts_and_readable_plots() {
             }
         })
         .collect();
-    let header = ReportHeader {
-        command: "t".into(),
-        git_revision: "r".into(),
-        scale: "real".into(),
-        seeds: 3,
-        backend: "cpu".into(),
-        machine: "m".into(),
-        wall_seconds: 0.0,
-    };
+    let header = real_header(3);
     let md = std::fs::read_to_string(write_report(&out, &header, &results).unwrap()).unwrap();
     let line = |label: &str| md.lines().find(|l| l.starts_with(&format!("| {label} |"))).unwrap().to_string();
     let sn = line("Dynamic NSN (SN)");
@@ -253,15 +258,7 @@ fn the_extensions_show_their_baseline() {
             }
         })
         .collect();
-    let header = ReportHeader {
-        command: "t".into(),
-        git_revision: "r".into(),
-        scale: "real".into(),
-        seeds: 1,
-        backend: "cpu".into(),
-        machine: "m".into(),
-        wall_seconds: 0.0,
-    };
+    let header = real_header(1);
     let md = std::fs::read_to_string(write_report(&out, &header, &results).unwrap()).unwrap();
     let extensions = md.split("## Extensions").nth(1).expect("an extensions section");
     let first = extensions.lines().find(|l| l.starts_with("| ") && !l.starts_with("| method")).unwrap();
