@@ -252,7 +252,6 @@ fn repro<B: nsl_core::Backend>(be: &B, job: Repro) -> Result<(), String> {
     let selected = |r: &Row| {
         (only.is_empty() || only.iter().any(|t| t == r.table)) && (labels.is_empty() || labels.contains(&r.label))
     };
-    let chosen: Vec<bool> = all.iter().map(selected).collect();
     let mut rows = all;
     if paper_schedule {
         if scale != Scale::Paper {
@@ -263,14 +262,15 @@ fn repro<B: nsl_core::Backend>(be: &B, job: Repro) -> Result<(), String> {
     apply_overrides(&mut rows, &overrides)?;
     let started = Instant::now();
     let opts = RunnerOptions { out: out.clone(), data, seeds: seeds.max(1), progress, train: !report_only };
-    let part = |pick: bool| -> Vec<_> {
-        rows.iter().zip(&chosen).filter(|(_, &c)| c == pick).map(|(r, _)| r.clone()).collect()
-    };
+    let part = |pick: bool| -> Vec<Row> { rows.iter().filter(|r| selected(r) == pick).cloned().collect() };
     let mut trained = run_all(be, &part(true), &opts, |row, seed, dir| run_fewshot_row(be, row, seed, dir)).into_iter();
     let others = RunnerOptions { train: false, ..opts.clone() };
     let mut reported = run_all(be, &part(false), &others, |_, _, _| unreachable!("report only")).into_iter();
-    let results: Vec<_> =
-        chosen.iter().map(|&c| if c { trained.next() } else { reported.next() }.expect("a result per row")).collect();
+    // back in the registry's order
+    let results: Vec<_> = rows
+        .iter()
+        .map(|r| if selected(r) { trained.next() } else { reported.next() }.expect("a result per row"))
+        .collect();
     let header = ReportHeader {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         git_revision: git_revision(),

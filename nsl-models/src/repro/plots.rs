@@ -74,9 +74,8 @@ pub fn curves(stem: &Path, title: &str, x_label: &str, y_label: &str, curves: &[
     let svg = stem.with_extension("svg");
     draw_curves(&SVGBackend::new(&svg, CURVES_SIZE).into_drawing_area(), title, x_label, y_label, curves)?;
     let mut pixels = vec![255u8; (CURVES_SIZE.0 * CURVES_SIZE.1 * 3) as usize];
-    let area = BitMapBackend::with_buffer(&mut pixels, CURVES_SIZE).into_drawing_area();
-    draw_curves(&area, title, x_label, y_label, curves)?;
-    drop(area); // hands the pixels back
+    let png = BitMapBackend::with_buffer(&mut pixels, CURVES_SIZE);
+    draw_curves(&png.into_drawing_area(), title, x_label, y_label, curves)?;
     save_png(stem, CURVES_SIZE, pixels)
 }
 

@@ -87,12 +87,13 @@ pub fn run_all<B: Backend>(
             note: None,
         };
         let mut cis = Vec::new();
-        let run_dir = |seed: u64| opts.out.join("runs").join(row.run_id(seed));
-        let finished = |seed: u64| RunDir::new(run_dir(seed)).read_summary().is_some();
-        for seed in (0..).take_while(|&seed| seed < opts.seeds || finished(seed)) {
+        for seed in 0.. {
             let id = row.run_id(seed);
-            let dir = run_dir(seed);
+            let dir = opts.out.join("runs").join(&id);
             let reused = RunDir::new(&dir).read_summary();
+            if seed >= opts.seeds && reused.is_none() {
+                break; // past the seeds asked for, only finished runs count, up to the first gap
+            }
             let outcome = match (&row.job, reused) {
                 (_, None) if !opts.train => continue,
                 (_, Some(summary)) => {
