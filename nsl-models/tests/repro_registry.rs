@@ -213,6 +213,10 @@ fn report_shows_paired_differences_verdicts_and_readable_plots() {
             std::fs::copy(&png, std::path::Path::new(&keep).join(format!("{name}.png"))).unwrap();
         }
     }
+    // each plot file is written whole through a temporary that is renamed into place
+    let plot_files = std::fs::read_dir(out.join("plots")).unwrap().map(|e| e.unwrap().file_name());
+    let names: Vec<String> = plot_files.map(|n| n.to_string_lossy().into_owned()).collect();
+    assert!(names.iter().all(|n| n.ends_with(".png") || n.ends_with(".svg")), "{names:?}");
     let diff = std::fs::read_to_string(out.join("plots/table1-cifar10-diff.svg")).unwrap();
     assert!(diff.contains("the paper&apos;s difference"), "the key of the paper's differences");
     assert!(diff.contains("our 95% CI over seed pairs"), "interval key");

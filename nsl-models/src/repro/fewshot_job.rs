@@ -111,10 +111,8 @@ pub fn run_fewshot_row<B: Backend>(be: &B, row: &Row, seed: u64, dir: &Path) -> 
                 key: key.clone(),
             };
             let m = meta_train_with(be, &mut net, (&data, &meta_classes, &normalize), &meta, seed, &opts)?;
-            let _ = std::fs::write(
-                dir.join("maml_order.txt"),
-                format!("{:?}\nouter steps {} x {} tasks\n", m.order, m.query_loss.len(), meta.meta_batch),
-            );
+            let order = format!("{:?}\nouter steps {} x {} tasks\n", m.order, m.query_loss.len(), meta.meta_batch);
+            write_file(&dir.join("maml_order.txt"), order.as_bytes())?;
             Method::MamlAdapted(Maml::PAPER)
         }
     };

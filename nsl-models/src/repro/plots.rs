@@ -70,29 +70,46 @@ type PlotResult = Result<(), String>;
 /// Curves of `y` over `x`, one colour per curve with a band over seeds, the legend on the right;
 /// a second panel below repeats the last third of `x` with the y-axis fitted to it.
 pub fn curves(stem: &Path, title: &str, x_label: &str, y_label: &str, curves: &[Curve]) -> PlotResult {
-    register_font();
-    let svg = stem.with_extension("svg");
-    draw_curves(&SVGBackend::new(&svg, CURVES_SIZE).into_drawing_area(), title, x_label, y_label, curves)?;
-    let mut pixels = vec![255u8; (CURVES_SIZE.0 * CURVES_SIZE.1 * 3) as usize];
-    let png = BitMapBackend::with_buffer(&mut pixels, CURVES_SIZE);
-    draw_curves(&png.into_drawing_area(), title, x_label, y_label, curves)?;
-    save_png(stem, CURVES_SIZE, pixels)
+    save(
+        stem,
+        CURVES_SIZE,
+        |svg| draw_curves(svg, title, x_label, y_label, curves),
+        |png| draw_curves(png, title, x_label, y_label, curves),
+    )
 }
 
 /// Paired differences as points with 95% interval bars, the paper's difference beside each.
 pub fn differences(stem: &Path, title: &str, x_label: &str, rows: &[Difference]) -> PlotResult {
-    register_font();
-    let svg = stem.with_extension("svg");
-    draw_differences(&SVGBackend::new(&svg, SIZE).into_drawing_area(), title, x_label, rows)?;
-    let mut pixels = vec![255u8; (SIZE.0 * SIZE.1 * 3) as usize];
-    draw_differences(&BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area(), title, x_label, rows)?;
-    save_png(stem, SIZE, pixels)
+    save(
+        stem,
+        SIZE,
+        |svg| draw_differences(svg, title, x_label, rows),
+        |png| draw_differences(png, title, x_label, rows),
+    )
 }
 
-fn save_png(stem: &Path, size: (u32, u32), pixels: Vec<u8>) -> PlotResult {
-    let png = stem.with_extension("png");
+/// Draw one figure twice (the same drawing function, once per back-end) and write `stem.svg` and
+/// `stem.png`, each atomically: a kill leaves the previous plot or the new one, never half a file.
+fn save(
+    stem: &Path,
+    size: (u32, u32),
+    draw_svg: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> PlotResult,
+    draw_png: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> PlotResult,
+) -> PlotResult {
+    register_font();
+    let mut svg = String::new();
+    draw_svg(&SVGBackend::with_string(&mut svg, size).into_drawing_area())?;
+    write(&stem.with_extension("svg"), svg.as_bytes())?;
+    let mut pixels = vec![255u8; (size.0 * size.1 * 3) as usize];
+    draw_png(&BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area())?;
     let image = image::RgbImage::from_raw(size.0, size.1, pixels).expect("a buffer of the plot's size");
-    image.save(&png).map_err(|e| format!("{}: {e}", png.display()))
+    let mut png = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut png, image::ImageFormat::Png).map_err(err)?;
+    write(&stem.with_extension("png"), png.get_ref())
+}
+
+fn write(path: &Path, bytes: &[u8]) -> PlotResult {
+    crate::files::write_atomic(path, bytes).map_err(|e| format!("{}: {}", path.display(), crate::files::io_hint(&e)))
 }
 
 fn err<E: std::fmt::Display>(e: E) -> String {
