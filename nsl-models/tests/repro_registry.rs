@@ -83,6 +83,8 @@ fn terminal_summary_lists_every_row_aligned() {
 fn real_tier_follows_the_recipe() {
     let rows = experiments(Scale::Real);
     assert!(rows.iter().all(|r| r.column == "CIFAR-10"), "only the CIFAR-10 rows have a stand-in");
+    let gamma0: Vec<_> = rows.iter().filter(|r| r.label.contains("γ = 0")).map(|r| r.table).collect();
+    assert_eq!(gamma0, ["table1"], "one γ = 0 row, beside the CNN predictor's γ = 1 row");
     for row in &rows {
         let Job::Train(c) = &row.job else { panic!("{}: the real tier trains", row.label) };
         assert_eq!(
@@ -105,7 +107,9 @@ fn real_tier_follows_the_recipe() {
                 ("sgd", 0.1, "pad-crop-flip", 500)
             );
             assert_eq!(c.milestones, vec![1_500, 2_250]);
-            assert_eq!(c.predictor_gamma, 1.0, "the code's predictor init");
+            // the code's predictor init, but for the CNN predictor's own γ = 0 row
+            let gamma = if row.label == "Dynamic NSN (CNN) w/ predictor γ = 0" { 0.0 } else { 1.0 };
+            assert_eq!(c.predictor_gamma, gamma, "{}", row.label);
         }
     }
     // the warm-up ramps linearly to lr, then the milestones divide it

@@ -149,8 +149,10 @@ fn scale_note(scale: &str) -> &'static str {
              networks: batch 128, 3,000 iterations of momentum SGD, lr 0.1 ÷10 at 1,500 and 2,250 after a \
              500-iteration linear warm-up, the code's augmentation (symmetric pad 4, crop, flip), loss and L2, BN \
              running statistics by a debiased EMA of decay 0.99; Table 8 keeps its Adam 1e-3 recipe (flip only) with \
-             the milestones scaled to 3,000 iterations. Verdicts use the final evaluation on all 10,000 test \
-             images; the evaluations during the lr-0.1 phase read the BN statistics of weights that were still \
+             the milestones scaled to 3,000 iterations. The dynamic predictors' output BN starts at the code's \
+             γ = 1; Table 1 adds the CNN predictor at γ = 0 (M = I at init) as a row of its own, because at γ = 1 \
+             its first updates can collapse the network to a constant output. Verdicts use the final evaluation \
+             on all 10,000 test images; the evaluations during the lr-0.1 phase read the BN statistics of weights that were still \
              moving fast, so the early points of the curves lag the weights."
         }
         _ => "**Paper scale**: the reference code's settings on the paper's data sets (`--data`).",
