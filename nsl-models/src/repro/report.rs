@@ -152,8 +152,8 @@ fn scale_note(scale: &str) -> &'static str {
              the milestones scaled to 3,000 iterations. The dynamic predictors' output BN starts at the code's \
              γ = 1; Table 1 adds the CNN predictor at γ = 0 (M = I at init) as a row of its own, because at γ = 1 \
              its first updates can collapse the network to a constant output. Verdicts use the final evaluation \
-             on all 10,000 test images; the evaluations during the lr-0.1 phase read the BN statistics of weights that were still \
-             moving fast, so the early points of the curves lag the weights."
+             on all 10,000 test images; the evaluations during the lr-0.1 phase read the BN statistics of \
+             weights that were still moving fast, so the early points of the curves lag the weights."
         }
         _ => "**Paper scale**: the reference code's settings on the paper's data sets (`--data`).",
     }
