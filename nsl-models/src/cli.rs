@@ -30,6 +30,8 @@ pub struct Cli {
     pub backend: String,
     /// Worker threads for the CPU backend (0 = all cores). Results do not depend on the count:
     /// work is split by problem size, never by thread, so runs are bit-identical on any number.
+    /// `NSL_CPU_FLUSH_DENORMALS=1` makes these threads flush subnormal floats to zero: faster
+    /// where values underflow, different results below 2⁻¹²⁶ (off by default; see the README).
     #[arg(long, global = true, default_value_t = 0)]
     pub threads: usize,
     #[command(subcommand)]

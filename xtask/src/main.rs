@@ -72,7 +72,8 @@ enum Command {
         /// Seeds per row; the report shows mean ± std.
         #[arg(long, default_value_t = 1)]
         seeds: u64,
-        /// CPU threads (0 = all cores).
+        /// CPU threads (0 = all cores). `NSL_CPU_FLUSH_DENORMALS=1` makes them flush subnormal
+        /// floats to zero (faster where values underflow; off by default, see the README).
         #[arg(long, default_value_t = 0)]
         threads: usize,
         /// cpu, or cuda when built with `--features cuda`.
