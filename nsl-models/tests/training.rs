@@ -75,6 +75,24 @@ fn resume_equals_uninterrupted_run_bitwise() {
     }
 }
 
+/// Checkpoints record what decides a run's bits besides its config (the backend without its
+/// thread count); resuming on a backend that computes differently (here: flushing subnormals)
+/// still trains, with a warning on stderr, and the next checkpoint records the new backend.
+#[test]
+fn checkpoints_record_the_backend_and_a_changed_one_still_resumes() {
+    let cfg = tiny("conv");
+    let dir = tempdir("backend-change");
+    let ckpt = dir.join("checkpoint.safetensors");
+    train(&Cpu::with_threads(2), &cfg, &opts(&dir, false, Some(4))).unwrap();
+    let backend = checkpoint::read_meta(&ckpt).unwrap().extra["backend"].clone();
+    assert!(backend.starts_with("cpu (") && !backend.contains("thread"), "{backend}");
+    let flushing = Cpu::with_threads(1).with_flush_denormals(true);
+    let resumed = train(&flushing, &cfg, &opts(&dir, true, None)).unwrap();
+    assert_eq!(resumed.resumed_from, Some(4));
+    let now = checkpoint::read_meta(&ckpt).unwrap().extra["backend"].clone();
+    assert_eq!(now.ends_with(", subnormals flushed)"), nsl_cpu::float_mode::SUPPORTED, "{now}");
+}
+
 /// Running a finished run again (e.g. `nsl quickstart` twice) trains nothing and reports what
 /// the run recorded; without its summary, the final metrics come from its metrics log.
 /// A resumed run's wall time counts the time before the kill, as `time.json` recorded it beside

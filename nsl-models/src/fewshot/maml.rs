@@ -283,6 +283,9 @@ fn run_meta_train<B: Backend>(
             let problem = "written by another MAML job".into();
             return Err(Error::StaleCheckpoint { path: path.clone(), problem });
         }
+        if let Some(warning) = checkpoint::backend_change_warning(be, path, &meta) {
+            eprintln!("{warning}");
+        }
         report.query_loss = meta
             .extra
             .get("query_loss")

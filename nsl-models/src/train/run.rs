@@ -145,6 +145,9 @@ pub fn train<B: Backend>(be: &B, cfg: &RunConfig, opts: &RunOptions) -> Result<R
                 last_checkpoint: None,
             });
         }
+        if let Some(warning) = checkpoint::backend_change_warning(be, &ckpt_path, &meta) {
+            eprintln!("{warning}");
+        }
         step = meta.step;
         let num = |k: &str| meta.extra.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
         best = (num("best_test_acc") as f32, num("best_step") as u64);
