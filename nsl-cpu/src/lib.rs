@@ -206,6 +206,14 @@ impl Cpu {
             None => f(),
         }
     }
+
+    /// What decides the results: the SIMD extensions, the GEMM tiles when `NSL_CPU_GEMM` lowered
+    /// them, flushing of subnormals, e.g. `avx2+fma+avx512f, gemm avx2, subnormals flushed`.
+    fn numerics_detail(&self) -> String {
+        let gemm = gemm::kernels::lowered().map(|k| format!(", gemm {k}")).unwrap_or_default();
+        let flush = if self.flush_denormals { ", subnormals flushed" } else { "" };
+        format!("{}{gemm}{flush}", simd_features())
+    }
 }
 
 /// SIMD extensions detected at run time, e.g. `avx2+fma+avx512f`.
@@ -240,8 +248,10 @@ impl Kernels for Cpu {
 
     fn name(&self) -> String {
         let t = self.threads();
-        let flush = if self.flush_denormals { ", subnormals flushed" } else { "" };
-        format!("cpu ({t} thread{}, {}{flush})", if t == 1 { "" } else { "s" }, simd_features())
+        format!("cpu ({t} thread{}, {})", if t == 1 { "" } else { "s" }, self.numerics_detail())
+    }
+    fn numerics(&self) -> String {
+        format!("cpu ({})", self.numerics_detail())
     }
 
     fn zeros(&self, len: usize) -> CpuBuf {

@@ -60,3 +60,16 @@ fn flushed_gemm_is_identical_on_any_thread_count() {
     assert!(one.iter().any(|&v| v > 0.0), "and keeps the normal entries");
     assert_eq!(one, run(3, true));
 }
+
+/// Checkpoints compare `numerics` to warn on a resume that will not give the same bits: the
+/// flush setting is part of it, the thread count is not.
+#[test]
+fn numerics_name_the_flush_setting_but_not_the_thread_count() {
+    let exact = Cpu::with_threads(1).numerics();
+    assert_eq!(exact, Cpu::with_threads(3).numerics());
+    assert!(exact.starts_with("cpu (") && !exact.contains("thread"), "{exact}");
+    if float_mode::SUPPORTED {
+        let flushed = Cpu::with_threads(2).with_flush_denormals(true).numerics();
+        assert_eq!(flushed, format!("{}, subnormals flushed)", exact.trim_end_matches(')')));
+    }
+}

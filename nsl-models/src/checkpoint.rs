@@ -94,37 +94,20 @@ pub struct Meta {
     pub extra: BTreeMap<String, String>,
 }
 
-/// A backend's name without its thread count, `cpu (2 threads, avx2+fma)` → `cpu (avx2+fma)`:
-/// besides the run config, what decides a run's bits (the CPU backend's results do not depend
-/// on the thread count, but do on its instruction set and on flushing subnormals). [`save`]
-/// records it as the metadata's `backend`.
-fn numerics_of(backend_name: &str) -> String {
-    if let Some((head, rest)) = backend_name.split_once('(') {
-        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        if digits > 0 && rest[digits..].starts_with(" thread") {
-            if let Some((_, after)) = rest.split_once(", ") {
-                return format!("{head}({after}");
-            }
-        }
-    }
-    backend_name.to_string()
-}
-
 /// The warning for resuming from the checkpoint at `path` (metadata `meta`) on a backend `be`
 /// that computes differently from the one that wrote it (none for checkpoints of nsl versions
 /// that did not record it): training can go on, but its bits will not equal an uninterrupted
 /// run's.
 pub fn backend_change_warning<B: Backend>(be: &B, path: &Path, meta: &Meta) -> Option<String> {
-    change_warning(path, meta.extra.get("backend").map(String::as_str), &be.name())
+    change_warning(path, meta.extra.get("backend").map(String::as_str), &be.numerics())
 }
 
 fn change_warning(path: &Path, saved: Option<&str>, now: &str) -> Option<String> {
-    let now = numerics_of(now);
     saved.filter(|saved| *saved != now).map(|saved| {
         format!(
             "warning: {} was written on `{saved}` and this run continues on `{now}`; training goes on, \
              but the result will not equal an uninterrupted run bit for bit (resume on the first backend \
-             and, for the CPU, with the same NSL_CPU_FLUSH_DENORMALS, to get it)",
+             and, for the CPU, with the same NSL_CPU_FLUSH_DENORMALS and NSL_CPU_GEMM, to get it)",
             path.display()
         )
     })
@@ -146,7 +129,7 @@ pub fn save<B: Backend>(
     model.visit_params(&mut |p| push(p.name.clone(), &p.value));
     let mut metadata = meta.extra.clone();
     metadata.insert("step".into(), meta.step.to_string());
-    metadata.insert("backend".into(), numerics_of(&be.name()));
+    metadata.insert("backend".into(), be.numerics());
     if let Some(opt) = optimizer {
         metadata.insert("optimizer_steps".into(), opt.steps.to_string());
         for slot in opt.slots_mut().iter() {
@@ -286,14 +269,11 @@ mod tests {
 
     #[test]
     fn resuming_on_a_backend_that_computes_differently_warns() {
-        assert_eq!(numerics_of("cpu (2 threads, avx2+fma+avx512f)"), "cpu (avx2+fma+avx512f)");
-        assert_eq!(numerics_of("cpu (1 thread, sse2, subnormals flushed)"), "cpu (sse2, subnormals flushed)");
-        assert_eq!(numerics_of("cuda (NVIDIA H100 80GB HBM3)"), "cuda (NVIDIA H100 80GB HBM3)");
         let path = Path::new("runs/x/checkpoint.safetensors");
         let saved = Some("cpu (avx2+fma)");
-        assert_eq!(change_warning(path, saved, "cpu (16 threads, avx2+fma)"), None, "threads do not matter");
-        assert_eq!(change_warning(path, None, "cpu (2 threads, avx2+fma)"), None, "older checkpoints");
-        let flushed = change_warning(path, saved, "cpu (2 threads, avx2+fma, subnormals flushed)").unwrap();
+        assert_eq!(change_warning(path, saved, "cpu (avx2+fma)"), None);
+        assert_eq!(change_warning(path, None, "cpu (avx2+fma)"), None, "older checkpoints");
+        let flushed = change_warning(path, saved, "cpu (avx2+fma, subnormals flushed)").unwrap();
         assert!(flushed.starts_with("warning: runs/x/checkpoint.safetensors was written on `cpu (avx2+fma)`"));
         assert!(flushed.contains("`cpu (avx2+fma, subnormals flushed)`") && flushed.contains("bit for bit"));
     }

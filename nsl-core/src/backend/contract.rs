@@ -59,6 +59,11 @@ pub trait Backend: Clone + Send + Sync + std::fmt::Debug + 'static {
 
     /// Human-readable name with the device, e.g. `cpu (2 threads, avx512f)`.
     fn name(&self) -> String;
+    /// What decides this backend's results besides the ops' inputs, e.g. `cpu (avx2+fma+avx512f)`
+    /// (not the thread count: the CPU backend's chunking does not depend on it): two backends
+    /// with the same `numerics` compute the same bits. Checkpoints record it, and a resume on a
+    /// different one warns that it will not equal an uninterrupted run.
+    fn numerics(&self) -> String;
     /// Waits until every op issued so far has finished, for timing (a GPU stream is
     /// asynchronous); a synchronous backend's ops are done when they return.
     fn synchronize(&self);
@@ -254,6 +259,9 @@ impl<K: Kernels> Backend for K {
 
     fn name(&self) -> String {
         Kernels::name(self)
+    }
+    fn numerics(&self) -> String {
+        Kernels::numerics(self)
     }
     fn synchronize(&self) {
         Kernels::synchronize(self)

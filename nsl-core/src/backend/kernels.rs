@@ -28,6 +28,10 @@ pub trait Kernels: Clone + Send + Sync + std::fmt::Debug + 'static {
 
     // ---- storage (nothing to check) ------------------------------------------------------
     fn name(&self) -> String;
+    /// See [`Backend::numerics`]. Default: [`Kernels::name`].
+    fn numerics(&self) -> String {
+        self.name()
+    }
     /// Waits until every kernel issued so far has finished. Default: nothing to wait for.
     fn synchronize(&self) {}
     /// The first device failure so far, if any (see [`BackendError`]). Default: a synchronous

@@ -48,6 +48,9 @@ impl<K: Kernels> Kernels for FailingDevice<K> {
     fn name(&self) -> String {
         format!("{} (failing at status check {})", self.inner.name(), self.fail_at)
     }
+    fn numerics(&self) -> String {
+        self.inner.numerics()
+    }
     fn status(&self) -> Result<(), BackendError> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         if n >= self.fail_at {

@@ -524,22 +524,40 @@ pub(crate) enum Mode {
 /// supported set.
 pub(crate) fn mode() -> &'static Mode {
     static MODE: OnceLock<Mode> = OnceLock::new();
-    MODE.get_or_init(|| {
-        let want = std::env::var("NSL_CPU_GEMM").unwrap_or_default();
-        if want == "matrixmultiply" {
-            return Mode::Off;
+    MODE.get_or_init(|| pick(&std::env::var("NSL_CPU_GEMM").unwrap_or_default()))
+}
+
+/// The mode's name when `NSL_CPU_GEMM` chose one below the best the CPU has (its products round
+/// differently), else `None`.
+pub(crate) fn lowered() -> Option<&'static str> {
+    let (now, best) = (mode().name(), pick("").name());
+    (now != best).then_some(now)
+}
+
+impl Mode {
+    fn name(&self) -> &'static str {
+        match self {
+            Mode::Tiles(k) => k.name,
+            Mode::Off => "matrixmultiply",
         }
-        #[cfg(target_arch = "x86_64")]
-        {
-            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-            let avx512 = avx2 && is_x86_feature_detected!("avx512f");
-            if avx512 && want != "avx2" && want != "portable" {
-                return Mode::Tiles(&AVX512);
-            }
-            if avx2 && want != "portable" {
-                return Mode::Tiles(&AVX2);
-            }
+    }
+}
+
+/// The mode for an `NSL_CPU_GEMM` value (`""`: the best the CPU has).
+fn pick(want: &str) -> Mode {
+    if want == "matrixmultiply" {
+        return Mode::Off;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        let avx512 = avx2 && is_x86_feature_detected!("avx512f");
+        if avx512 && want != "avx2" && want != "portable" {
+            return Mode::Tiles(&AVX512);
         }
-        Mode::Tiles(&PORTABLE)
-    })
+        if avx2 && want != "portable" {
+            return Mode::Tiles(&AVX2);
+        }
+    }
+    Mode::Tiles(&PORTABLE)
 }
