@@ -12,6 +12,7 @@ use std::sync::Once;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// Size in pixels of a differences plot.
 const SIZE: (u32, u32) = (1120, 560);
@@ -125,6 +126,34 @@ fn padded(lo: f64, hi: f64) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// `v` to 2 decimals (for labels).
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// The range of `values` an axis should show: all of them, unless a minority lies beyond a gap
+/// more than 20× the span of the rest, which would then fill under 5% of the axis (a collapsed
+/// run at chance beside rows within a point of each other flattens them into one line); then
+/// the rest's. Sorted, split at the widest gap; the smaller side must hold fewer values.
+fn on_scale_range(values: &[f64]) -> (f64, f64) {
+    let mut v: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    let (Some(&first), Some(&last)) = (v.first(), v.last()) else {
+        return (f64::NAN, f64::NAN);
+    };
+    let Some((split, gap)) = (1..v.len()).map(|i| (i, v[i] - v[i - 1])).max_by(|a, b| a.1.total_cmp(&b.1)) else {
+        return (first, last);
+    };
+    let (below, above) = v.split_at(split);
+    let (major, minor) = if below.len() >= above.len() { (below, above) } else { (above, below) };
+    let major_span = major[major.len() - 1] - major[0];
+    if minor.len() < major.len() && gap > 20.0 * major_span.max(f64::MIN_POSITIVE) {
+        (major[0], major[major.len() - 1])
+    } else {
+        (first, last)
+    }
+}
+
 /// How a legend entry's swatch looks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Swatch {
@@ -190,7 +219,19 @@ fn draw_curves<DB: DrawingBackend>(
         .iter()
         .map(|c| Curve { points: c.points.iter().filter(|p| p.0 >= cut).copied().collect(), ..c.clone() })
         .collect();
-    let caption = format!("the last third ({x_label} ≥ {}), {y_label} axis zoomed", tick(&cut.round()));
+    // a curve wholly off the axis the rest need is named (with its mean over the third), not drawn
+    let values: Vec<f64> = tail.iter().flat_map(|c| &c.points).flat_map(|p| [p.1, p.2, p.3]).collect();
+    let (lo, hi) = on_scale_range(&values);
+    let (lo, hi) = padded(lo, hi);
+    let (shown, off): (Vec<Curve>, Vec<Curve>) =
+        tail.into_iter().partition(|c| c.points.is_empty() || c.points.iter().any(|p| (lo..=hi).contains(&p.1)));
+    let level = |c: &Curve| c.points.iter().map(|p| p.1).sum::<f64>() / c.points.len() as f64;
+    let mut caption = format!("the last third ({x_label} ≥ {}), {y_label} axis zoomed", tick(&cut.round()));
+    let named: Vec<String> = off.iter().map(|c| format!("{} (at {})", c.label, tick(&round2(level(c))))).collect();
+    if !named.is_empty() {
+        caption += &format!("; off scale: {}", named.join(", "));
+    }
+    let tail = shown;
     panel(&zoom, (&caption, 15), x_label, y_label, (cut, x1), &tail)?;
     // a row with no finished run draws nothing, so it has no legend entry either
     let entries: Vec<(String, RGBColor, Swatch)> = curves
@@ -260,8 +301,11 @@ fn draw_differences<DB: DrawingBackend>(
         let (lo, hi) = r.interval.unwrap_or((r.mean, r.mean));
         [lo, hi, r.mean].into_iter().chain(r.paper)
     });
-    let (lo, hi) = values.fold((0.0f64, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
+    let values: Vec<f64> = values.chain([0.0]).collect();
+    let (lo, hi) = on_scale_range(&values);
     let (lo, hi) = padded(lo, hi);
+    // marks beyond the axis (a collapsed row) sit at its edge, hollow, with their value written
+    let clamp = |v: f64| v.clamp(lo, hi);
     let n = rows.len().max(1) as f64;
     let mut chart = ChartBuilder::on(&plot)
         .caption(title, ("sans-serif", 18))
@@ -287,7 +331,7 @@ fn draw_differences<DB: DrawingBackend>(
     for (i, r) in rows.iter().enumerate() {
         let y = n - 1.0 - i as f64;
         let colour = colour(r.colour);
-        if let Some((a, b)) = r.interval {
+        if let Some((a, b)) = r.interval.map(|(a, b)| (clamp(a), clamp(b))) {
             chart
                 .draw_series(std::iter::once(PathElement::new(vec![(a, y), (b, y)], colour.stroke_width(3))))
                 .map_err(err)?;
@@ -300,11 +344,19 @@ fn draw_differences<DB: DrawingBackend>(
                     .map_err(err)?;
             }
         }
-        chart.draw_series(std::iter::once(Circle::new((r.mean, y), 6, colour.filled()))).map_err(err)?;
+        if (lo..=hi).contains(&r.mean) {
+            chart.draw_series(std::iter::once(Circle::new((r.mean, y), 6, colour.filled()))).map_err(err)?;
+        } else {
+            let x = clamp(r.mean);
+            chart.draw_series(std::iter::once(Circle::new((x, y), 6, colour.stroke_width(2)))).map_err(err)?;
+            let (h, arrow) = if r.mean > hi { (HPos::Right, "→") } else { (HPos::Left, "←") };
+            let label = format!("{} off scale {arrow}", tick(&round2(r.mean)));
+            let style = TextStyle::from(("sans-serif", 13).into_font()).color(&colour).pos(Pos::new(h, VPos::Bottom));
+            chart.draw_series(std::iter::once(Text::new(label, (x, y + 0.12), style))).map_err(err)?;
+        }
         if let Some(p) = r.paper {
-            chart
-                .draw_series(std::iter::once(TriangleMarker::new((p, y + 0.22), 7, paper_colour.filled())))
-                .map_err(err)?;
+            let marker = TriangleMarker::new((clamp(p), y + 0.22), 7, paper_colour.filled());
+            chart.draw_series(std::iter::once(marker)).map_err(err)?;
         }
     }
     let mut entries: Vec<(String, RGBColor, Swatch)> =
@@ -318,4 +370,26 @@ fn draw_differences<DB: DrawingBackend>(
     }
     legend(&side, &entries)?;
     root.present().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_scale_range;
+
+    #[test]
+    fn a_far_minority_leaves_the_axis_and_close_values_stay() {
+        // Table 1's last third: a collapsed run at chance beside three within 1.5 points
+        let mut v = vec![10.0, 10.1, 10.07];
+        v.extend([91.8, 92.2, 92.9, 93.3, 92.6, 92.7]);
+        assert_eq!(on_scale_range(&v), (91.8, 93.3));
+        // Table 3: three curves within a tenth of a point of each other stay
+        assert_eq!(on_scale_range(&[92.73, 92.66, 92.64]), (92.64, 92.73));
+        // a separate value that would still leave the rest a readable share stays
+        assert_eq!(on_scale_range(&[0.0, 0.1, 0.12, 1.0]), (0.0, 1.0));
+        // a far majority is never dropped: the off side must hold fewer values
+        assert_eq!(on_scale_range(&[0.0, 0.01, 80.0, 80.01]), (0.0, 80.01));
+        assert_eq!(on_scale_range(&[82.77, -0.38, 0.09, 0.0, -0.74]), (-0.74, 0.09));
+        assert_eq!(on_scale_range(&[5.0]), (5.0, 5.0));
+        assert!(on_scale_range(&[f64::NAN]).0.is_nan());
+    }
 }
