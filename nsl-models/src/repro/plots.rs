@@ -2,7 +2,8 @@
 //! (a mean line per row with a band over seeds, and below it the last third of training with the
 //! y-axis zoomed, where the rows' final order is decided) and the paired differences to a
 //! baseline with their 95% intervals. Every row has its own colour; the legend sits right of the
-//! data.
+//! data. A row far off the others' scale (a run collapsed to chance) is named, not allowed to
+//! flatten them ([`on_scale_range`]).
 //!
 //! Text is set in DejaVu Sans, compiled into the crate (`assets/`, Bitstream Vera licence), so
 //! PNGs render the same on machines without fonts.
