@@ -3,7 +3,7 @@
 //! y-axis zoomed, where the rows' final order is decided) and the paired differences to a
 //! baseline with their 95% intervals. Every row has its own colour; the legend sits right of the
 //! data. A row far off the others' scale (a run collapsed to chance) is named, not allowed to
-//! flatten them ([`on_scale_range`]).
+//! flatten them (`on_scale_range`).
 //!
 //! Text is set in DejaVu Sans, compiled into the crate (`assets/`, Bitstream Vera licence), so
 //! PNGs render the same on machines without fonts.
@@ -51,7 +51,7 @@ fn register_font() {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Curve {
     pub label: String,
-    /// Row index for [`colour`]: a row keeps its colour across a table's plots.
+    /// Row index for the palette (`colour`): a row keeps its colour across a table's plots.
     pub colour: usize,
     pub points: Vec<(f64, f64, f64, f64)>,
 }
@@ -60,7 +60,7 @@ pub struct Curve {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Difference {
     pub label: String,
-    /// Row index for [`colour`].
+    /// Row index for the palette (`colour`).
     pub colour: usize,
     pub mean: f64,
     pub interval: Option<(f64, f64)>,
