@@ -232,8 +232,7 @@ fn draw_curves<DB: DrawingBackend>(
     if !named.is_empty() {
         caption += &format!("; off scale: {}", named.join(", "));
     }
-    let tail = shown;
-    panel(&zoom, (&caption, 15), x_label, y_label, (cut, x1), &tail)?;
+    panel(&zoom, (&caption, 15), x_label, y_label, (cut, x1), &shown)?;
     // a row with no finished run draws nothing, so it has no legend entry either
     let entries: Vec<(String, RGBColor, Swatch)> = curves
         .iter()
